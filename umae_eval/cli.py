@@ -1,0 +1,108 @@
+"""The ``umae`` command line: parse options, call the library, hand results to the report.
+
+Errors raised as :class:`~umae_eval.errors.UmaeError` are printed as one line (exit code 2
+for bad input) without a traceback; ``umae --debug ...`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from umae_eval import __version__
+from umae_eval.errors import UmaeError
+from umae_eval.progress import console
+
+app = typer.Typer(
+    name="umae",
+    help="Train MAE / U-MAE and measure what they learn: spectra, effective rank, probes, "
+    "mask-ratio sweeps, t-SNE/UMAP, self-contained HTML reports.\n\n"
+    "Start with:  umae demo",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"umae {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    _state["debug"] = debug
+
+
+def _register() -> None:
+    # Imported here so that `umae --help` stays fast and one broken command cannot hide the rest.
+    from umae_eval.commands import (
+        collapse_report,
+        compare,
+        demo,
+        mask_ratio_sweep,
+        probe,
+        train,
+    )
+
+    app.command("train")(train.train)
+    app.command("probe")(probe.probe)
+    app.command("collapse-report")(collapse_report.collapse_report)
+    app.command("mask-ratio-sweep")(mask_ratio_sweep.mask_ratio_sweep)
+    app.command("compare")(compare.compare)
+    app.command("demo")(demo.demo)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``umae`` console script. Returns the process exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    _state["debug"] = "--debug" in args
+    try:
+        app(args=args, prog_name="umae", standalone_mode=False)
+    except UmaeError as exc:
+        if _state["debug"]:
+            console.print_exception()
+        console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        console.print("aborted", highlight=False)
+        return 130
+    except KeyboardInterrupt:
+        console.print("interrupted", highlight=False)
+        return 130
+    except Exception as exc:  # click usage errors and anything unexpected
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            return exc.exit_code
+        if _state["debug"]:
+            raise
+        console.print(
+            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+            "(rerun with `umae --debug ...` for the traceback, and please report it)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
