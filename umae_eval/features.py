@@ -1,0 +1,329 @@
+"""The one feature extractor every command uses, its disk cache, and masked-view encoding.
+
+Features are what MAE's linear probe reads (He et al. 2022, Sec. 4 and appendix A.2):
+
+- ``pool='cls'``: the [CLS] token after the encoder's final LayerNorm (``norm``), i.e.
+  ``model.forward_features(x)[:, 0]`` -- MAE's and U-MAE's linear-probe feature and the feature of
+  U-MAE's uniformity loss (``unif_form='code'`` L2-normalises it afterwards, not here).
+- ``pool='avg'``: the mean over the ``L`` patch tokens (the [CLS] token excluded) of
+  ``model.forward_features(x)`` (so after the final norm), then ``model.fc_norm``: the
+  checkpoint's own LayerNorm when it has one (U-MAE's ``global_pool`` feature; official
+  fine-tuned files), ``nn.Identity`` otherwise.
+
+Example
+-------
+>>> enc = load_encoder("checkpoint.pth")                              # doctest: +SKIP
+>>> feats = extract_features(enc, imageset.x_test, pool="cls")        # (N, D) float32
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+
+from umae_eval.cache import cache_root
+from umae_eval.checkpoints import LoadedEncoder
+from umae_eval.errors import UmaeError
+from umae_eval.preprocess import to_model_input
+from umae_eval.progress import ProgressFactory, null_progress
+from umae_eval.provenance import atomic_write
+
+__all__ = [
+    "Pool",
+    "cached_features",
+    "encode_masked_views",
+    "extract_features",
+    "feature_cache_path",
+    "keep_indices",
+    "pool_tokens",
+    "resolve_device",
+]
+
+Pool = Literal["cls", "avg"]
+#: Bump when the meaning of cached features changes, so old cache files are not reused.
+FEATURE_CACHE_VERSION = 1
+
+
+def resolve_device(spec: str | torch.device) -> torch.device:
+    """Turn ``'auto'``, ``'cpu'``, ``'cuda'`` or ``'cuda:N'`` into a usable ``torch.device``.
+
+    Parameters
+    ----------
+    spec : str or torch.device
+        ``'auto'`` picks CUDA device 0 when available, else the CPU.
+
+    Returns
+    -------
+    torch.device
+
+    Raises
+    ------
+    UmaeError
+        For an unknown name, or a CUDA device that this machine does not have.
+    """
+    if isinstance(spec, torch.device):
+        spec = str(spec)
+    text = spec.strip().lower()
+    if text == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if text == "cpu":
+        return torch.device("cpu")
+    match = re.fullmatch(r"cuda(?::(\d+))?", text)
+    if match is None:
+        raise UmaeError(f"unknown device {spec!r}; use auto, cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        raise UmaeError(f"device {spec!r} requested but CUDA is not available here; "
+                        "use --device cpu (or auto)")
+    index = int(match.group(1) or 0)
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise UmaeError(f"device {spec!r} does not exist: this machine has {count} CUDA "
+                        f"device(s), cuda:0 to cuda:{count - 1}")
+    return torch.device("cuda", index)
+
+
+def _check_pool(pool: str) -> None:
+    if pool not in ("cls", "avg"):
+        raise UmaeError(f"unknown pooling {pool!r}; use 'cls' ([CLS] token) or 'avg' "
+                        "(mean of patch tokens)")
+
+
+def pool_tokens(model: torch.nn.Module, tokens: torch.Tensor, pool: Pool = "cls") -> torch.Tensor:
+    """Pool encoder output tokens into one feature per image.
+
+    Parameters
+    ----------
+    model : MAEEncoderViT
+        The encoder that produced ``tokens`` (for ``fc_norm`` and ``num_prefix_tokens``).
+    tokens : Tensor, shape (B, 1 + L', D)
+        ``forward_features`` output: [CLS] first, then ``L'`` patch tokens (all ``L`` patches,
+        or only the visible ones of a masked view), after the final norm.
+    pool : {'cls', 'avg'}
+        ``'cls'``: ``tokens[:, 0]``. ``'avg'``: ``model.fc_norm(tokens[:, 1:].mean(1))``.
+
+    Returns
+    -------
+    Tensor, shape (B, D)
+    """
+    _check_pool(pool)
+    if pool == "cls":
+        return tokens[:, 0]
+    prefix = int(getattr(model, "num_prefix_tokens", 1))
+    return model.fc_norm(tokens[:, prefix:].mean(dim=1))
+
+
+def _check_images(images: np.ndarray) -> None:
+    if not isinstance(images, np.ndarray) or images.ndim != 4 or images.shape[-1] != 3:
+        shape = getattr(images, "shape", None)
+        raise UmaeError(f"images must be a (N, H, W, 3) uint8 array, got {type(images).__name__} "
+                        f"with shape {shape}")
+    if images.dtype != np.uint8:
+        raise UmaeError(f"images must be uint8 (0-255 pixels), got {images.dtype}; convert with "
+                        "np.clip(x, 0, 255).astype(np.uint8)")
+
+
+def extract_features(encoder: LoadedEncoder, images: np.ndarray, *, pool: Pool = "cls",
+                     device: str | torch.device = "auto", batch_size: int = 256,
+                     progress: ProgressFactory = null_progress) -> np.ndarray:
+    """Encode images with a frozen encoder: one feature vector per image.
+
+    Each batch goes to ``device`` as uint8, then ``umae_eval.preprocess.to_model_input`` resizes
+    it to the encoder's image size and normalises it with ``encoder.info.mean/std``. The encoder
+    runs in eval mode under ``torch.inference_mode``, in bfloat16 autocast on CUDA and float32 on
+    CPU. The model is moved to ``device`` and left there.
+
+    Parameters
+    ----------
+    encoder : LoadedEncoder
+        From ``umae_eval.checkpoints.load_encoder`` or ``random_init_encoder``.
+    images : ndarray, shape (N, H, W, 3), uint8
+        RGB pixels.
+    pool : {'cls', 'avg'}
+        ``'cls'``: the [CLS] token after the final norm, ``forward_features(x)[:, 0]`` (MAE's
+        linear-probe feature). ``'avg'``: the mean of the ``L`` patch tokens of
+        ``forward_features(x)`` (after the final norm), then the checkpoint's ``fc_norm`` if it
+        has one (identity otherwise).
+    device : str or torch.device
+        ``'auto'``, ``'cpu'``, ``'cuda'``, ``'cuda:N'`` (see :func:`resolve_device`).
+    batch_size : int
+        Images per forward pass; the result does not depend on it beyond float rounding.
+    progress : ProgressFactory
+        Advanced by the number of images after each batch.
+
+    Returns
+    -------
+    ndarray, shape (N, D), float32
+        Row ``i`` is the feature of ``images[i]``.
+
+    Raises
+    ------
+    UmaeError
+        Bad ``images``, ``pool``, ``batch_size`` or ``device``.
+    """
+    _check_images(images)
+    _check_pool(pool)
+    if batch_size < 1:
+        raise UmaeError(f"batch size must be at least 1, got {batch_size}")
+    dev = resolve_device(device)
+    arch = encoder.info.arch
+    model = encoder.model.to(dev).eval()
+    n = len(images)
+    out = np.empty((n, arch.embed_dim), dtype=np.float32)
+    with torch.inference_mode(), progress("extracting features", total=n) as advance:
+        for start in range(0, n, batch_size):
+            chunk = np.array(images[start:start + batch_size], dtype=np.uint8, copy=True)
+            batch = torch.from_numpy(chunk).to(dev, non_blocking=True)
+            x = to_model_input(batch, arch.img_size, encoder.info.mean, encoder.info.std, dev)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+                feats = pool_tokens(model, model.forward_features(x), pool)
+            out[start:start + len(chunk)] = feats.float().cpu().numpy()
+            advance(len(chunk))
+    return out
+
+
+def feature_cache_path(encoder: LoadedEncoder, images_key: str, *, n_images: int,
+                       pool: Pool = "cls", device: str | torch.device = "auto") -> Path:
+    """Where :func:`cached_features` keeps these features: ``cache_root()/features/<name>.npy``.
+
+    The name hashes everything that changes the numbers: the checkpoint's sha256, its
+    architecture (so an ``arch_overrides`` change is a different entry), ``images_key``,
+    ``n_images``, ``pool``, image size, mean/std, and the precision (bf16 on CUDA, fp32 on CPU).
+
+    Returns
+    -------
+    Path
+    """
+    info = encoder.info
+    dev = resolve_device(device)
+    key = {
+        "version": FEATURE_CACHE_VERSION,
+        "sha256": info.sha256,
+        "arch": info.to_json()["arch"],
+        "images_key": images_key,
+        "n_images": n_images,
+        "pool": pool,
+        "img_size": info.arch.img_size,
+        "mean": [float(v) for v in info.mean],
+        "std": [float(v) for v in info.std],
+        "precision": "bf16" if dev.type == "cuda" else "fp32",
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    readable = re.sub(r"[^A-Za-z0-9._-]+", "_", images_key)[:48]
+    return cache_root() / "features" / f"{readable}-{pool}-{info.arch.img_size}px-{digest[:20]}.npy"
+
+
+def cached_features(encoder: LoadedEncoder, images: np.ndarray, *, images_key: str,
+                    pool: Pool = "cls", device: str | torch.device = "auto",
+                    batch_size: int = 256, progress: ProgressFactory = null_progress) -> np.ndarray:
+    """:func:`extract_features`, cached on disk so a second call does not run the model.
+
+    Parameters
+    ----------
+    encoder, images, pool, device, batch_size, progress
+        As for :func:`extract_features`.
+    images_key : str
+        Identifies the images, e.g. ``f"{imageset.fingerprint}-test"``. The caller guarantees
+        that the same key always means the same images.
+
+    Returns
+    -------
+    ndarray, shape (N, D), float32
+        Read from ``cache_root()/features/`` when present and of the right shape (an unreadable
+        or mismatched file is recomputed); otherwise computed and written atomically.
+    """
+    _check_images(images)
+    _check_pool(pool)
+    if not images_key:
+        raise UmaeError("images_key must name the images (e.g. '<dataset fingerprint>-test')")
+    path = feature_cache_path(encoder, images_key, n_images=len(images), pool=pool, device=device)
+    expected = (len(images), encoder.info.arch.embed_dim)
+    if path.is_file():
+        try:
+            cached = np.load(path, allow_pickle=False)
+            if cached.shape == expected and cached.dtype == np.float32:
+                return cached
+        except (OSError, ValueError, EOFError):
+            pass  # a damaged cache entry: compute it again
+    feats = extract_features(encoder, images, pool=pool, device=device, batch_size=batch_size,
+                             progress=progress)
+    atomic_write(path, lambda fh: np.save(fh, feats, allow_pickle=False))
+    return feats
+
+
+def keep_indices(noise: torch.Tensor, mask_ratio: float) -> torch.Tensor:
+    """Indices of the patches a masked view keeps, as in MAE's ``random_masking``.
+
+    Parameters
+    ----------
+    noise : Tensor, shape (B, L)
+        Per-patch scores (MAE: ``U[0, 1)``); the smallest are kept.
+    mask_ratio : float
+        Fraction of patches removed, ``0 <= mask_ratio < 1``.
+
+    Returns
+    -------
+    Tensor, shape (B, len_keep), int64
+        ``argsort(noise)[:, :len_keep]`` with ``len_keep = int(L * (1 - mask_ratio))``.
+    """
+    if not 0.0 <= float(mask_ratio) < 1.0:
+        raise UmaeError(f"mask ratio must be in [0, 1), got {mask_ratio}")
+    len_keep = int(noise.shape[1] * (1 - mask_ratio))
+    return torch.argsort(noise, dim=1)[:, :len_keep]
+
+
+def encode_masked_views(model: torch.nn.Module, x: torch.Tensor, mask_ratio: float, *,
+                        generator: torch.Generator | None = None,
+                        noise: torch.Tensor | None = None, pool: Pool = "cls") -> torch.Tensor:
+    """Encode a random masked view of each image exactly as MAE's encoder sees it.
+
+    Patches are embedded and get their positional embeddings; per image, ``noise ~ U[0, 1)``
+    over the ``L`` patches keeps the ``len_keep = int(L * (1 - mask_ratio))`` smallest; the
+    [CLS] token plus its positional slot is prepended; then the blocks and the final norm run
+    (MAE's ``forward_encoder``). Gradients flow unless the caller disables them.
+
+    Parameters
+    ----------
+    model : MAEEncoderViT
+        A timm ViT with a class token (``LoadedEncoder.model``).
+    x : Tensor, shape (B, 3, img_size, img_size)
+        Already normalised images (``umae_eval.preprocess.to_model_input``).
+    mask_ratio : float
+        Fraction of patches removed, ``0 <= mask_ratio < 1``; 0 gives the unmasked feature.
+    generator : torch.Generator, optional
+        Source of the noise (seeded for reproducible views); torch's global RNG if None.
+    noise : Tensor, shape (B, L), optional
+        Use these scores instead of drawing them (e.g. to share views across encoders).
+    pool : {'cls', 'avg'}
+        As in :func:`pool_tokens`; ``'avg'`` averages the visible patch tokens only.
+
+    Returns
+    -------
+    Tensor, shape (B, D)
+    """
+    _check_pool(pool)
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise UmaeError(f"expected normalised images of shape (B, 3, H, W), got {tuple(x.shape)}")
+    tokens = model.patch_embed(x)  # (B, L, D)
+    b, n_patches, _ = tokens.shape
+    pos = model.pos_embed  # (1, 1 + L, D): [CLS] slot first
+    tokens = tokens + pos[:, 1:, :]
+    if noise is None:
+        gen_device = generator.device if generator is not None else x.device
+        noise = torch.rand(b, n_patches, generator=generator, device=gen_device)
+    if tuple(noise.shape) != (b, n_patches):
+        raise UmaeError(f"noise must have shape (B, L) = ({b}, {n_patches}), got "
+                        f"{tuple(noise.shape)}")
+    ids_keep = keep_indices(noise.to(x.device), mask_ratio)  # (B, len_keep)
+    tokens = torch.gather(tokens, 1, ids_keep.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+    cls = (model.cls_token + pos[:, :1, :]).expand(b, -1, -1)
+    seq = model.pos_drop(torch.cat([cls, tokens], dim=1))
+    seq = model.norm_pre(seq)
+    seq = model.blocks(seq)
+    seq = model.norm(seq)  # (B, 1 + len_keep, D)
+    return pool_tokens(model, seq, pool)
