@@ -1,13 +1,247 @@
-"""`umae train`: not implemented yet; owned by the trainer issue (MAE / U-MAE pre-training)."""
+"""`umae train`: pre-train MAE / U-MAE (or SimMIM / U-SimMIM) and write a run folder.
+
+Parses the options, builds a :class:`trainer.loop.TrainConfig`, calls
+:func:`trainer.loop.train_run` with a rich progress display, and prints the run folder and the
+final figures. Everything else lives in ``trainer/``.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from umae_eval.commands.common import DataOpt, DeviceOpt, SeedOpt
 from umae_eval.errors import UmaeError
+from umae_eval.progress import Advance, console, null_progress
+
+if TYPE_CHECKING:  # the trainer (and torch) load only when the command runs
+    from trainer.loop import StepInfo, TrainResult
+
+stdout = Console()
+
+_UNIF_FORMS = ("code", "paper")
+_METHODS = ("mae", "simmim")
+_PRECISIONS = ("auto", "bf16", "fp32")
 
 
-def train() -> None:
-    """Not implemented yet.
+class TrainDisplay:
+    """A rich display for a training run: one bar for the whole run (with ETA) and one per epoch.
 
-    Example (once implemented):  umae train --data demo --preset tiny-test --epochs 2
+    Works as a :class:`~umae_eval.progress.ProgressFactory` (for data loading and the epoch bars)
+    and takes :meth:`on_step` / :meth:`on_epoch` callbacks from :func:`trainer.loop.train_run`.
     """
-    raise UmaeError("`umae train` is not implemented yet in this version of umae", exit_code=3)
+
+    def __init__(self, out: Console) -> None:
+        self.out = out
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=out,
+            transient=False,
+        )
+        self.run_task: TaskID | None = None
+        self.current: TaskID | None = None
+
+    def __enter__(self) -> TrainDisplay:
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    @contextlib.contextmanager
+    def __call__(self, description: str, total: int | None = None) -> Iterator[Advance]:
+        task = self.bar.add_task(description, total=total, info="")
+        self.current = task
+        try:
+            yield lambda n=1: self.bar.advance(task, n)
+        finally:
+            self.bar.remove_task(task)
+            self.current = None
+
+    def on_step(self, info: StepInfo) -> None:
+        """Show one optimiser step's figures (a :class:`trainer.loop.StepInfo`)."""
+        text = (f"loss {info.loss:.4f} (recon {info.loss_recon:.4f}, unif {info.loss_unif:.4f}) "
+                f"lr {info.lr:.2e} {info.img_per_s:,.0f} img/s")
+        if self.run_task is None:
+            self.run_task = self.bar.add_task("run", total=info.total_steps, info="")
+        self.bar.update(self.run_task, completed=info.step, info=f"epoch {info.epoch}/{info.epochs}")
+        if self.current is not None:
+            self.bar.update(self.current, info=text)
+
+    def on_epoch(self, record: dict[str, Any]) -> None:
+        """One line per finished epoch."""
+        parts = [f"epoch {record['epoch']}", f"loss {record['loss']:.4f}",
+                 f"effective_rank {record['effective_rank']:.2f}", f"rankme {record['rankme']:.2f}"]
+        for key in ("knn_accuracy", "mean_classifier_accuracy"):
+            if key in record:
+                parts.append(f"{key} {record[key]:.2f}%")
+        if record.get("img_per_s"):
+            parts.append(f"{record['img_per_s']:,.0f} img/s")
+        self.bar.console.print("  ".join(parts), highlight=False)
+
+
+def _default_out(preset: str, method: str, lam: float) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    tag = f"{method}" if lam == 0 else f"u{method}-lam{lam:g}"
+    return Path("runs") / f"{preset}-{tag}-{stamp}"
+
+
+def _resolve_out(out: Optional[Path], resume: Optional[str], preset: str, method: str, lam: float) -> Path:
+    if out is not None:
+        return out
+    if resume is None:
+        return _default_out(preset, method, lam)
+    if resume == "auto":
+        raise UmaeError("--resume auto needs --out RUN_FOLDER (the folder holding last.pth)")
+    p = Path(resume)
+    return p if p.is_dir() else p.parent
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
+    v = value.strip().lower()
+    if v not in allowed:
+        raise UmaeError(f"{option} {value!r}: choose one of {', '.join(allowed)}")
+    return v
+
+
+def _final_table(result: TrainResult) -> Table:
+    table = Table(title=f"run {result.run_dir}", show_header=True)
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_row("epochs / steps", f"{result.epochs} / {result.steps}")
+    for key in ("loss", "loss_recon", "loss_unif", "effective_rank", "rankme", "knn_accuracy",
+                "mean_classifier_accuracy", "img_per_s"):
+        value = result.final.get(key)
+        if value is None:
+            continue
+        unit = " %" if key.endswith("accuracy") else ""
+        table.add_row(key, f"{value:,.4f}{unit}" if key.startswith("loss") else f"{value:,.2f}{unit}")
+    table.add_row("checkpoint", str(result.checkpoint))
+    table.add_row("metrics", str(result.run_dir / "metrics.jsonl"))
+    return table
+
+
+def train(
+    data: DataOpt,
+    preset: Annotated[str, typer.Option(
+        "--preset", help="Recipe: cifar10-vit-tiny-p2 (Table 1 CIFAR-10), cifar10-vit-tiny-p4, "
+        "vit-base-p16, vit-large-p16, tiny-test (seconds, for tests).")],
+    lam: Annotated[float, typer.Option(
+        "--lam", min=0.0, help="Uniformity weight lambda: 0 = plain MAE; the paper's U-MAE uses 0.01.")] = 0.0,
+    unif_form: Annotated[str, typer.Option(
+        "--unif-form", help="Uniformity loss: code (released code: normalised [CLS], diagonal "
+        "included) or paper (Eq. 11: raw features, off-diagonal pairs).")] = "code",
+    method: Annotated[str, typer.Option(
+        "--method", help="mae, or simmim (mask ratio 0.6 unless --mask-ratio).")] = "mae",
+    epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs (default: the preset's).")] = None,
+    warmup_epochs: Annotated[Optional[int], typer.Option(
+        "--warmup-epochs", min=0, help="Linear warm-up epochs (default: the preset's share of --epochs).")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(
+        "--batch-size", min=1, help="Effective batch per optimiser step, all processes together "
+        "(default: the preset's; lr = blr x batch / 256).")] = None,
+    micro_batch: Annotated[Optional[int], typer.Option(
+        "--micro-batch", min=1, help="Images per forward/backward on one process; gradients "
+        "accumulate up to --batch-size (default: the preset's).")] = None,
+    blr: Annotated[Optional[float], typer.Option("--blr", min=0.0, help="Base learning rate per 256 images.")] = None,
+    min_lr: Annotated[float, typer.Option("--min-lr", min=0.0, help="Floor of the cosine schedule.")] = 0.0,
+    mask_ratio: Annotated[Optional[float], typer.Option(
+        "--mask-ratio", min=0.0, max=0.99, help="Fraction of patches removed (default: the preset's).")] = None,
+    img_size: Annotated[Optional[int], typer.Option(
+        "--img-size", min=4, help="Train at this image side instead of the preset's.")] = None,
+    eval_every: Annotated[int, typer.Option(
+        "--eval-every", min=0, help="Online kNN and mean-classifier accuracy every N epochs and at "
+        "the end (0: never); effective rank and RankMe are logged every epoch.")] = 1,
+    save_every: Annotated[int, typer.Option(
+        "--save-every", min=1, help="Write checkpoint-<epoch>.pth every N epochs (and at the end).")] = 1,
+    save_every_steps: Annotated[int, typer.Option(
+        "--save-every-steps", min=0, help="Also refresh last.pth every N steps inside an epoch (0: never).")] = 0,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Run folder (default: runs/<preset>-<method>-<date>/); must be empty unless --resume.")] = None,
+    resume: Annotated[Optional[str], typer.Option(
+        "--resume", help="auto (continue from --out's last.pth if there is one) or a checkpoint path.")] = None,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    compile: Annotated[bool, typer.Option(
+        "--compile", help="torch.compile the model (slow start, faster steps).")] = False,
+    deterministic: Annotated[bool, typer.Option(
+        "--deterministic", help="Deterministic kernels (bit-reproducible on one CPU/GPU; slower).")] = False,
+    precision: Annotated[str, typer.Option(
+        "--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), bf16 or fp32.")] = "auto",
+    stream: Annotated[bool, typer.Option(
+        "--stream", help="Stream images through a DataLoader instead of keeping them on the device.")] = False,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="DataLoader workers with --stream.")] = 4,
+    max_train_images: Annotated[Optional[int], typer.Option(
+        "--max-train-images", min=1, help="Train on a fixed seeded subset of this many images.")] = None,
+    eval_images: Annotated[int, typer.Option(
+        "--eval-images", min=2, help="Held-out test images for the per-epoch figures.")] = 1000,
+    knn_train_images: Annotated[int, typer.Option(
+        "--knn-train-images", min=1, help="Train images the online kNN / mean classifier fit.")] = 5000,
+) -> None:
+    """Pre-train MAE or U-MAE and write runs/<name>/: config.json, metrics.jsonl, checkpoints.
+
+    Checkpoints: official MAE layout + a 'umae' metadata dict, torch.load(weights_only=True) safe.
+
+    metrics.jsonl: per epoch loss terms, lr, img/s, effective_rank and rankme; every --eval-every epochs knn_accuracy and mean_classifier_accuracy.
+
+    Examples:
+
+      umae train --data demo --preset tiny-test --epochs 2 --max-train-images 512 --out runs/smoke
+
+      umae train --data ./cifar-10-batches-py --preset cifar10-vit-tiny-p2 --lam 0.01 --out runs/umae-c10
+
+      umae train ... --out runs/umae-c10 --resume auto   (continue after a stop, same options)
+
+    Several GPUs (DDP; --batch-size is the total over all processes; rank 0 writes the files):
+
+      torchrun --nproc_per_node 8 -m umae_eval.cli train --data /data/in100 --preset vit-base-p16 --lam 0.01 --out runs/in100
+
+    Several nodes: add --nnodes N --node_rank R --master_addr HOST --master_port 29500 to torchrun.
+    """
+    from trainer.loop import TrainConfig, train_run
+
+    unif_form = _choice(unif_form, _UNIF_FORMS, "--unif-form")
+    method = _choice(method, _METHODS, "--method")
+    precision = _choice(precision, _PRECISIONS, "--precision")
+    run_dir = _resolve_out(out, resume, preset, method, lam)
+    config = TrainConfig(
+        data=data, preset=preset, out=run_dir, method=method, lam=lam, unif_form=unif_form,
+        epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size, micro_batch=micro_batch,
+        blr=blr, mask_ratio=mask_ratio, overrides={"img_size": img_size} if img_size else {},
+        min_lr=min_lr, eval_every=eval_every, save_every=save_every, save_every_steps=save_every_steps,
+        resume=resume, device=device, seed=seed, compile=compile, deterministic=deterministic,
+        precision=precision,  # type: ignore[arg-type]
+        stream=stream, workers=workers, max_train_images=max_train_images, eval_images=eval_images,
+        knn_train_images=knn_train_images, command_line=["umae", *sys.argv[1:]],
+    )
+    main_rank = os.environ.get("RANK", "0") == "0"
+    if not main_rank:
+        train_run(config, progress=null_progress)
+        return
+    with TrainDisplay(console) as display:
+        result = train_run(config, progress=display, on_step=display.on_step, on_epoch=display.on_epoch)
+    stdout.print(_final_table(result))
+    stdout.print(str(result.run_dir), highlight=False, soft_wrap=True)
