@@ -1,13 +1,160 @@
-"""`umae compare`: not implemented yet; owned by the analysis issue (probe + collapse per checkpoint, one report)."""
+"""`umae compare`: probe + collapse measures for several checkpoints, one report, one ranking.
+
+Checkpoints of mixed layouts (official MAE, U-MAE, timm, umae) can be compared in one call;
+each gets a short display name (file stem, disambiguated, or ``--label``).
+"""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
+
+import pandas as pd
+
+from umae_eval import analysis as A
+from umae_eval.commands.collapse_report import (
+    CollapseResult,
+    EmbedOpt,
+    MaskRatioOpt,
+    MaxViewsOpt,
+    PerClassOpt,
+    RandomInitOpt,
+    add_collapse_sections,
+    collapse_frame,
+    maps_frame,
+    parse_embed,
+    run_collapse_stage,
+    spectra_frame,
+)
+from umae_eval.commands.common import BatchSizeOpt, DataOpt, DeviceOpt, OutOpt, SeedOpt, TrustPickleOpt
+from umae_eval.commands.probe import (
+    BackendOpt,
+    CkptsArg,
+    KOpt,
+    LabelOpt,
+    MaxTestOpt,
+    MaxTrainOpt,
+    MethodsOpt,
+    PoolOpt,
+    ProtocolOpt,
+    TemperatureOpt,
+    accuracy_frame,
+    add_common_sections,
+    add_probe_sections,
+    base_settings,
+    out_dir_for,
+    print_outputs,
+    probe_options,
+    provenance,
+    resolve_device_name,
+    run_probe_stage,
+)
 from umae_eval.errors import UmaeError
+from umae_eval.progress import rich_progress
 
 
-def compare() -> None:
-    """Not implemented yet.
+def ranking_key(accuracy_columns: Sequence[str]) -> str:
+    """The column that ranks checkpoints: linear accuracy, else kNN@20, else the first accuracy."""
+    for preferred in ("linear_accuracy", A.knn_column(20), "mean_classifier_accuracy"):
+        if preferred in accuracy_columns:
+            return preferred
+    if not accuracy_columns:
+        raise UmaeError("--methods gave no accuracy to rank by; include linear, knn or mean")
+    return accuracy_columns[0]
 
-    Example (once implemented):  umae compare mae.pth umae.pth --data demo
+
+def ranking_frame(acc: pd.DataFrame, collapse: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """Accuracy + the main collapse measures per checkpoint, best first; returns (table, rank column)."""
+    acc_cols = [c for c in acc.columns if c.endswith("accuracy") or "accuracy@" in c]
+    key = ranking_key(acc_cols)
+    keep = ["checkpoint", "effective_rank", "rankme", "alpha_req", "feature_std", "alignment", "uniformity"]
+    table = acc.merge(collapse[[c for c in keep if c in collapse.columns]], on="checkpoint", how="left")
+    table = table.sort_values(key, ascending=False, kind="stable").reset_index(drop=True)
+    table.insert(0, "rank", range(1, len(table) + 1))
+    return table, key
+
+
+def compare(
+    ckpts: CkptsArg,
+    data: DataOpt,
+    pool: PoolOpt = "cls",
+    methods: MethodsOpt = "mean,linear,knn",
+    k: KOpt = "10,20,200",
+    temperature: TemperatureOpt = 0.07,
+    protocol: ProtocolOpt = "fast",
+    backend: BackendOpt = "torch",
+    embed: EmbedOpt = "tsne",
+    per_class: PerClassOpt = 500,
+    random_init: RandomInitOpt = False,
+    mask_ratio: MaskRatioOpt = 0.75,
+    max_views: MaxViewsOpt = 2000,
+    device: DeviceOpt = "auto",
+    batch_size: BatchSizeOpt = 256,
+    seed: SeedOpt = 0,
+    max_train: MaxTrainOpt = None,
+    max_test: MaxTestOpt = None,
+    label: LabelOpt = None,
+    out: OutOpt = None,
+    trust_pickle: TrustPickleOpt = False,
+) -> None:
+    """Compare checkpoints: probes + collapse measures for each, ranked by linear accuracy.
+
+    Writes results.json, report.html and CSVs (ranking, accuracy, collapse, singular_values, maps) into --out.
+
+    Example:  umae compare mae.pth u-mae.pth vit_base_patch16_224.mae.safetensors --data demo --random-init
     """
-    raise UmaeError("`umae compare` is not implemented yet in this version of umae", exit_code=3)
+    t_start = time.perf_counter()
+    opts = probe_options(methods, k, protocol, backend, pool)
+    maps = parse_embed(embed)
+    if not 0.0 <= mask_ratio < 1.0:
+        raise UmaeError(f"--mask-ratio {mask_ratio}: must be in [0, 1), e.g. --mask-ratio 0.75")
+    out_dir = out_dir_for(out, "compare")
+    timings: dict[str, float] = {}
+    with A.timed(timings, "load_checkpoints"):
+        subjects = A.load_subjects(ckpts, labels=label, trust_pickle=trust_pickle, random_init=random_init,
+                                   seed=seed)
+    with A.timed(timings, "load_data"):
+        ds = A.load_data(data, max_train=max_train, max_test=max_test, seed=seed, progress=rich_progress)
+    feats, probes = run_probe_stage(subjects, ds, opts, temperature=temperature, device=device,
+                                    batch_size=batch_size, seed=seed, timings=timings)
+    collapse: dict[str, CollapseResult] = run_collapse_stage(
+        subjects, ds, feats=feats, pool=opts["pool"], embed=maps, per_class=per_class, mask_ratio=mask_ratio,
+        max_views=max_views, device=device, batch_size=batch_size, seed=seed, timings=timings)
+
+    settings = base_settings(
+        subjects, ds, data, pool=opts["pool"], methods=list(opts["methods"]), k=list(opts["ks"]),
+        temperature=temperature, protocol=opts["protocol"], backend=opts["backend"], embed=list(maps),
+        per_class=per_class, random_init=random_init, mask_ratio=mask_ratio, max_views=max_views,
+        max_views_used=min(max_views, len(ds.y_test)), seed=seed, device=resolve_device_name(device),
+        batch_size=batch_size)
+    acc = accuracy_frame(probes, subjects)
+    cframe = collapse_frame(collapse, subjects)
+    ranking, key = ranking_frame(acc, cframe)
+    settings["ranked_by"] = key
+    timings["total"] = time.perf_counter() - t_start
+    results = {
+        "ranked_by": key,
+        "ranking": ranking["checkpoint"].tolist(),
+        "checkpoints": {s.name: {"accuracies": probes[s.name].accuracies, "probes": probes[s.name].results,
+                                 **collapse[s.name].to_json()} for s in subjects},
+        "timings_s": timings,
+    }
+    tables: dict[str, pd.DataFrame] = {"ranking": ranking, "accuracy": acc, "collapse": cframe,
+                                       "singular_values": spectra_frame(collapse)}
+    mframe = maps_frame(collapse, ds.images.class_names)
+    if len(mframe):
+        tables["maps"] = mframe
+    from umae_eval.report.writer import HtmlReport, write_outputs
+
+    report = HtmlReport("umae compare: probes and collapse measures", command="compare")
+    add_common_sections(report, settings, subjects)
+    report.add_table(f"Ranking (by {key})", ranking.drop(columns=["sha256"]), float_format="{:.4g}",
+                     caption="Best first. Accuracies in %, on frozen features of the test split.",
+                     settings={"ranked_by": key, "pool": opts["pool"], "protocol": opts["protocol"],
+                               "seed": seed, "data": data, **provenance(settings)})
+    add_probe_sections(report, acc, settings)
+    add_collapse_sections(report, collapse, cframe, settings, ds.images.class_names)
+    written = write_outputs(out_dir, "compare", settings, results, tables, report)
+    show = [c for c in ranking.columns if c not in ("sha256", "layout", "alpha_req", "feature_std")]
+    print_outputs(f"Ranking (by {key})", ranking[show], written)
+

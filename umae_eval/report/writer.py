@@ -6,6 +6,7 @@ Every user-supplied string (paths, class names, settings) is HTML-escaped here, 
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,26 @@ table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem} th,td{border:1px 
 th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .caption{color:#555;font-size:.85rem;margin:.2rem 0 1rem} .meta{color:#666;font-size:.85rem}
 code{background:#f4f4f4;padding:0 .2rem}
+.figsettings{color:#666;font-size:.78rem;margin:.1rem 0 1rem;word-break:break-all}
+.umae-figure{min-height:420px} .tablewrap{overflow-x:auto}
 """
+
+
+def _script_json(obj: Any) -> str:
+    """JSON that is safe inside a ``<script>`` element: no ``<``, ``>``, ``&`` or line separators.
+
+    ``</script>`` (or ``<!--``) in a user string can therefore never end the script early.
+    """
+    text = json.dumps(obj, default=str)  # NaN/Infinity are valid JavaScript here
+    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _settings_line(settings: Mapping[str, Any] | None) -> str:
+    if not settings:
+        return ""
+    items = "; ".join(f"{k}={_fmt(v)}" for k, v in settings.items())
+    return f"<div class='figsettings'><b>settings:</b> {html.escape(items)}</div>"
 
 
 def _fmt(value: Any) -> str:
@@ -69,8 +89,18 @@ class HtmlReport:
         )
         self._parts.append(f"<h2>{html.escape(title)}</h2><table class='settings'>{rows}</table>")
 
-    def add_table(self, title: str, df: pd.DataFrame, caption: str = "", float_format: str = "{:.2f}") -> None:
-        """A data table; numbers right-aligned, every cell escaped."""
+    def add_table(
+        self,
+        title: str,
+        df: pd.DataFrame,
+        caption: str = "",
+        float_format: str = "{:.2f}",
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
+        """A data table; numbers right-aligned, every cell escaped.
+
+        ``settings`` (optional) is shown under the table: the options that produced it.
+        """
         head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
         body = []
         for _, row in df.iterrows():
@@ -84,24 +114,45 @@ class HtmlReport:
                     cells.append(f"<td>{html.escape(str(v))}</td>")
             body.append("<tr>" + "".join(cells) + "</tr>")
         self._parts.append(
-            f"<h2>{html.escape(title)}</h2><table><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>"
+            f"<h2>{html.escape(title)}</h2><div class='tablewrap'><table><thead><tr>{head}</tr></thead>"
+            f"<tbody>{''.join(body)}</tbody></table></div>"
             + (f"<div class='caption'>{html.escape(caption)}</div>" if caption else "")
+            + _settings_line(settings)
         )
 
-    def add_figure(self, title: str, fig: Any, caption: str = "") -> None:
+    def add_figure(
+        self,
+        title: str,
+        fig: Any,
+        caption: str = "",
+        settings: Mapping[str, Any] | None = None,
+    ) -> None:
         """A plotly figure. Its div gets class ``umae-figure`` (the browser test counts them).
 
-        Trace names and axis titles come from the caller: plotly renders them as text, but
-        pass class names and paths through plain strings only (never HTML).
+        The figure is serialised to JSON with ``<``, ``>`` and ``&`` written as ``\\uXXXX``
+        escapes, so no string inside it can close the ``<script>`` element. Plotly draws a
+        small HTML subset in labels: pass user strings through
+        :func:`umae_eval.report.figures.label` (the figure functions there already do).
+        ``settings`` (optional) is shown under the figure and stored in ``layout.meta``.
         """
         self._n_figures += 1
         div_id = f"umae-fig-{self._n_figures}"
-        fig_html = fig.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
-                               config={"displaylogo": False, "responsive": True})
+        if settings:
+            fig.update_layout(meta={"umae_settings": {str(k): _fmt(v) for k, v in settings.items()}})
+        import plotly.io as pio
+
+        fig_json = json.loads(pio.to_json(fig, validate=False, pretty=False))
+        config = {"displaylogo": False, "responsive": True}
+        script = (
+            f"Plotly.newPlot({_script_json(div_id)}, {_script_json(fig_json.get('data', []))}, "
+            f"{_script_json(fig_json.get('layout', {}))}, {_script_json(config)});"
+        )
         self._parts.append(
-            f"<h2>{html.escape(title)}</h2><div class='umae-figure'>{fig_html}</div>"
+            f"<h2>{html.escape(title)}</h2>"
+            f"<div class='umae-figure'><div id='{div_id}' class='plotly-graph-div'></div>"
+            f"<script type='text/javascript'>{script}</script></div>"
             + (f"<div class='caption'>{html.escape(caption)}</div>" if caption else "")
+            + _settings_line(settings)
         )
 
     @property

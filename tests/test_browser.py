@@ -1,0 +1,224 @@
+"""A generated report opens in a real headless Chromium: no console errors, every figure drawn.
+
+Chromium is driven over the DevTools protocol on ``--remote-debugging-pipe`` (fd 3 in, fd 4
+out, JSON messages ended by NUL), so no websocket package and no TCP port are needed. The test
+collects console errors, uncaught exceptions, log errors and JavaScript dialogs (an ``alert``
+from an injected class name would open one), then counts one SVG ``.main-svg`` per figure div.
+
+Set ``UMAE_SCREENSHOT=/path/shot.png`` to also save a full-page screenshot for a human look.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import json
+import os
+import select
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from umae_eval.report import figures as F
+from umae_eval.report.writer import HtmlReport
+
+pytestmark = pytest.mark.browser
+
+FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-quic", "--remote-debugging-pipe",
+]
+EVIL = ["<img src=x onerror=alert(1)>", "</script><script>alert(1)</script>", "plain cat"]
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+class DevToolsPipe:
+    """A minimal DevTools-protocol client over Chromium's ``--remote-debugging-pipe``."""
+
+    def __init__(self, binary: str, user_data_dir: Path) -> None:
+        to_chrome_r, self._to_chrome_w = os.pipe()
+        self._from_chrome_r, from_chrome_w = os.pipe()
+
+        def _child_fds() -> None:  # runs in the child before exec: fd 3 = commands, fd 4 = replies
+            # copy both ends above fd 10 first, so neither dup2 clobbers the other, and dup2 onto
+            # 3 and 4 (inheritable) even when a pipe end already sits on 3 or 4 (close-on-exec)
+            high_r = fcntl.fcntl(to_chrome_r, fcntl.F_DUPFD, 10)
+            high_w = fcntl.fcntl(from_chrome_w, fcntl.F_DUPFD, 10)
+            os.dup2(high_r, 3)
+            os.dup2(high_w, 4)
+
+        self.proc = subprocess.Popen(
+            [binary, *FLAGS, f"--user-data-dir={user_data_dir}", "about:blank"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            preexec_fn=_child_fds, close_fds=False,
+        )
+        os.close(to_chrome_r)
+        os.close(from_chrome_w)
+        self._next_id = 0
+        self._buffer = b""
+        self.events: list[dict[str, Any]] = []
+
+    def _read_message(self, deadline: float) -> dict[str, Any]:
+        while b"\0" not in self._buffer:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no DevTools message from Chromium in time")
+            ready, _, _ = select.select([self._from_chrome_r], [], [], left)
+            if ready:
+                chunk = os.read(self._from_chrome_r, 1 << 20)
+                if not chunk:
+                    raise RuntimeError("Chromium closed the DevTools pipe")
+                self._buffer += chunk
+        raw, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(raw)
+
+    def send(self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
+             timeout: float = 30.0) -> dict[str, Any]:
+        """Send one command and return its ``result`` (events seen meanwhile are kept)."""
+        self._next_id += 1
+        msg: dict[str, Any] = {"id": self._next_id, "method": method, "params": params or {}}
+        if session:
+            msg["sessionId"] = session
+        os.write(self._to_chrome_w, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._read_message(deadline)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+            self.events.append(reply)
+
+    def wait_event(self, method: str, timeout: float = 30.0) -> dict[str, Any]:
+        """Wait until an event named ``method`` has arrived (or already had)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for ev in self.events:
+                if ev.get("method") == method:
+                    return ev
+            self.events.append(self._read_message(deadline))
+
+    def close(self) -> str:
+        """Close the browser; return what it wrote to stderr (for failure messages)."""
+        try:
+            self.send("Browser.close", timeout=5)
+        except Exception:
+            pass
+        try:
+            _, err = self.proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            _, err = self.proc.communicate()
+        os.close(self._to_chrome_w)
+        os.close(self._from_chrome_r)
+        return (err or b"").decode(errors="replace")[-2000:]
+
+
+def _problems(events: list[dict[str, Any]]) -> list[str]:
+    """Console errors, uncaught exceptions, log errors and dialogs among DevTools events."""
+    out = []
+    for ev in events:
+        method, p = ev.get("method"), ev.get("params", {})
+        if method == "Runtime.consoleAPICalled" and p.get("type") in ("error", "assert"):
+            out.append("console.error: " + " ".join(str(a.get("value", a.get("description")))
+                                                   for a in p.get("args", [])))
+        elif method == "Runtime.exceptionThrown":
+            d = p.get("exceptionDetails", {})
+            out.append("exception: " + str(d.get("exception", {}).get("description", d.get("text"))))
+        elif method == "Log.entryAdded" and p.get("entry", {}).get("level") == "error":
+            out.append("log error: " + str(p["entry"].get("text")) + " " + str(p["entry"].get("url", "")))
+        elif method == "Page.javascriptDialogOpening":
+            out.append("dialog opened: " + str(p.get("message")))
+    return out
+
+
+def render_in_chromium(html_path: Path, user_data_dir: Path, screenshot: Path | None = None) -> dict[str, Any]:
+    """Load ``html_path`` in headless Chromium; return figure/SVG counts and any problems."""
+    binary = _chromium()
+    assert binary is not None
+    cdp = DevToolsPipe(binary, user_data_dir)
+    try:
+        target = cdp.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Runtime", "Log", "Page"):
+            cdp.send(f"{domain}.enable", session=session)
+        cdp.send("Emulation.setDeviceMetricsOverride",
+                 {"width": 1200, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=session)
+        cdp.send("Page.navigate", {"url": html_path.resolve().as_uri()}, session=session)
+        cdp.wait_event("Page.loadEventFired", timeout=60)
+        expr = ("JSON.stringify({figures: document.querySelectorAll('.umae-figure').length,"
+                " drawn: Array.from(document.querySelectorAll('.umae-figure'))"
+                ".filter(d => d.querySelector('svg.main-svg') !== null).length,"
+                " plotly: typeof Plotly, injected: document.querySelectorAll('img').length})")
+        state: dict[str, Any] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            res = cdp.send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session=session)
+            state = json.loads(res["result"]["value"])
+            if state["figures"] and state["drawn"] == state["figures"]:
+                break
+            time.sleep(0.2)
+        if screenshot is not None:
+            shot = cdp.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True},
+                            session=session, timeout=60)
+            screenshot.write_bytes(base64.b64decode(shot["data"]))
+        time.sleep(0.3)  # let late console messages arrive
+        cdp.send("Runtime.evaluate", {"expression": "1"}, session=session)
+        state["problems"] = _problems(cdp.events)
+    finally:
+        state_err = cdp.close()
+    state["stderr"] = state_err
+    return state
+
+
+def _demo_report(path: Path) -> int:
+    """A report with every kind of figure, and class/checkpoint names that try to inject markup."""
+    rng = np.random.default_rng(0)
+    rep = HtmlReport("browser check <b>not bold</b>", command="collapse-report")
+    rep.add_settings({"data": "/tmp/<img src=x onerror=alert(1)>", "pool": "cls", "seed": 0})
+    sv = {name: np.sort(rng.random(32))[::-1] / 1.0 for name in ("random init", EVIL[0], "mae")}
+    sv = {k: v / v[0] for k, v in sv.items()}
+    settings = {"features": "test, cls", "seed": 0}
+    rep.add_figure("Singular values", F.singular_values_figure(sv, settings_line="cls"), settings=settings)
+    rep.add_figure("Ranks", F.rank_bars_figure({k: {"effective_rank": 10.0, "rankme": 11.0} for k in sv}))
+    rep.add_figure("Accuracy", F.accuracy_figure({"a": {"linear_accuracy": 50.0, "knn_accuracy@10": 40.0}}))
+    rep.add_figure("Alignment/uniformity", F.alignment_uniformity_figure({EVIL[1]: (0.5, -2.0), "b": (0.3, -3.0)}))
+    labels = np.arange(60) % 3
+    rep.add_figure("t-SNE", F.embedding_figure(rng.normal(size=(60, 2)), labels, EVIL, title="t-SNE"),
+                   settings=settings)
+    curves = {EVIL[1]: {"epoch": [1, 2, 3], "effective_rank": [5.0, 4.0, 3.0]},
+              "u-mae": {"epoch": [1, 2, 3], "effective_rank": [5.0, 6.0, 7.0]}}
+    rep.add_figure("Effective rank along training", F.training_curve_figure(
+        curves, metric="effective_rank", y_title="effective rank", title="Fig. 1c"))
+    rep.add_table("Accuracy", pd.DataFrame({"checkpoint": [EVIL[0], EVIL[1]], "linear_accuracy": [1.0, 2.0]}))
+    rep.write(path)
+    return rep.n_figures
+
+
+@pytest.mark.timeout(120)
+def test_report_renders_in_chromium(tmp_path: Path) -> None:
+    if _chromium() is None:
+        pytest.skip("Chromium not installed (Debian: apt-get install -y chromium)")
+    html_path = tmp_path / "report.html"
+    n = _demo_report(html_path)
+    shot = Path(os.environ["UMAE_SCREENSHOT"]) if os.environ.get("UMAE_SCREENSHOT") else None
+    state = render_in_chromium(html_path, tmp_path / "profile", screenshot=shot)
+    assert state["plotly"] == "object", state
+    assert state["figures"] == n == 6, state
+    assert state["drawn"] == n, f"only {state['drawn']} of {n} figures drew an SVG: {state}"
+    assert state["injected"] == 0, "a class name was parsed as an <img> element"
+    assert state["problems"] == [], state["problems"]
