@@ -29,6 +29,9 @@ Advance = Callable[[int], None]
 
 #: Messages and progress go to stderr; tables and paths of results go to stdout.
 console = Console(stderr=True)
+#: Result tables. When stdout is a file or a pipe rich would wrap at 80 columns and squash the
+#: tables into unreadable slivers, so it gets a wide fixed width there instead.
+stdout = Console(width=None if sys.stdout.isatty() else 200)
 
 
 class ProgressFactory(Protocol):

@@ -13,13 +13,12 @@ from typing import Annotated, Any, Optional
 
 import pandas as pd
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from umae_eval import analysis as A
 from umae_eval.commands.common import BatchSizeOpt, DataOpt, DeviceOpt, OutOpt, SeedOpt, TrustPickleOpt
 from umae_eval.errors import UmaeError
-from umae_eval.progress import rich_progress, say
+from umae_eval.progress import rich_progress, say, stdout
 
 # --------------------------------------------------------------------------- shared options
 
@@ -42,7 +41,6 @@ ProtocolOpt = Annotated[str, typer.Option("--protocol", help="Linear probe recip
                                                              "mae (the MAE paper's BatchNorm + LARS recipe).")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="Linear probe backend: torch or sklearn.")]
 
-stdout = Console()
 
 
 def check_choice(value: str, allowed: Sequence[str], option: str) -> str:

@@ -30,12 +30,11 @@ from rich.table import Table
 
 from umae_eval.commands.common import DataOpt, DeviceOpt, SeedOpt
 from umae_eval.errors import UmaeError
-from umae_eval.progress import Advance, console, null_progress
+from umae_eval.progress import Advance, console, null_progress, stdout
 
 if TYPE_CHECKING:  # the trainer (and torch) load only when the command runs
     from trainer.loop import StepInfo, TrainResult
 
-stdout = Console()
 
 _UNIF_FORMS = ("code", "paper")
 _METHODS = ("mae", "simmim")
