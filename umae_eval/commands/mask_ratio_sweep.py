@@ -1,13 +1,310 @@
-"""`umae mask-ratio-sweep`: not implemented yet; owned by the mask-ratio issue (intra/inter distances vs mask ratio)."""
+"""`umae mask-ratio-sweep`: intra- and inter-class distances of masked views against the mask
+ratio (paper Sec. 4.2, Fig. 2b/2c), the sweet spot, the label error alpha and the spectrum of
+the mask-induced augmentation graph, in pixel space or (with a checkpoint) feature space.
+"""
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from umae_eval.commands.common import DataOpt, DeviceOpt, OutOpt, SeedOpt, TrustPickleOpt
 from umae_eval.errors import UmaeError
+from umae_eval.progress import rich_progress, say
+
+COMMAND = "mask-ratio-sweep"
+PIXEL_SCALING = "pixels divided by 255 (values in [0, 1]); no normalisation"
+
+stdout = Console()
+
+RatiosOpt = Annotated[str, typer.Option(
+    "--ratios", help="Mask ratios: START:STOP:STEP (STOP included) or a comma list; each in [0, 1).")]
+PairsOpt = Annotated[int, typer.Option(
+    "--pairs", min=1, help="Intra-class pairs, and as many inter-class pairs (class-balanced, seeded).")]
+ViewsOpt = Annotated[int, typer.Option(
+    "--views", min=1, help="K mask draws per pair and ratio (mean over K, or min for closest-view).")]
+EstimatorOpt = Annotated[Optional[str], typer.Option(
+    "--estimator", help="Comma list, default all. Pixel space: all-pairs, aligned, closest-view, "
+                        "masked-image, shared-masked-image. Feature space (--checkpoint): own-masks, "
+                        "shared-mask, closest-view.")]
+PatchSizeOpt = Annotated[Optional[int], typer.Option(
+    "--patch-size", min=1, help="Pixel-space patch side (default 4: 64 patches at 32 px). With "
+                                "--checkpoint the encoder's patches are used.")]
+CheckpointOpt = Annotated[Optional[Path], typer.Option(
+    "--checkpoint", help="Measure in the feature space of this MAE/U-MAE encoder (l2 and cosine).")]
+BootOpt = Annotated[int, typer.Option("--bootstrap", min=10, help="Bootstrap resamples of the pairs.")]
+LabelImagesOpt = Annotated[int, typer.Option(
+    "--label-images", min=1, help="Test images (x K views) for the label error alpha.")]
+LabelTrainOpt = Annotated[int, typer.Option(
+    "--label-train", min=1, help="Feature space: train images whose masked views give the class means.")]
+GraphImagesOpt = Annotated[int, typer.Option(
+    "--graph-images", min=2, help="Images in the augmentation graph (x --graph-views nodes).")]
+GraphViewsOpt = Annotated[int, typer.Option("--graph-views", min=1, help="Masked views per graph image.")]
+BatchOpt = Annotated[int, typer.Option(
+    "--batch-size", min=1, help="Pixel space: pairs per vectorised step. Feature space: images per "
+                                "forward pass.")]
+PoolOpt = Annotated[str, typer.Option("--pool", help="Feature space: cls or avg (visible patch tokens).")]
 
 
-def mask_ratio_sweep() -> None:
-    """Not implemented yet.
+def _ratio_text(ratios: list[float]) -> str:
+    if len(ratios) > 2:
+        steps = {round(b - a, 6) for a, b in zip(ratios, ratios[1:])}
+        if len(steps) == 1:
+            return f"{ratios[0]:g}:{ratios[-1]:g}:{steps.pop():g} ({len(ratios)})"
+    return ",".join(f"{r:g}" for r in ratios)
 
-    Example (once implemented):  umae mask-ratio-sweep --data demo
+
+def figure_note(settings: dict[str, Any]) -> str:
+    """The settings stamp written inside every figure (two lines)."""
+    ck = settings.get("checkpoint")
+    ck_text = f"{Path(ck['path']).name} sha256 {ck['sha256'][:12]}" if ck else "none (pixel space)"
+    v = settings["versions"]
+    line1 = (f"data={settings['data']['source']} ({settings['data']['fingerprint'][:12]}) · "
+             f"space={settings['space']} · estimators={','.join(settings['estimators'])} · "
+             f"patch={settings['patch_size']} (L={settings['num_patches']})")
+    line2 = (f"pairs={settings['pairs']} intra + {settings['pairs']} inter · views K={settings['views']} · "
+             f"seed={settings['seed']} · ratios={_ratio_text(settings['mask_ratios'])} · "
+             f"bootstrap B={settings['bootstrap']} · checkpoint={ck_text} · "
+             f"umae {v.get('umae', '?')}, torch {v.get('torch', '?')}")
+    return f"{line1}<br>{line2}"
+
+
+def _estimator_text(space: str) -> str:
+    from umae_eval.maskratio.estimators import FEATURE_ESTIMATORS, PIXEL_ESTIMATORS
+
+    table = PIXEL_ESTIMATORS if space == "pixel" else FEATURE_ESTIMATORS
+    head = ("Notation: a pair of images (a, b) cut into L patches a_i, b_i (" + PIXEL_SCALING + "); "
+            "K mask draws k per pair and ratio; V_a^k, V_b^k are the visible patch sets of the two "
+            "views (own masks, drawn independently, each keeping n = int(L(1 - rho)) patches chosen "
+            "uniformly at random, MAE's rule); the shared mask of draw k is V^k = V_a^k. Each view's "
+            "noise is drawn once and thresholded at every rho, so masks are nested across ratios."
+            if space == "pixel" else
+            "Notation: f(x, V) is the encoder's feature of image x seen through the visible patches V "
+            "only (MAE's encoder input); dist is l2 or cosine distance (1 - cos); V_a^k, V_b^k are "
+            "own masks, V^k = V_a^k the shared mask; K mask draws per pair and ratio.")
+    lines = [head]
+    for e in table.values():
+        lines.append(f"{e.name}: {e.formula}; per pair: {e.views}.")
+    lines.append("Relative distance = mean intra / mean inter. Intervals: bootstrap over pairs (intra "
+                 "and inter resampled separately, each pair carrying its whole curve), 2.5-97.5 "
+                 "percentiles. Sweet spot = argmin of the relative distance; its interval is that of "
+                 "the argmin over the resamples. Shape checks (95% bootstrap): intra falls and inter "
+                 "falls = d(first rho) - d(last rho) > 0; relative falls then rises = interior argmin "
+                 "below both ends; near the paper = sweet spot in [0.6, 0.8].")
+    return "\n\n".join(lines)
+
+
+def _label_error_text(space: str) -> str:
+    if space == "pixel":
+        return ("Label error alpha (Thm 4.1) made concrete: mu_c = mean of the unmasked train images "
+                "of class c (pixels in [0, 1], per patch); a masked view x1 with visible patches V is "
+                "assigned y(x1) = argmin_c sum_{i in V} ||x_i - mu_{c,i}||^2; alpha(rho) = share of "
+                "(test image, view) pairs with y(x1) != y(x). Raw pixels separate CIFAR-10 poorly, so "
+                "alpha is high already at rho = 0; read how it grows with rho.")
+    return ("Label error alpha (Thm 4.1): W_c = mean feature of one masked view (same rho) of each "
+            "sampled train image of class c (the paper's W_y = E_{x1|y} f(x1)); y(x1) = argmin_c "
+            "||f(x1) - W_c||^2; alpha(rho) = share of (test image, view) pairs with y(x1) != y(x).")
+
+
+def _graph_text(space: str, k: int) -> str:
+    dist = ("l2 between the zero-filled masked images (the masked-image distance)" if space == "pixel"
+            else "l2 between the encoder features of the views")
+    return (f"Augmentation graph on sampled views: nodes = class-balanced test images x graph views "
+            f"(own MAE masks); view distance d_uv = {dist}; A_uv = exp(-d_uv^2 / (2 h^2)) with "
+            f"h = median of d_uv over u < v at that rho (median heuristic), self-loops kept; "
+            f"A_bar = D^-1/2 A D^-1/2, D = diag(A 1) (positive semi-definite, eigenvalues in [0, 1]). "
+            f"Shown: its top eigenvalues per rho, the residual sum_(i>k) lambda_i^2 (Thm 4.2's lower "
+            f"bound, k = {k} classes) and the share of edge weight between different images that "
+            f"joins images of the same class (chance ~ 1/k).")
+
+
+def mask_ratio_sweep(
+    data: DataOpt,
+    ratios: RatiosOpt = "0:0.95:0.05",
+    pairs: PairsOpt = 2000,
+    views: ViewsOpt = 8,
+    estimator: EstimatorOpt = None,
+    patch_size: PatchSizeOpt = None,
+    checkpoint: CheckpointOpt = None,
+    trust_pickle: TrustPickleOpt = False,
+    pool: PoolOpt = "cls",
+    bootstrap: BootOpt = 1000,
+    label_images: LabelImagesOpt = 1000,
+    label_train: LabelTrainOpt = 2000,
+    graph_images: GraphImagesOpt = 500,
+    graph_views: GraphViewsOpt = 2,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "auto",
+    batch_size: BatchOpt = 250,
+    out: OutOpt = None,
+) -> None:
+    """Intra/inter-class distance of masked views vs mask ratio (paper Fig. 2b/2c), sweet spot,
+    label error alpha and the augmentation-graph spectrum.
+
+    Without --checkpoint the distances are measured on pixels (named estimators, see
+    docs/mask-ratio.md); with it, on the encoder's features of the masked views.
+
+    Example:  umae mask-ratio-sweep --data ../shared/data/cifar10-jpeg.tar.gz --pairs 2000 --views 8
+
+    Example:  umae mask-ratio-sweep --data demo --checkpoint mae.pth --pairs 200 --ratios 0:0.9:0.1
     """
-    raise UmaeError("`umae mask-ratio-sweep` is not implemented yet in this version of umae", exit_code=3)
+    from umae_eval.data import load_dataset
+    from umae_eval.features import resolve_device
+    from umae_eval.maskratio import export, figures
+    from umae_eval.maskratio.masks import parse_ratios, validate_ratios
+    from umae_eval.maskratio.sweep import SweepConfig, checkpoint_view_encoder, parse_estimators, run_sweep
+    from umae_eval.provenance import default_out_dir, versions
+    from umae_eval.report import HtmlReport, write_outputs
+
+    t_start = time.perf_counter()
+    ratio_list = parse_ratios(ratios)
+    validate_ratios(ratio_list, None)
+    space = "pixel" if checkpoint is None else "feature"
+    estimators = parse_estimators(estimator, space)
+    pool = pool.strip().lower()
+    if pool not in ("cls", "avg"):
+        raise UmaeError(f"--pool {pool!r}: choose cls or avg")
+    patch = 4 if patch_size is None else patch_size
+    if out is not None and Path(out).exists() and not Path(out).is_dir():
+        raise UmaeError(f"--out {out} is an existing file; give a folder")
+    out_dir = Path(out) if out is not None else default_out_dir(COMMAND)
+    dev = resolve_device(device)
+
+    encoder = None
+    ckpt_settings: dict[str, Any] | None = None
+    if checkpoint is not None:
+        from umae_eval.checkpoints import load_encoder
+
+        loaded = load_encoder(checkpoint, trust_pickle=trust_pickle)
+        arch = loaded.info.arch
+        if patch_size is not None and patch_size != arch.patch_size:
+            raise UmaeError(f"--patch-size {patch_size} differs from the checkpoint's patch size "
+                            f"{arch.patch_size}; with --checkpoint the encoder's patches are used")
+        patch = arch.patch_size
+        validate_ratios(ratio_list, arch.num_patches)
+        encoder = checkpoint_view_encoder(loaded.model, img_size=arch.img_size, patch_size=arch.patch_size,
+                                          mean=loaded.info.mean, std=loaded.info.std, device=dev,
+                                          batch_size=batch_size, pool=pool)
+        ckpt_settings = {"path": str(checkpoint), "sha256": loaded.info.sha256, "layout": loaded.info.layout,
+                         "arch": arch.describe(), "img_size": arch.img_size, "mean": list(loaded.info.mean),
+                         "std": list(loaded.info.std), "pool": pool}
+        say(f"checkpoint: {loaded.info.summary()}")
+
+    t0 = time.perf_counter()
+    ds = load_dataset(data, progress=rich_progress)
+    load_s = time.perf_counter() - t0
+    h, w = ds.image_shape
+    if encoder is None and (h % patch or w % patch):
+        raise UmaeError(f"--patch-size {patch} does not divide the {h}x{w} images")
+    num_patches = encoder.num_patches if encoder is not None else (h // patch) * (w // patch)
+    validate_ratios(ratio_list, num_patches)
+    say(f"data: {ds.describe()}")
+
+    config = SweepConfig(ratios=ratio_list, views=views, pairs=pairs, patch_size=patch,
+                         estimators=estimators, seed=seed, n_boot=bootstrap, batch_size=batch_size,
+                         label_images=label_images, label_train=label_train, graph_images=graph_images,
+                         graph_views=graph_views)
+    settings: dict[str, Any] = {
+        "data": {"source": ds.source, "format": ds.format, "fingerprint": ds.fingerprint,
+                 "n_train": int(len(ds.y_train)), "n_test": int(len(ds.y_test)),
+                 "image_size": f"{h}x{w}", "class_names": list(ds.class_names)},
+        "split": "test (pairs, label-error views, graph views); train (class means)",
+        "space": space,
+        "estimators": list(estimators),
+        "metrics": ["l2", "cosine"] if space == "feature" else ["l2"],
+        "mask_ratios": ratio_list,
+        "pairs": pairs,
+        "views": views,
+        "patch_size": patch,
+        "num_patches": num_patches,
+        "pixel_scaling": PIXEL_SCALING if space == "pixel" else "checkpoint normalisation (mean/std)",
+        "masking": "MAE: keep int(L(1-rho)) patches with the smallest U[0,1] noise; noise reused "
+                   "across rho (nested masks)",
+        "seed": seed,
+        "bootstrap": bootstrap,
+        "label_images": label_images,
+        "label_train": label_train if space == "feature" else "all train images",
+        "graph_images": graph_images,
+        "graph_views": graph_views,
+        "graph_kernel": "Gaussian, median-heuristic bandwidth, self-loops",
+        "device": str(dev),
+        "batch_size": batch_size,
+        "checkpoint": ckpt_settings,
+        "versions": versions(),
+    }
+
+    result = run_sweep(ds.x_test, ds.y_test, ds.x_train, ds.y_train, config, n_classes=ds.num_classes,
+                       encoder=encoder, device=dev, progress=rich_progress)
+
+    results = export.result_to_dict(result)
+    results["timings"] = {"load_data_s": load_s, **result.timings,
+                          "total_s": time.perf_counter() - t_start}
+    tables = {
+        "sweet_spots": export.sweet_spot_table(result),
+        "distances": export.distance_table(result),
+        "label_error": export.label_error_table(result),
+        "graph": export.graph_table(result),
+    }
+    note = figure_note(settings)
+    fig_settings = {k: settings[k] for k in ("space", "estimators", "patch_size", "pairs", "views", "seed",
+                                             "mask_ratios", "bootstrap")}
+    fig_settings["checkpoint_sha256"] = ckpt_settings["sha256"] if ckpt_settings else "none"
+    fig_settings["data_fingerprint"] = ds.fingerprint[:12]
+    fig_settings["versions"] = {k: settings["versions"].get(k, "?") for k in ("umae", "torch", "numpy")}
+
+    report = HtmlReport("Mask-ratio sweep (How Mask Matters, Sec. 4.2)", command=COMMAND)
+    flat = {k: v for k, v in settings.items() if k not in ("data", "checkpoint", "versions")}
+    flat.update({f"data.{k}": v for k, v in settings["data"].items()})
+    if ckpt_settings:
+        flat.update({f"checkpoint.{k}": v for k, v in ckpt_settings.items()})
+    report.add_settings(flat)
+    report.add_heading("Estimators")
+    report.add_text(_estimator_text(space))
+    report.add_table("Sweet spots and shape checks", tables["sweet_spots"], float_format="{:.3g}",
+                     caption="Sweet spot = argmin of intra/inter; lo-hi = 95% bootstrap interval of the argmin.",
+                     settings=fig_settings)
+    report.add_figure("Fig. 2b: intra- and inter-class distance", figures.intra_inter_figure(result, note),
+                      caption="Mean distance between masked views of same-class and different-class "
+                              "pairs; bands: 95% bootstrap intervals over pairs.", settings=fig_settings)
+    report.add_figure("Fig. 2c: relative distance and sweet spot", figures.relative_figure(result, note),
+                      caption="Mean intra / mean inter; star = argmin (sweet spot); dashed: the paper's 0.7.",
+                      settings=fig_settings)
+    report.add_heading("Label error alpha")
+    report.add_text(_label_error_text(space))
+    report.add_figure("Label error alpha per mask ratio", figures.label_error_figure(result, note),
+                      caption=f"{result.n_label_images} test images x K={views} views; band: 95% bootstrap "
+                              "over images.", settings=fig_settings)
+    report.add_heading("Augmentation graph spectrum")
+    report.add_text(_graph_text(space, ds.num_classes))
+    report.add_figure("Spectrum of the mask-induced augmentation graph", figures.spectrum_figure(result, note),
+                      caption=f"{result.n_graph_nodes} nodes ({graph_images} images x {graph_views} views).",
+                      settings={**fig_settings, "graph_images": graph_images, "graph_views": graph_views})
+    report.add_table("Distances per estimator and mask ratio", tables["distances"], float_format="{:.4g}")
+    report.add_table("Label error per mask ratio", tables["label_error"], float_format="{:.4g}")
+    report.add_table("Graph per mask ratio", tables["graph"], float_format="{:.4g}")
+    report.add_settings(settings["versions"], title="Versions")
+
+    written = write_outputs(out_dir, COMMAND, settings, results, tables, report)
+
+    table = Table(title=f"mask-ratio sweep ({space} space): sweet spot = argmin intra/inter",
+                  caption="↓: d(first) > d(last); dip: falls then rises; paper: all + sweet in [0.6, 0.8]")
+    for col in ("estimator", "sweet", "95% CI", "intra↓", "inter↓", "dip", "paper"):
+        table.add_column(col, no_wrap=True)
+    yes = {True: "yes", False: "no"}
+    for _, row in tables["sweet_spots"].iterrows():
+        table.add_row(str(row["estimator"]), f"{row['sweet_spot']:g}",
+                      f"{row['sweet_lo']:g}-{row['sweet_hi']:g}", yes[bool(row["intra_falls"])],
+                      yes[bool(row["inter_falls"])], yes[bool(row["relative_falls_then_rises"])],
+                      yes[bool(row["reproduces_paper_shape"])])
+    stdout.print(table)
+    for key, path in written.items():
+        stdout.print(f"{key}: {path}", highlight=False, soft_wrap=True)
+    say(f"done in {time.perf_counter() - t_start:.1f} s")
+
+
+__all__ = ["mask_ratio_sweep", "figure_note"]
