@@ -10,17 +10,15 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from umae_eval.commands.common import DataOpt, DeviceOpt, OutOpt, SeedOpt, TrustPickleOpt
 from umae_eval.errors import UmaeError
-from umae_eval.progress import rich_progress, say
+from umae_eval.progress import rich_progress, say, stdout
 
 COMMAND = "mask-ratio-sweep"
 PIXEL_SCALING = "pixels divided by 255 (values in [0, 1]); no normalisation"
 
-stdout = Console()
 
 RatiosOpt = Annotated[str, typer.Option(
     "--ratios", help="Mask ratios: START:STOP:STEP (STOP included) or a comma list; each in [0, 1).")]
