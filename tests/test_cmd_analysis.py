@@ -257,3 +257,32 @@ def test_read_training_curves_aligns_sparse_columns(tmp_path: Path) -> None:
     assert c["knn_accuracy:epoch"] == [2.0, 3.0] and c["knn_accuracy"] == [30.0, 31.0]
     assert A.curve_for({"run": c}, "knn_accuracy") == {"run": {"epoch": [2.0, 3.0], "knn_accuracy": [30.0, 31.0]}}
     assert A.read_training_curves(tmp_path / "absent") is None
+
+
+def test_num_heads_and_norm_options_reach_the_loader(tmp_path, capsys) -> None:
+    """A width-96 ViT has no default head count: --num-heads fills it in, --norm sets mean/std."""
+    import json
+
+    import numpy as np
+    from ckpt_factory import make_official_encoder
+
+    from umae_eval.cli import main
+
+    ckpt = tmp_path / "w96.pth"
+    make_official_encoder(ckpt, embed_dim=96, num_heads=2, depth=1)
+    rng = np.random.default_rng(0)
+    data = tmp_path / "d.npz"
+    np.savez(data, x_train=rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8), y_train=np.arange(40) % 4,
+             x_test=rng.integers(0, 255, (20, 32, 32, 3), dtype=np.uint8), y_test=np.arange(20) % 4)
+    base = ["probe", str(ckpt), "--data", str(data), "--methods", "mean", "--device", "cpu"]
+
+    assert main(base + ["--out", str(tmp_path / "a")]) == 2
+    assert "--num-heads" in capsys.readouterr().err
+
+    assert main(base + ["--num-heads", "2", "--norm", "cifar-recipe", "--out", str(tmp_path / "b")]) == 0
+    settings = json.loads((tmp_path / "b" / "results.json").read_text())["settings"]
+    text = json.dumps(settings)
+    assert '"num_heads": 2' in text and "0.5" in text
+
+    assert main(base + ["--num-heads", "2", "--norm", "1,2/3", "--out", str(tmp_path / "c")]) == 2
+    assert "--norm" in capsys.readouterr().err

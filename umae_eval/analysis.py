@@ -125,8 +125,12 @@ def load_subjects(
     trust_pickle: bool = False,
     random_init: bool = False,
     seed: int = 0,
+    arch_overrides: Mapping[str, Any] | None = None,
+    norm: tuple[Sequence[float], Sequence[float]] | None = None,
 ) -> list[Subject]:
     """Load each checkpoint (any supported layout); optionally add an untrained twin of the first.
+
+    ``arch_overrides`` and ``norm`` go to :func:`umae_eval.checkpoints.load_encoder` for every file.
 
     ``random_init`` adds ``random_init_encoder`` with the first checkpoint's architecture and
     normalisation, named ``random init`` (Fig. 1b's baseline).
@@ -141,7 +145,10 @@ def load_subjects(
         if Path(p).is_dir():
             raise UmaeError(f"checkpoint {p} is a folder; pass the checkpoint file inside it")
     names = display_names(paths, labels)
-    subjects = [Subject(n, load_encoder(Path(p), trust_pickle=trust_pickle)) for n, p in zip(names, paths)]
+    subjects = [Subject(n, load_encoder(Path(p), trust_pickle=trust_pickle,
+                                        arch_overrides=dict(arch_overrides) if arch_overrides else None,
+                                        norm=norm))
+                for n, p in zip(names, paths)]
     if random_init:
         first = subjects[0].info
         enc = random_init_encoder(first.arch, seed=seed, mean=first.mean, std=first.std)

@@ -404,7 +404,8 @@ def infer_arch(state: Mapping[str, torch.Tensor], *, source: str = "checkpoint",
     heads = _default_heads(dim)
     if heads is None and "num_heads" not in overrides:
         raise UmaeError(f"{source}: cannot infer the number of attention heads for embed dim "
-                        f"{dim} (not a multiple of 64); pass arch_overrides={{'num_heads': N}}")
+                        f"{dim} (not a multiple of 64); pass --num-heads N "
+                       "(arch_overrides={'num_heads': N} from Python)")
     arch = ViTArch(img_size=img_size, patch_size=patch, embed_dim=dim, depth=depth,
                    num_heads=heads or 1, mlp_ratio=float(mlp_ratio),
                    has_fc_norm="fc_norm.weight" in state,

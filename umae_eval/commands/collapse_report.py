@@ -17,7 +17,17 @@ import pandas as pd
 import typer
 
 from umae_eval import analysis as A
-from umae_eval.commands.common import BatchSizeOpt, DataOpt, DeviceOpt, OutOpt, SeedOpt, TrustPickleOpt
+from umae_eval.commands.common import (
+    BatchSizeOpt,
+    DataOpt,
+    DeviceOpt,
+    NormOpt,
+    NumHeadsOpt,
+    OutOpt,
+    SeedOpt,
+    TrustPickleOpt,
+    loader_options,
+)
 from umae_eval.commands.probe import (
     CkptsArg,
     LabelOpt,
@@ -236,6 +246,8 @@ def collapse_report(
     label: LabelOpt = None,
     out: OutOpt = None,
     trust_pickle: TrustPickleOpt = False,
+    num_heads: NumHeadsOpt = None,
+    norm: NormOpt = None,
 ) -> None:
     """Measure dimensional collapse: spectra, effective rank, RankMe, alignment/uniformity, maps.
 
@@ -252,6 +264,7 @@ def collapse_report(
     timings: dict[str, float] = {}
     with A.timed(timings, "load_checkpoints"):
         subjects = A.load_subjects(ckpts, labels=label, trust_pickle=trust_pickle, random_init=random_init,
+                                   **loader_options(num_heads, norm),
                                    seed=seed)
     with A.timed(timings, "load_data"):
         ds = A.load_data(data, max_train=max_train, max_test=max_test, seed=seed, progress=rich_progress)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -33,3 +33,50 @@ TrustPickleOpt = Annotated[
         "unpickling can run arbitrary code.",
     ),
 ]
+NumHeadsOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--num-heads",
+        min=1,
+        help="Attention heads of the checkpoint's ViT, for a width that is not a multiple of 64 "
+        "(otherwise inferred: width/64, 16 for width 1280).",
+    ),
+]
+NormOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--norm",
+        help="Input normalisation: imagenet, cifar-recipe (mean = std = 0.5), or 'M,M,M/S,S,S'. "
+        "Default: the checkpoint's own (umae checkpoints record it), else ImageNet's.",
+    ),
+]
+
+
+def parse_norm(text: str | None) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """``--norm`` as (mean, std): a name from ``NORMALISATIONS`` or 'M,M,M/S,S,S'; None keeps the default."""
+    from umae_eval.errors import UmaeError
+    from umae_eval.preprocess import NORMALISATIONS
+
+    if text is None:
+        return None
+    name = text.strip().lower()
+    if name in NORMALISATIONS:
+        return NORMALISATIONS[name]
+    try:
+        mean_txt, std_txt = name.split("/")
+        mean = tuple(float(v) for v in mean_txt.split(","))
+        std = tuple(float(v) for v in std_txt.split(","))
+    except ValueError:
+        mean, std = (), ()
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise UmaeError(f"--norm {text!r}: give {', '.join(NORMALISATIONS)} or three means and three "
+                        "positive stds as 'M,M,M/S,S,S', e.g. --norm 0.5,0.5,0.5/0.5,0.5,0.5")
+    return mean, std
+
+
+def loader_options(num_heads: int | None, norm: str | None) -> dict[str, Any]:
+    """Keyword arguments for ``load_encoder`` from ``--num-heads`` and ``--norm``."""
+    return {
+        "arch_overrides": {"num_heads": num_heads} if num_heads else None,
+        "norm": parse_norm(norm),
+    }

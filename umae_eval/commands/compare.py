@@ -26,7 +26,17 @@ from umae_eval.commands.collapse_report import (
     run_collapse_stage,
     spectra_frame,
 )
-from umae_eval.commands.common import BatchSizeOpt, DataOpt, DeviceOpt, OutOpt, SeedOpt, TrustPickleOpt
+from umae_eval.commands.common import (
+    BatchSizeOpt,
+    DataOpt,
+    DeviceOpt,
+    NormOpt,
+    NumHeadsOpt,
+    OutOpt,
+    SeedOpt,
+    TrustPickleOpt,
+    loader_options,
+)
 from umae_eval.commands.probe import (
     BackendOpt,
     CkptsArg,
@@ -96,6 +106,8 @@ def compare(
     label: LabelOpt = None,
     out: OutOpt = None,
     trust_pickle: TrustPickleOpt = False,
+    num_heads: NumHeadsOpt = None,
+    norm: NormOpt = None,
 ) -> None:
     """Compare checkpoints: probes + collapse measures for each, ranked by linear accuracy.
 
@@ -112,6 +124,7 @@ def compare(
     timings: dict[str, float] = {}
     with A.timed(timings, "load_checkpoints"):
         subjects = A.load_subjects(ckpts, labels=label, trust_pickle=trust_pickle, random_init=random_init,
+                                   **loader_options(num_heads, norm),
                                    seed=seed)
     with A.timed(timings, "load_data"):
         ds = A.load_data(data, max_train=max_train, max_test=max_test, seed=seed, progress=rich_progress)

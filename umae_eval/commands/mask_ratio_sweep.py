@@ -12,7 +12,16 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from umae_eval.commands.common import DataOpt, DeviceOpt, OutOpt, SeedOpt, TrustPickleOpt
+from umae_eval.commands.common import (
+    DataOpt,
+    DeviceOpt,
+    NormOpt,
+    NumHeadsOpt,
+    OutOpt,
+    SeedOpt,
+    TrustPickleOpt,
+    loader_options,
+)
 from umae_eval.errors import UmaeError
 from umae_eval.progress import rich_progress, say, stdout
 
@@ -130,6 +139,8 @@ def mask_ratio_sweep(
     patch_size: PatchSizeOpt = None,
     checkpoint: CheckpointOpt = None,
     trust_pickle: TrustPickleOpt = False,
+    num_heads: NumHeadsOpt = None,
+    norm: NormOpt = None,
     pool: PoolOpt = "cls",
     bootstrap: BootOpt = 1000,
     label_images: LabelImagesOpt = 1000,
@@ -178,7 +189,7 @@ def mask_ratio_sweep(
     if checkpoint is not None:
         from umae_eval.checkpoints import load_encoder
 
-        loaded = load_encoder(checkpoint, trust_pickle=trust_pickle)
+        loaded = load_encoder(checkpoint, trust_pickle=trust_pickle, **loader_options(num_heads, norm))
         arch = loaded.info.arch
         if patch_size is not None and patch_size != arch.patch_size:
             raise UmaeError(f"--patch-size {patch_size} differs from the checkpoint's patch size "

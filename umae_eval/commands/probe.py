@@ -16,7 +16,17 @@ import typer
 from rich.table import Table
 
 from umae_eval import analysis as A
-from umae_eval.commands.common import BatchSizeOpt, DataOpt, DeviceOpt, OutOpt, SeedOpt, TrustPickleOpt
+from umae_eval.commands.common import (
+    BatchSizeOpt,
+    DataOpt,
+    DeviceOpt,
+    NormOpt,
+    NumHeadsOpt,
+    OutOpt,
+    SeedOpt,
+    TrustPickleOpt,
+    loader_options,
+)
 from umae_eval.errors import UmaeError
 from umae_eval.progress import rich_progress, say, stdout
 
@@ -252,6 +262,8 @@ def probe(
     label: LabelOpt = None,
     out: OutOpt = None,
     trust_pickle: TrustPickleOpt = False,
+    num_heads: NumHeadsOpt = None,
+    norm: NormOpt = None,
 ) -> None:
     """Probe frozen features: mean classifier, linear probe, kNN (accuracy in %).
 
@@ -264,7 +276,8 @@ def probe(
     out_dir = out_dir_for(out, "probe")
     timings: dict[str, float] = {}
     with A.timed(timings, "load_checkpoints"):
-        subjects = A.load_subjects(ckpts, labels=label, trust_pickle=trust_pickle, seed=seed)
+        subjects = A.load_subjects(ckpts, labels=label, trust_pickle=trust_pickle, seed=seed,
+                                   **loader_options(num_heads, norm))
     with A.timed(timings, "load_data"):
         ds = A.load_data(data, max_train=max_train, max_test=max_test, seed=seed, progress=rich_progress)
     _, probes = run_probe_stage(subjects, ds, opts, temperature=temperature, device=device,
