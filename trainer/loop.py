@@ -793,6 +793,9 @@ class _Run:
             "unif_form": p.unif_form,
             "lr": self.schedule(self.step - 1),
             "img_per_s": r.images / r.train_s if r.train_s > 0 else None,
+            # Training seconds of this epoch (evaluation excluded), so a run's wall time can be
+            # reported from metrics.jsonl alone.
+            "train_s": r.train_s,
         }
         probes = c.eval_every > 0 and (done % c.eval_every == 0 or done == p.epochs)
         record.update(self.evaluator.evaluate(self.model, probes))

@@ -176,9 +176,10 @@ def test_run_folder_contract(toy_npz: Path, tmp_path: Path) -> None:
     records = read_metrics(run)
     assert [r["epoch"] for r in records] == [1, 2, 3] and [r["step"] for r in records] == [4, 8, 12]
     required = {"epoch", "step", "loss", "loss_recon", "loss_unif", "lam", "unif_form", "lr", "img_per_s",
-                "effective_rank", "rankme"}
+                "train_s", "effective_rank", "rankme"}
     for r in records:
         assert required <= set(r)
+        assert r["train_s"] > 0 and r["img_per_s"] == pytest.approx(16 * 4 / r["train_s"], rel=1e-6)
         assert r["lam"] == 0.01 and r["unif_form"] == "code"
         assert r["loss"] == pytest.approx(r["loss_recon"] + 0.01 * r["loss_unif"], rel=1e-5)
         assert 1.0 <= r["effective_rank"] <= 32 and r["rankme"] > 0
