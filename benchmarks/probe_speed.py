@@ -1,6 +1,6 @@
 """Speed and accuracy of umae's probes against the usual baselines, on the same features.
 
-    python benchmarks/probe_speed.py                      # 50k x 768 synthetic set, writes the JSON + RESULTS-probe.md
+    python benchmarks/probe_speed.py                      # 50k x 768 synthetic set, writes the JSON (--md PATH: the markdown section too)
     python benchmarks/probe_speed.py --quick              # < 1 minute smoke run (small set)
     python benchmarks/probe_speed.py --features feats.npz # real features: x_train, y_train, x_test, y_test
 
@@ -44,7 +44,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None,
                    help="write results here (default benchmarks/probe_speed.json; none with --quick)")
     p.add_argument("--md", type=Path, default=None,
-                   help="write the markdown section here (default benchmarks/RESULTS-probe.md; none with --quick)")
+                   help="also write the markdown section here, to fold into benchmarks/RESULTS.md (default: none)")
     return p.parse_args(argv)
 
 
@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     out = run(args)
     print(table(out))
     json_path = args.json or (None if args.quick else Path(__file__).with_name("probe_speed.json"))
-    md_path = args.md or (None if args.quick else Path(__file__).with_name("RESULTS-probe.md"))
+    md_path = args.md
     command = "python benchmarks/probe_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out["command"] = command.strip()
     if json_path:
