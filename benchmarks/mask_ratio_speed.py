@@ -1,6 +1,6 @@
 """Speed of the pixel-space mask-ratio sweep: vectorised torch vs a plain per-pair numpy loop.
 
-The claim (docs/mask-ratio.md): 2000 intra + 2000 inter pairs x 20 mask ratios x K = 8 views on
+The claim (README, mask-ratio sweep): 2000 intra + 2000 inter pairs x 20 mask ratios x K = 8 views on
 real CIFAR-10, every pixel estimator, in well under 60 s on 2 CPU cores. The vectorised path is
 ``umae_eval.maskratio.sweep.pixel_distance_curves`` (batches of pairs x ratios x masks). The
 baseline loops over pairs, ratios and draws in numpy with the *same* masks, on a subset of pairs;

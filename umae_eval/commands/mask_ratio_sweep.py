@@ -156,7 +156,7 @@ def mask_ratio_sweep(
     label error alpha and the augmentation-graph spectrum.
 
     Without --checkpoint the distances are measured on pixels (named estimators, see
-    docs/mask-ratio.md); with it, on the encoder's features of the masked views.
+    the README); with it, on the encoder's features of the masked views.
 
     Example:  umae mask-ratio-sweep --data ../shared/data/cifar10-jpeg.tar.gz --pairs 2000 --views 8
 
