@@ -103,6 +103,37 @@ class ViTEncoderMixin:
         """Reconstruction target ``patchify(imgs, p)``, shape (B, L, p*p*3)."""
         return patchify(imgs, self.patch_size)
 
+    def _build_encoder(self, img_size: int, patch_size: int, embed_dim: int, depth: int, num_heads: int,
+                       mlp_ratio: float) -> int:
+        """Create the encoder under timm's names (patch_embed, cls_token, pos_embed, blocks, norm); return L.
+
+        ``pos_embed`` (1, L+1, D) is fixed (``requires_grad=False``) but kept in the state dict, as
+        timm's VisionTransformer expects it there.
+        """
+        _check_shape(img_size, patch_size, embed_dim, num_heads, "encoder")
+        self.embed_dim = embed_dim
+        self.patch_embed = PatchEmbed(img_size, patch_size, 3, embed_dim)
+        n = self.patch_embed.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, embed_dim), requires_grad=False)
+        self.blocks = nn.ModuleList(
+            [Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm_layer) for _ in range(depth)]
+        )
+        self.norm = norm_layer(embed_dim)
+        return n
+
+    def _init_encoder(self) -> None:
+        """Official init of the encoder's own tensors: sin-cos positions, xavier patch embedding, [CLS] N(0, 0.02).
+
+        Linears and LayerNorms are initialised afterwards by ``self.apply(_init_weights)``.
+        """
+        grid = self.patch_embed.grid_size[0]
+        with torch.no_grad():
+            self.pos_embed.copy_(sincos_pos_embed_2d(self.pos_embed.shape[-1], grid, cls_token=True))
+        w = self.patch_embed.proj.weight.data
+        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
+        nn.init.normal_(self.cls_token, std=0.02)
+
 
 class MaskedAutoencoderViT(ViTEncoderMixin, nn.Module):
     """Masked autoencoder with a ViT encoder and a ViT decoder (official MAE architecture).
@@ -142,19 +173,9 @@ class MaskedAutoencoderViT(ViTEncoderMixin, nn.Module):
         norm_pix_loss: bool = False,
     ) -> None:
         super().__init__()
-        _check_shape(img_size, patch_size, embed_dim, num_heads, "encoder")
         _check_shape(img_size, patch_size, decoder_embed_dim, decoder_num_heads, "decoder")
         self.norm_pix_loss = norm_pix_loss
-        self.embed_dim = embed_dim
-        # ---- encoder (timm VisionTransformer names) ----
-        self.patch_embed = PatchEmbed(img_size, patch_size, 3, embed_dim)
-        n = self.patch_embed.num_patches
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, embed_dim), requires_grad=False)
-        self.blocks = nn.ModuleList(
-            [Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm_layer) for _ in range(depth)]
-        )
-        self.norm = norm_layer(embed_dim)
+        n = self._build_encoder(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio)
         # ---- decoder (official MAE names) ----
         self.decoder_embed = nn.Linear(embed_dim, decoder_embed_dim, bias=True)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
@@ -171,13 +192,10 @@ class MaskedAutoencoderViT(ViTEncoderMixin, nn.Module):
 
     def initialize_weights(self) -> None:
         """Official MAE init: sin-cos positions, xavier patch embedding and Linears, tokens N(0, 0.02)."""
+        self._init_encoder()
         grid = self.patch_embed.grid_size[0]
         with torch.no_grad():
-            self.pos_embed.copy_(sincos_pos_embed_2d(self.pos_embed.shape[-1], grid, cls_token=True))
             self.decoder_pos_embed.copy_(sincos_pos_embed_2d(self.decoder_pos_embed.shape[-1], grid, cls_token=True))
-        w = self.patch_embed.proj.weight.data
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.normal_(self.cls_token, std=0.02)
         nn.init.normal_(self.mask_token, std=0.02)
         self.apply(_init_weights)
 

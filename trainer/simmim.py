@@ -20,13 +20,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-import umae_eval  # noqa: F401  (runs the compat step before timm is imported)
-from trainer.masking import mask_from_noise, patchify, sincos_pos_embed_2d
-from trainer.model import MAEOutput, ViTEncoderMixin, _check_shape, _init_weights, norm_layer
+from trainer.masking import mask_from_noise, patchify
+from trainer.model import MAEOutput, ViTEncoderMixin, _init_weights
 from umae_eval.errors import UmaeError
-
-from timm.layers import PatchEmbed
-from timm.models.vision_transformer import Block
 
 
 class SimMIMViT(ViTEncoderMixin, nn.Module):
@@ -64,18 +60,9 @@ class SimMIMViT(ViTEncoderMixin, nn.Module):
         norm_pix_loss: bool = False,
     ) -> None:
         super().__init__()
-        _check_shape(img_size, patch_size, embed_dim, num_heads, "encoder")
         self.norm_pix_loss = norm_pix_loss
-        self.embed_dim = embed_dim
-        self.patch_embed = PatchEmbed(img_size, patch_size, 3, embed_dim)
-        n = self.patch_embed.num_patches
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, n + 1, embed_dim), requires_grad=False)
+        self._build_encoder(img_size, patch_size, embed_dim, depth, num_heads, mlp_ratio)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        self.blocks = nn.ModuleList(
-            [Block(embed_dim, num_heads, mlp_ratio, qkv_bias=True, norm_layer=norm_layer) for _ in range(depth)]
-        )
-        self.norm = norm_layer(embed_dim)
         self.decoder_pred = nn.Sequential(
             nn.Conv2d(embed_dim, patch_size * patch_size * 3, kernel_size=1),
             nn.PixelShuffle(patch_size),
@@ -84,12 +71,7 @@ class SimMIMViT(ViTEncoderMixin, nn.Module):
 
     def initialize_weights(self) -> None:
         """MAE-style init: sin-cos positions, xavier Linears and patch embedding, tokens N(0, 0.02)."""
-        grid = self.patch_embed.grid_size[0]
-        with torch.no_grad():
-            self.pos_embed.copy_(sincos_pos_embed_2d(self.embed_dim, grid, cls_token=True))
-        w = self.patch_embed.proj.weight.data
-        nn.init.xavier_uniform_(w.view(w.shape[0], -1))
-        nn.init.normal_(self.cls_token, std=0.02)
+        self._init_encoder()
         nn.init.normal_(self.mask_token, std=0.02)
         self.apply(_init_weights)
 
