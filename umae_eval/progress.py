@@ -27,11 +27,14 @@ from rich.progress import (
 
 Advance = Callable[[int], None]
 
+# When a stream is a file or a pipe (logs, CI, nohup) rich would wrap at 80 columns, squashing
+# tables into slivers and splitting one epoch's figures over two lines, so those get a wide width.
+_LOG_WIDTH = 200
+
 #: Messages and progress go to stderr; tables and paths of results go to stdout.
-console = Console(stderr=True)
-#: Result tables. When stdout is a file or a pipe rich would wrap at 80 columns and squash the
-#: tables into unreadable slivers, so it gets a wide fixed width there instead.
-stdout = Console(width=None if sys.stdout.isatty() else 200)
+console = Console(stderr=True, width=None if sys.stderr.isatty() else _LOG_WIDTH)
+#: Result tables.
+stdout = Console(width=None if sys.stdout.isatty() else _LOG_WIDTH)
 
 
 class ProgressFactory(Protocol):

@@ -46,7 +46,7 @@ def demo(
     metrics.jsonl) and the comparison (report.html, results.json, CSVs). Rerunning with the
     same --out continues unfinished runs instead of starting over.
 
-    Example:  umae demo                      (about 3-5 minutes on 2 CPU cores)
+    Example:  umae demo                      (1-3 minutes on 2 CPU cores)
 
     Example:  umae demo --epochs 30 --embed tsne,umap --out reports/demo-long
     """

@@ -220,7 +220,7 @@ def train(
 
     Several nodes: add --nnodes N --node_rank R --master_addr HOST --master_port 29500 to torchrun.
     """
-    from trainer.loop import TrainConfig, train_run
+    from trainer.loop import TrainConfig, check_out_dir, resolve_preset, train_run
 
     unif_form = _choice(unif_form, _UNIF_FORMS, "--unif-form")
     method = _choice(method, _METHODS, "--method")
@@ -236,6 +236,10 @@ def train(
         stream=stream, workers=workers, max_train_images=max_train_images, eval_images=eval_images,
         knn_train_images=knn_train_images, command_line=["umae", *sys.argv[1:]],
     )
+    # Refuse a bad preset or a taken --out before the progress display opens, so the error is
+    # the only thing printed.
+    resolve_preset(config)
+    check_out_dir(run_dir, resume)
     main_rank = os.environ.get("RANK", "0") == "0"
     if not main_rank:
         train_run(config, progress=null_progress)
