@@ -57,7 +57,9 @@ import torch  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import umae_eval  # noqa: E402,F401  (makes timm importable on CPU torch)
+from umae_eval.compat import ensure_timm_importable  # noqa: E402
+
+ensure_timm_importable()  # before timm (the MAE probe recipe uses its LARS)
 from umae_eval.probes import knn_probe, linear_probe, mean_classifier  # noqa: E402
 from umae_eval.probes.knn import knn_search  # noqa: E402
 from umae_eval.provenance import atomic_write_json, atomic_write_text, now_iso, versions  # noqa: E402

@@ -39,7 +39,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import umae_eval  # noqa: E402,F401  (compat step before timm)
+from umae_eval.compat import ensure_timm_importable  # noqa: E402
+
+ensure_timm_importable()  # before timm
 from trainer.batches import ResidentImages, augment_batch, epoch_permutation  # noqa: E402
 from trainer.flops import flops_per_image, mfu, peak_tflops  # noqa: E402
 from trainer.loop import accumulate_gradients, autocast_dtype  # noqa: E402

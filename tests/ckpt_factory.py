@@ -25,7 +25,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-import umae_eval  # noqa: F401  (lets timm import on CPU torch)
+from umae_eval.compat import ensure_timm_importable
+
+ensure_timm_importable()  # before timm
 from timm.models.vision_transformer import Block, VisionTransformer
 
 #: The default tiny encoder: ViT-T/4 at 32 px, depth 2.

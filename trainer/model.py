@@ -17,11 +17,12 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-import umae_eval  # noqa: F401  (runs the compat step before timm is imported)
 from trainer.masking import patchify, random_masking, sincos_pos_embed_2d
 from trainer.presets import Preset
+from umae_eval.compat import ensure_timm_importable
 from umae_eval.errors import UmaeError
 
+ensure_timm_importable()  # before timm: lets it import on CPU torch beside a CUDA torchvision
 from timm.layers import PatchEmbed  # noqa: E402
 from timm.models.vision_transformer import Block  # noqa: E402
 

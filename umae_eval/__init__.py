@@ -1,8 +1,8 @@
-"""umae: train MAE / U-MAE and measure what they learn."""
+"""umae: train MAE / U-MAE and measure what they learn.
 
-from umae_eval.compat import ensure_timm_importable
+Modules that import timm call :func:`umae_eval.compat.ensure_timm_importable` first (it lets
+timm import on CPU torch beside PyPI's CUDA torchvision). The package itself imports nothing
+heavy, so ``umae --help`` stays fast.
+"""
 
 __version__ = "0.1.0"
-
-# Every entry point that reaches timm goes through this package first.
-ensure_timm_importable()

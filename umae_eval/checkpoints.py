@@ -43,10 +43,12 @@ import numpy as np
 import torch
 from torch import nn
 
-import umae_eval  # noqa: F401  (the compat step that lets timm import on CPU torch)
-from timm.models.vision_transformer import VisionTransformer
+from umae_eval.compat import ensure_timm_importable
 from umae_eval.errors import UmaeError
 from umae_eval.provenance import sha256_file
+
+ensure_timm_importable()  # before timm: lets it import on CPU torch beside a CUDA torchvision
+from timm.models.vision_transformer import VisionTransformer  # noqa: E402
 
 __all__ = [
     "IMAGENET_MEAN",

@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-import umae_eval  # noqa: F401  (compat step before timm)
+from umae_eval.compat import ensure_timm_importable
+
+ensure_timm_importable()  # before timm
 from trainer.checkpoint import (
     load_checkpoint,
     resume_path,

@@ -9,7 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-import umae_eval  # noqa: F401  (compat step before timm)
+from umae_eval.compat import ensure_timm_importable
+
+ensure_timm_importable()  # before timm
 import timm
 from timm.models.vision_transformer import VisionTransformer
 

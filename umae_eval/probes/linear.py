@@ -402,6 +402,9 @@ def _mae_lr(step: int, steps_per_epoch: int, lr: float, epochs: int, warmup_epoc
 def _mae_protocol(xtr: torch.Tensor, ytr: np.ndarray, xte: torch.Tensor, yte: np.ndarray, c: int,
                   epochs: int, warmup_epochs: int, batch_size: int, base_lr: float, seed: int,
                   progress: ProgressFactory) -> tuple[float, dict[str, Any], dict[str, Any]]:
+    from umae_eval.compat import ensure_timm_importable
+
+    ensure_timm_importable()
     from timm.layers import trunc_normal_
     from timm.optim import Lars
 
