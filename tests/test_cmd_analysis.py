@@ -102,6 +102,8 @@ def test_probe_writes_results_csv_and_report(tiny_npz: Path, ckpts: dict[str, Pa
                  "--device", "cpu", "--seed", "3", "--out", str(out)])
     captured = capsys.readouterr()
     assert code == 0, captured.err
+    # what was loaded, in one line: layout, arch, sha256 prefix
+    assert "checkpoint-4: umae: ViT dim192" in captured.err and sha256_file(ckpts["umae"])[:12] in captured.err
     res = _results(out)
     assert res["command"] == "probe"
     acc = res["results"]["checkpoints"]["checkpoint-4"]["accuracies"]
@@ -234,9 +236,13 @@ def test_bad_input_is_one_line_exit_2(args: list[str], needle: str, tiny_npz: Pa
     if "--out" not in argv:
         argv += ["--out", str(tmp_path / "out")]
     assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1, err
-    assert err.startswith("error:") and needle in err
+    lines = capsys.readouterr().err.strip().splitlines()
+    # One error line; the only other lines allowed are the one-line summaries of checkpoints that
+    # loaded before the bad input was found.
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], lines
+    assert all(ln.startswith("error:") or "sha256" in ln for ln in lines), lines
+    assert not any("Traceback" in ln for ln in lines)
     assert not (tmp_path / "out" / "results.json").exists()
 
 

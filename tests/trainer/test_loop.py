@@ -26,6 +26,7 @@ from trainer.batches import (
 from trainer.loop import TrainConfig, accumulate_gradients, autocast_dtype, train_run
 from trainer.model import build_model
 from trainer.presets import get_preset
+from umae_eval.provenance import sha256_file
 from trainer.runlog import read_metrics
 from trainer.schedule import CosineSchedule, build_optimizer
 from umae_eval.cli import main
@@ -252,6 +253,10 @@ def test_cli_train_and_refusals(toy_npz: Path, tmp_path: Path, capsys: pytest.Ca
     captured = capsys.readouterr()
     assert str(out) in captured.out and "effective_rank" in captured.out
     assert (out / "last.pth").is_file()
+    results = json.loads((out / "results.json").read_text())
+    assert results["command"] == "train" and results["settings"]["lam"] == 0.01 and "torch" in results["versions"]
+    assert results["results"]["checkpoint_sha256"] == sha256_file(out / "last.pth")
+    assert results["results"]["final"]["epoch"] == 1 and results["results"]["steps"] == 4
     assert main(args) == 2  # non-empty --out without --resume
     assert "--resume auto" in capsys.readouterr().err
     assert main(args[:-4] + ["--resume", "auto"]) == 2  # resume with other options: --lam differs

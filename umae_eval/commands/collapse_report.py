@@ -26,9 +26,9 @@ from umae_eval.commands.common import (
     OutOpt,
     SeedOpt,
     TrustPickleOpt,
-    loader_options,
 )
 from umae_eval.commands.probe import (
+    load_subjects_announced,
     CkptsArg,
     LabelOpt,
     MaxTestOpt,
@@ -263,9 +263,8 @@ def collapse_report(
     out_dir = out_dir_for(out, "collapse-report")
     timings: dict[str, float] = {}
     with A.timed(timings, "load_checkpoints"):
-        subjects = A.load_subjects(ckpts, labels=label, trust_pickle=trust_pickle, random_init=random_init,
-                                   **loader_options(num_heads, norm),
-                                   seed=seed)
+        subjects = load_subjects_announced(ckpts, label=label, trust_pickle=trust_pickle, seed=seed,
+                                           num_heads=num_heads, norm=norm, random_init=random_init)
     with A.timed(timings, "load_data"):
         ds = A.load_data(data, max_train=max_train, max_test=max_test, seed=seed, progress=rich_progress)
     results = run_collapse_stage(subjects, ds, feats=None, pool=pool, embed=methods, per_class=per_class,

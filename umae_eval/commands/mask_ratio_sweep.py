@@ -190,6 +190,7 @@ def mask_ratio_sweep(
         from umae_eval.checkpoints import load_encoder
 
         loaded = load_encoder(checkpoint, trust_pickle=trust_pickle, **loader_options(num_heads, norm))
+        say(loaded.info.summary())
         arch = loaded.info.arch
         if patch_size is not None and patch_size != arch.patch_size:
             raise UmaeError(f"--patch-size {patch_size} differs from the checkpoint's patch size "

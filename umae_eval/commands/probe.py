@@ -167,6 +167,17 @@ def print_outputs(title: str, df: pd.DataFrame, written: Mapping[str, Path], flo
         stdout.print(f"{key}: {path}", highlight=False, soft_wrap=True)
 
 
+def load_subjects_announced(ckpts: Sequence[Path], *, label: Sequence[str] | None, trust_pickle: bool,
+                            seed: int, num_heads: int | None, norm: str | None,
+                            random_init: bool = False) -> list[A.Subject]:
+    """Load the checkpoints and say what each one is, one line each (layout, arch, params, sha256)."""
+    subjects = A.load_subjects(ckpts, labels=label, trust_pickle=trust_pickle, random_init=random_init,
+                               seed=seed, **loader_options(num_heads, norm))
+    for s in subjects:
+        say(f"{s.name}: {s.info.summary()}")
+    return subjects
+
+
 def out_dir_for(out: Optional[Path], command: str) -> Path:
     """``--out`` or ``reports/<command>-<date>/``; refuses a path that is an existing file."""
     from umae_eval.provenance import default_out_dir
@@ -276,8 +287,8 @@ def probe(
     out_dir = out_dir_for(out, "probe")
     timings: dict[str, float] = {}
     with A.timed(timings, "load_checkpoints"):
-        subjects = A.load_subjects(ckpts, labels=label, trust_pickle=trust_pickle, seed=seed,
-                                   **loader_options(num_heads, norm))
+        subjects = load_subjects_announced(ckpts, label=label, trust_pickle=trust_pickle, seed=seed,
+                                           num_heads=num_heads, norm=norm)
     with A.timed(timings, "load_data"):
         ds = A.load_data(data, max_train=max_train, max_test=max_test, seed=seed, progress=rich_progress)
     _, probes = run_probe_stage(subjects, ds, opts, temperature=temperature, device=device,

@@ -246,5 +246,24 @@ def train(
         return
     with TrainDisplay(console) as display:
         result = train_run(config, progress=display, on_step=display.on_step, on_epoch=display.on_epoch)
+    _write_results(result)
     stdout.print(_final_table(result))
     stdout.print(str(result.run_dir), highlight=False, soft_wrap=True)
+
+
+def _write_results(result: TrainResult) -> None:
+    """``results.json`` in the run folder, like every other command: settings, versions, figures, hashes."""
+    from trainer.runlog import read_config
+    from umae_eval.provenance import atomic_write_json, results_envelope, sha256_file
+
+    results = {
+        "epochs": result.epochs,
+        "steps": result.steps,
+        "final": result.final,
+        "wall_s": result.wall_s,
+        "flops_per_image": result.flops_per_image,
+        "checkpoint": str(result.checkpoint),
+        "checkpoint_sha256": sha256_file(result.checkpoint),
+        "resumed_from": str(result.resumed_from) if result.resumed_from else None,
+    }
+    atomic_write_json(result.run_dir / "results.json", results_envelope("train", read_config(result.run_dir), results))
