@@ -14,4 +14,5 @@ else
     echo "install.sh: no torch found, installing torch $TORCH"
 fi
 "$PY" -m pip install --quiet --disable-pip-version-check "torch==$TORCH" -e ".[dev]"
-"$PY" -c 'import umae_eval, timm; print("install.sh: umae", umae_eval.__version__, "with timm", timm.__version__, "ready")'
+"$PY" -c 'from umae_eval.compat import ensure_timm_importable; ensure_timm_importable(); import timm, umae_eval
+print("install.sh: umae", umae_eval.__version__, "with timm", timm.__version__, "ready")'
