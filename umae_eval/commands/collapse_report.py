@@ -27,8 +27,7 @@ from umae_eval.commands.common import (
     SeedOpt,
     TrustPickleOpt,
 )
-from umae_eval.commands.probe import (
-    load_subjects_announced,
+from umae_eval.commands.shared import (
     CkptsArg,
     LabelOpt,
     MaxTestOpt,
@@ -37,6 +36,7 @@ from umae_eval.commands.probe import (
     add_common_sections,
     base_settings,
     check_choice,
+    load_subjects_announced,
     out_dir_for,
     print_outputs,
     provenance,

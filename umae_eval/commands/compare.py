@@ -37,27 +37,29 @@ from umae_eval.commands.common import (
     TrustPickleOpt,
 )
 from umae_eval.commands.probe import (
-    load_subjects_announced,
     BackendOpt,
-    CkptsArg,
     KOpt,
-    LabelOpt,
-    MaxTestOpt,
-    MaxTrainOpt,
     MethodsOpt,
-    PoolOpt,
     ProtocolOpt,
     TemperatureOpt,
     accuracy_frame,
-    add_common_sections,
     add_probe_sections,
+    probe_options,
+    run_probe_stage,
+)
+from umae_eval.commands.shared import (
+    CkptsArg,
+    LabelOpt,
+    MaxTestOpt,
+    MaxTrainOpt,
+    PoolOpt,
+    add_common_sections,
     base_settings,
+    load_subjects_announced,
     out_dir_for,
     print_outputs,
-    probe_options,
     provenance,
     resolve_device_name,
-    run_probe_stage,
 )
 from umae_eval.errors import UmaeError
 from umae_eval.progress import rich_progress

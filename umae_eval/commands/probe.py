@@ -1,19 +1,17 @@
 """`umae probe`: mean classifier, linear probe and kNN on frozen features of each checkpoint.
 
-Also holds the pieces the analysis commands share (options, settings, console output), which
-``collapse_report`` and ``compare`` import from here.
+Also holds the probe stage (options, running, tables) that ``compare`` reuses; the pieces every
+checkpoint-analysis command shares live in :mod:`umae_eval.commands.shared`.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import pandas as pd
 import typer
-from rich.table import Table
 
 from umae_eval import analysis as A
 from umae_eval.commands.common import (
@@ -25,24 +23,27 @@ from umae_eval.commands.common import (
     OutOpt,
     SeedOpt,
     TrustPickleOpt,
-    loader_options,
 )
-from umae_eval.errors import UmaeError
-from umae_eval.progress import rich_progress, say, stdout
+from umae_eval.commands.shared import (
+    CkptsArg,
+    LabelOpt,
+    MaxTestOpt,
+    MaxTrainOpt,
+    PoolOpt,
+    add_common_sections,
+    base_settings,
+    check_choice,
+    load_subjects_announced,
+    out_dir_for,
+    print_outputs,
+    provenance,
+    resolve_device_name,
+    settings_line,
+)
+from umae_eval.progress import rich_progress, say
 
 # --------------------------------------------------------------------------- shared options
 
-CkptsArg = Annotated[list[Path], typer.Argument(
-    metavar="CKPT", show_default=False,
-    help="Checkpoint file(s): official MAE (encoder or full), U-MAE, timm (.pth/.bin/.safetensors) or umae.")]
-PoolOpt = Annotated[str, typer.Option("--pool", help="Feature: cls ([CLS] after the final norm, MAE's "
-                                                     "linear-probe feature) or avg (mean of patch tokens).")]
-LabelOpt = Annotated[Optional[list[str]], typer.Option(
-    "--label", help="Display name of a checkpoint; repeat once per checkpoint, in order (default: file stem).")]
-MaxTrainOpt = Annotated[Optional[int], typer.Option(
-    "--max-train", min=1, help="Use a seeded random subset of this many training images (default: all).")]
-MaxTestOpt = Annotated[Optional[int], typer.Option(
-    "--max-test", min=1, help="Use a seeded random subset of this many test images (default: all).")]
 MethodsOpt = Annotated[str, typer.Option("--methods", help="Probes to run, comma-separated: mean, linear, knn.")]
 KOpt = Annotated[str, typer.Option("--k", help="Neighbour counts of the kNN probe, comma-separated.")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", min=1e-6,
@@ -51,141 +52,6 @@ ProtocolOpt = Annotated[str, typer.Option("--protocol", help="Linear probe recip
                                                              "mae (the MAE paper's BatchNorm + LARS recipe).")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="Linear probe backend: torch or sklearn.")]
 
-
-
-def check_choice(value: str, allowed: Sequence[str], option: str) -> str:
-    """Return ``value`` lower-cased if allowed, else raise a one-line :class:`UmaeError`."""
-    v = str(value).strip().lower()
-    if v not in allowed:
-        raise UmaeError(f"{option} {value!r}: choose one of {', '.join(allowed)}")
-    return v
-
-
-def resolve_device_name(device: str) -> str:
-    """The device actually used, as a string (``'auto'`` resolved)."""
-    from umae_eval.features import resolve_device
-
-    return str(resolve_device(device))
-
-
-def base_settings(subjects: Sequence[A.Subject], data: A.DataSubset, spec: str, **extra: Any) -> dict[str, Any]:
-    """Settings shared by every analysis command: checkpoints (sha256, layout, arch), data, extras."""
-    return {
-        "checkpoints": [s.settings() for s in subjects],
-        "data": data.settings(spec),
-        **extra,
-    }
-
-
-def report_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """A flat view of ``settings`` for the report's settings table (checkpoints get their own table)."""
-    flat: dict[str, Any] = {}
-    for key, value in settings.items():
-        if key == "checkpoints":
-            continue
-        if key == "data" and isinstance(value, Mapping):
-            for k, v in value.items():
-                if k == "class_names" and isinstance(v, list) and len(v) > 20:
-                    v = v[:20] + [f"... ({len(v)} classes)"]
-                flat[f"data.{k}"] = v
-        else:
-            flat[key] = value
-    return flat
-
-
-def checkpoints_table(subjects: Sequence[A.Subject]) -> pd.DataFrame:
-    """One row per checkpoint: name, layout, architecture, parameters, sha256, path, run dir."""
-    rows = []
-    for s in subjects:
-        info = s.info
-        rows.append({
-            "checkpoint": s.name,
-            "layout": info.layout,
-            "architecture": info.arch.describe(),
-            "params (M)": round(info.n_params / 1e6, 3),
-            "sha256": info.sha256,
-            "mean/std": f"{tuple(round(v, 4) for v in info.mean)} / {tuple(round(v, 4) for v in info.std)}",
-            "path": info.path,
-            "run dir": info.run_dir or "",
-        })
-    return pd.DataFrame(rows)
-
-
-def add_common_sections(report: Any, settings: Mapping[str, Any], subjects: Sequence[A.Subject]) -> None:
-    """Settings table, checkpoints table and versions table at the top of a report."""
-    from umae_eval.provenance import versions
-
-    report.add_settings(report_settings(settings))
-    report.add_table("Checkpoints", checkpoints_table(subjects), float_format="{:.3f}",
-                     caption="sha256 of each file's bytes and the layout detected when loading it.")
-    report.add_settings(versions(), title="Versions")
-
-
-def provenance(settings: Mapping[str, Any]) -> dict[str, str]:
-    """Which checkpoints (layout + sha256 prefix) and library versions produced a figure/table."""
-    from umae_eval.provenance import versions
-
-    v = versions()
-    ckpts = "; ".join(f"{c['name']}: {c['layout']} sha256 {str(c['sha256'])[:12]}"
-                      for c in settings.get("checkpoints", []))
-    return {"checkpoints": ckpts,
-            "versions": ", ".join(f"{k} {v[k]}" for k in ("umae", "torch", "timm") if k in v)}
-
-
-def settings_line(settings: Mapping[str, Any], keys: Sequence[str]) -> str:
-    """``'pool=cls · seed=0 · data=demo'``: the settings a figure depends on, for its subtitle."""
-    parts = []
-    for k in keys:
-        v = settings.get(k)
-        if isinstance(v, Mapping):
-            v = v.get("spec", v)
-        if isinstance(v, (list, tuple)):
-            v = ",".join(map(str, v))
-        parts.append(f"{k}={v}")
-    return " · ".join(parts)
-
-
-def _short_header(column: str) -> str:
-    """Terminal column headers: ``knn_accuracy@20`` -> ``kNN@20``, ``linear_accuracy`` -> ``linear``."""
-    if column.startswith("knn_accuracy@"):
-        return "kNN@" + column.split("@", 1)[1]
-    return {"mean_classifier_accuracy": "mean clf", "linear_accuracy": "linear",
-            "effective_rank": "eff. rank", "alignment": "align", "uniformity": "unif"}.get(column, column)
-
-
-def print_outputs(title: str, df: pd.DataFrame, written: Mapping[str, Path], float_format: str = "{:.2f}") -> None:
-    """A rich table of the main numbers and the paths written, on stdout."""
-    table = Table(title=title)
-    for col in df.columns:
-        numeric = pd.api.types.is_numeric_dtype(df[col])
-        table.add_column(_short_header(str(col)), justify="right" if numeric else "left",
-                         no_wrap=col == "checkpoint", overflow="fold")
-    for _, row in df.iterrows():
-        table.add_row(*[float_format.format(v) if isinstance(v, float) else str(v) for v in row.tolist()])
-    stdout.print(table)
-    for key, path in written.items():
-        stdout.print(f"{key}: {path}", highlight=False, soft_wrap=True)
-
-
-def load_subjects_announced(ckpts: Sequence[Path], *, label: Sequence[str] | None, trust_pickle: bool,
-                            seed: int, num_heads: int | None, norm: str | None,
-                            random_init: bool = False) -> list[A.Subject]:
-    """Load the checkpoints and say what each one is, one line each (layout, arch, params, sha256)."""
-    subjects = A.load_subjects(ckpts, labels=label, trust_pickle=trust_pickle, random_init=random_init,
-                               seed=seed, **loader_options(num_heads, norm))
-    for s in subjects:
-        say(f"{s.name}: {s.info.summary()}")
-    return subjects
-
-
-def out_dir_for(out: Optional[Path], command: str) -> Path:
-    """``--out`` or ``reports/<command>-<date>/``; refuses a path that is an existing file."""
-    from umae_eval.provenance import default_out_dir
-
-    path = Path(out) if out is not None else default_out_dir(command)
-    if path.exists() and not path.is_dir():
-        raise UmaeError(f"--out {path} is an existing file; give a folder")
-    return path
 
 
 # --------------------------------------------------------------------------- probe work
