@@ -73,6 +73,24 @@ def _make_cifar10(root: Path, per_batch: int = 4,
     return np.concatenate(xs), np.array(ys), x_test, np.array(y_test)
 
 
+def test_cifar10_pickles_written_by_numpy_1_load(tmp_path: Path) -> None:
+    """The official files predate numpy 2: their arrays name numpy.core.multiarray, not numpy._core."""
+    x_train, y_train, x_test, y_test = _make_cifar10(tmp_path)
+    folder = tmp_path / "cifar-10-batches-py"
+    rewritten = 0
+    for f in folder.iterdir():
+        raw = f.read_bytes()
+        if b"numpy._core.multiarray" in raw:
+            # protocol 2 names globals as text lines, so the module name can be swapped in place
+            f.write_bytes(raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+            rewritten += 1
+    assert rewritten == 6  # five train batches and the test batch hold arrays
+    assert b"numpy.core.multiarray" in (folder / "test_batch").read_bytes()
+    ds = load_dataset(folder, cache=False)
+    assert np.array_equal(ds.x_train, x_train) and np.array_equal(ds.y_train, y_train)
+    assert np.array_equal(ds.x_test, x_test) and np.array_equal(ds.y_test, y_test)
+
+
 def test_cifar10_pickles_round_trip_with_channel_order(tmp_path: Path) -> None:
     x_train, y_train, x_test, y_test = _make_cifar10(tmp_path)
     # one image with a known colour: pure red must come back as (255, 0, 0)
