@@ -308,6 +308,12 @@ def _validate(p: Preset) -> None:
             raise UmaeError(f"{key} must be positive, got {getattr(p, key)}")
     if p.embed_dim % p.num_heads:
         raise UmaeError(f"embed_dim {p.embed_dim} is not divisible by num_heads {p.num_heads}")
+    # 2-D sin-cos positions split the width into sin/cos of rows and of columns
+    if p.embed_dim % 4:
+        raise UmaeError(f"embed_dim {p.embed_dim} is not a multiple of 4 (2-D sin-cos positions need it)")
+    if p.method == "mae" and p.decoder_embed_dim % 4:
+        raise UmaeError(f"decoder_embed_dim {p.decoder_embed_dim} is not a multiple of 4 "
+                        "(2-D sin-cos positions need it)")
     if p.method == "mae":
         if p.decoder_embed_dim <= 0 or p.decoder_num_heads <= 0 or p.decoder_depth < 0:
             raise UmaeError("decoder_embed_dim and decoder_num_heads must be positive")

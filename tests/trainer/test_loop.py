@@ -300,3 +300,26 @@ def test_torchrun_two_cpu_processes(toy_npz: Path, tmp_path: Path) -> None:
     assert [r["epoch"] for r in read_metrics(out)] == [1, 2]
     assert json.loads((out / "config.json").read_text())["world_size"] == 2
     assert torch.load(out / "last.pth", weights_only=True)["step"] == 8
+
+
+def test_cli_set_overrides_any_preset_field(toy_npz: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "set"
+    base = ["train", "--data", str(toy_npz), "--preset", "tiny-test", "--epochs", "1", "--eval-images", "32",
+            "--knn-train-images", "64"]
+    assert main(base + ["--out", str(out), "--set", "depth=1", "--set", "embed_dim=16", "--set", "norm_pix_loss=true",
+                        "--set", "weight_decay=0.1", "--set", "mean=0.4,0.4,0.4", "--set", "mask_ratio=0.5"]) == 0
+    preset = json.loads((out / "config.json").read_text())["preset"]
+    assert (preset["depth"], preset["embed_dim"], preset["norm_pix_loss"]) == (1, 16, True)
+    assert preset["weight_decay"] == 0.1 and preset["mean"] == [0.4, 0.4, 0.4] and preset["mask_ratio"] == 0.5
+    ckpt = torch.load(out / "last.pth", weights_only=True)
+    assert ckpt["model"]["cls_token"].shape == (1, 1, 16) and "blocks.1.norm1.weight" not in ckpt["model"]
+    capsys.readouterr()
+
+    cases = [(["--set", "depht=2"], "not a preset field"), (["--set", "depth=two"], "expected int"),
+             (["--set", "norm_pix_loss=maybe"], "expected bool"), (["--set", "depth"], "FIELD=VALUE"),
+             (["--set", "embed_dim=30"], "multiple of 4")]  # the preset refuses it before anything starts
+    for i, (extra, needle) in enumerate(cases):
+        assert main(base + ["--out", str(tmp_path / f"bad{i}")] + extra) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and needle in err and len(err.strip().splitlines()) == 1, err
+        assert not (tmp_path / f"bad{i}").exists()

@@ -93,6 +93,8 @@ def test_unknown_field() -> None:
         ({"augment": "randaug"}, "augment"),
         ({"lam": -1.0}, "lam"),
         ({"decoder_num_heads": 5}, "decoder_num_heads"),
+        ({"embed_dim": 30, "num_heads": 2}, "embed_dim 30 is not a multiple of 4"),
+        ({"decoder_embed_dim": 34, "decoder_num_heads": 2}, "decoder_embed_dim 34 is not a multiple of 4"),
     ],
 )
 def test_validation(overrides: dict, message: str) -> None:

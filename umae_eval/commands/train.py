@@ -199,6 +199,9 @@ def train(
         "--eval-images", min=2, help="Held-out test images for the per-epoch figures.")] = 1000,
     knn_train_images: Annotated[int, typer.Option(
         "--knn-train-images", min=1, help="Train images the online kNN / mean classifier fit.")] = 5000,
+    set_fields: Annotated[Optional[list[str]], typer.Option(
+        "--set", metavar="FIELD=VALUE", help="Override any preset field, repeatable, e.g. --set depth=4 "
+        "--set embed_dim=96 --set norm_pix_loss=true --set mean=0.5,0.5,0.5 (wins over the flags above).")] = None,
 ) -> None:
     """Pre-train MAE or U-MAE and write runs/<name>/: config.json, metrics.jsonl, checkpoints.
 
@@ -213,6 +216,8 @@ def train(
       umae train --data ./cifar-10-batches-py --preset cifar10-vit-tiny-p2 --lam 0.01 --out runs/umae-c10
 
       umae train ... --out runs/umae-c10 --resume auto   (continue after a stop, same options)
+
+      umae train --data demo --preset cifar10-vit-tiny-p4 --img-size 16 --set embed_dim=96 --set depth=4 --out runs/small
 
     Several GPUs (DDP; --batch-size is the total over all processes; rank 0 writes the files):
 
@@ -229,7 +234,8 @@ def train(
     config = TrainConfig(
         data=data, preset=preset, out=run_dir, method=method, lam=lam, unif_form=unif_form,
         epochs=epochs, warmup_epochs=warmup_epochs, batch_size=batch_size, micro_batch=micro_batch,
-        blr=blr, mask_ratio=mask_ratio, overrides={"img_size": img_size} if img_size else {},
+        blr=blr, mask_ratio=mask_ratio,
+        overrides={**({"img_size": img_size} if img_size else {}), **parse_set_fields(preset, set_fields or [])},
         min_lr=min_lr, eval_every=eval_every, save_every=save_every, save_every_steps=save_every_steps,
         resume=resume, device=device, seed=seed, compile=compile, deterministic=deterministic,
         precision=precision,  # type: ignore[arg-type]
@@ -249,6 +255,50 @@ def train(
     _write_results(result)
     stdout.print(_final_table(result))
     stdout.print(str(result.run_dir), highlight=False, soft_wrap=True)
+
+
+def parse_set_fields(preset: str, items: list[str]) -> dict[str, Any]:
+    """``--set FIELD=VALUE`` items as preset overrides, each value parsed as its field's type.
+
+    bool: true/false/1/0/yes/no; tuples: comma-separated numbers; an int field takes an integer.
+    Unknown fields and unparsable values are refused with one line naming the valid choices.
+    """
+    import dataclasses
+
+    from trainer.presets import get_preset
+
+    current = dataclasses.asdict(get_preset(preset))
+    out: dict[str, Any] = {}
+    for item in items:
+        field, sep, text = item.partition("=")
+        field, text = field.strip(), text.strip()
+        if not sep or not field:
+            raise UmaeError(f"--set {item!r}: write FIELD=VALUE, e.g. --set depth=4")
+        if field == "name" or field not in current:
+            fields = ", ".join(k for k in current if k != "name")
+            raise UmaeError(f"--set {field}: not a preset field; fields: {fields}")
+        old = current[field]
+        try:
+            if isinstance(old, bool):
+                low = text.lower()
+                if low not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                value: Any = low in ("true", "1", "yes")
+            elif isinstance(old, int):
+                value = int(text)
+            elif isinstance(old, float):
+                value = float(text)
+            elif isinstance(old, tuple):
+                value = tuple(float(v) for v in text.split(","))
+            elif old is None:  # an optional int (micro_batch)
+                value = None if text.lower() == "none" else int(text)
+            else:
+                value = text
+        except ValueError:
+            kind = "comma-separated numbers" if isinstance(old, tuple) else type(old).__name__
+            raise UmaeError(f"--set {field}={text}: expected {kind} (the preset has {old!r})") from None
+        out[field] = value
+    return out
 
 
 def _write_results(result: TrainResult) -> None:
