@@ -83,6 +83,21 @@ def singular_values_figure(
     return fig
 
 
+def _grouped_bars(fig: go.Figure, values: Mapping[str, Mapping[str, float]], columns: Sequence[str]) -> None:
+    """Add one bar trace per column to ``fig``: x = checkpoint names, missing values as NaN, labelled."""
+    names = list(values)
+    for j, col in enumerate(columns):
+        fig.add_trace(go.Bar(
+            x=[label(n) for n in names],
+            y=[float(values[n].get(col, float("nan"))) for n in names],
+            name=label(col),
+            marker_color=PALETTE[j % len(PALETTE)],
+            texttemplate="%{y:.1f}",
+            textposition="outside",
+        ))
+    fig.update_layout(barmode="group")
+
+
 def rank_bars_figure(
     ranks: Mapping[str, Mapping[str, float]],
     *,
@@ -95,17 +110,7 @@ def rank_bars_figure(
     ``ranks`` maps checkpoint name -> ``{metric name: value}``; missing metrics are left out.
     """
     fig = _base(title, "checkpoint", "rank (number of dimensions)", settings_line)
-    names = list(ranks)
-    for j, metric in enumerate(metrics):
-        fig.add_trace(go.Bar(
-            x=[label(n) for n in names],
-            y=[float(ranks[n].get(metric, float("nan"))) for n in names],
-            name=label(metric),
-            marker_color=PALETTE[j % len(PALETTE)],
-            texttemplate="%{y:.1f}",
-            textposition="outside",
-        ))
-    fig.update_layout(barmode="group")
+    _grouped_bars(fig, ranks, metrics)
     return fig
 
 
@@ -120,20 +125,10 @@ def accuracy_figure(
     ``accuracies`` maps checkpoint name -> ``{probe column (e.g. 'knn_accuracy@20'): percent}``.
     """
     fig = _base(title, "checkpoint", "test accuracy (%)", settings_line)
-    names = list(accuracies)
     columns: list[str] = []
     for per in accuracies.values():
         columns.extend(c for c in per if c not in columns)
-    for j, col in enumerate(columns):
-        fig.add_trace(go.Bar(
-            x=[label(n) for n in names],
-            y=[float(accuracies[n].get(col, float("nan"))) for n in names],
-            name=label(col),
-            marker_color=PALETTE[j % len(PALETTE)],
-            texttemplate="%{y:.1f}",
-            textposition="outside",
-        ))
-    fig.update_layout(barmode="group")
+    _grouped_bars(fig, accuracies, columns)
     fig.update_yaxes(range=[0, 105])
     return fig
 
