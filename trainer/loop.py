@@ -425,7 +425,8 @@ class OnlineEvaluator:
 
     def evaluate(self, model: nn.Module, probes: bool) -> dict[str, float]:
         """``effective_rank`` and ``rankme`` of the held-out features; with ``probes`` also
-        ``knn_accuracy`` (k=20, T=0.07) and ``mean_classifier_accuracy`` (percent)."""
+        ``knn_accuracy`` (k=20, T=0.07), ``mean_classifier_accuracy`` (cosine) and
+        ``linear_accuracy`` (the 'fast' L-BFGS probe), all percent."""
         from umae_eval.metrics.spectrum import effective_rank, rankme
 
         test_f = self.features(model, self.test_images)
@@ -440,6 +441,13 @@ class OnlineEvaluator:
                                                      k=20, temperature=0.07))
             out["mean_classifier_accuracy"] = float(mean_classifier_accuracy(
                 train_f, self.train_labels, test_f, self.test_labels, metric="cosine"))
+            # Fig. 3b of the paper plots linear-probe accuracy along training, so the online
+            # figures include it: the 'fast' L-BFGS probe (weight decay chosen on a held-out
+            # tenth of the probe's train images), deterministic given the features.
+            from umae_eval.probes.linear import linear_probe
+
+            out["linear_accuracy"] = float(linear_probe(
+                train_f, self.train_labels, test_f, self.test_labels, seed=0).accuracy)
         return out
 
 

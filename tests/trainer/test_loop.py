@@ -168,6 +168,26 @@ def test_rrc_flip_is_a_crop_and_flip() -> None:
 # --------------------------------------------------------------------------- runs
 
 
+def test_online_linear_probe_equals_a_probe_of_the_saved_checkpoint(toy_npz: Path, tmp_path: Path) -> None:
+    """The online linear_accuracy (Fig. 3b) is the 'fast' probe on the encoder's [CLS]
+    features: recomputed here from last.pth through umae's ordinary loader and extractor."""
+    from umae_eval.checkpoints import load_encoder
+    from umae_eval.data import load_dataset
+    from umae_eval.features import extract_features
+    from umae_eval.probes.linear import linear_probe
+
+    result = train_run(_config(toy_npz, tmp_path / "run", epochs=2, eval_every=2))
+    record = read_metrics(tmp_path / "run")[-1]
+    data = load_dataset(toy_npz)
+    test_idx = loop._fixed_subset(len(data.y_test), 32, 0, 2)
+    train_idx = loop._fixed_subset(len(data.y_train), 64, 0, 3)
+    enc = load_encoder(result.run_dir / "last.pth")
+    ftr = extract_features(enc, data.x_train[train_idx], device="cpu")
+    fte = extract_features(enc, data.x_test[test_idx], device="cpu")
+    expected = linear_probe(ftr, data.y_train[train_idx], fte, data.y_test[test_idx], seed=0).accuracy
+    assert record["linear_accuracy"] == pytest.approx(expected, abs=1e-9)
+
+
 def test_run_folder_contract(toy_npz: Path, tmp_path: Path) -> None:
     result = train_run(_config(toy_npz, tmp_path / "run", epochs=3, lam=0.01, eval_every=2, save_every=2))
     run = tmp_path / "run"
@@ -184,7 +204,7 @@ def test_run_folder_contract(toy_npz: Path, tmp_path: Path) -> None:
         assert r["lam"] == 0.01 and r["unif_form"] == "code"
         assert r["loss"] == pytest.approx(r["loss_recon"] + 0.01 * r["loss_unif"], rel=1e-5)
         assert 1.0 <= r["effective_rank"] <= 32 and r["rankme"] > 0
-    probe_keys = {"knn_accuracy", "mean_classifier_accuracy"}
+    probe_keys = {"knn_accuracy", "mean_classifier_accuracy", "linear_accuracy"}
     assert [probe_keys <= set(r) for r in records] == [False, True, True]
     assert 0 <= records[1]["knn_accuracy"] <= 100
     # lr of each epoch's last step follows the schedule: 1 warm-up epoch (round(0.5 * 3) = 2 here)

@@ -95,7 +95,7 @@ class TrainDisplay:
         """One line per finished epoch."""
         parts = [f"epoch {record['epoch']}", f"loss {record['loss']:.4f}",
                  f"effective_rank {record['effective_rank']:.2f}", f"rankme {record['rankme']:.2f}"]
-        for key in ("knn_accuracy", "mean_classifier_accuracy"):
+        for key in ("linear_accuracy", "knn_accuracy", "mean_classifier_accuracy"):
             if key in record:
                 parts.append(f"{key} {record[key]:.2f}%")
         if record.get("img_per_s"):
@@ -132,8 +132,8 @@ def _final_table(result: TrainResult) -> Table:
     table.add_column("figure")
     table.add_column("value", justify="right")
     table.add_row("epochs / steps", f"{result.epochs} / {result.steps}")
-    for key in ("loss", "loss_recon", "loss_unif", "effective_rank", "rankme", "knn_accuracy",
-                "mean_classifier_accuracy", "img_per_s"):
+    for key in ("loss", "loss_recon", "loss_unif", "effective_rank", "rankme", "linear_accuracy",
+                "knn_accuracy", "mean_classifier_accuracy", "img_per_s"):
         value = result.final.get(key)
         if value is None:
             continue
@@ -198,7 +198,7 @@ def train(
     eval_images: Annotated[int, typer.Option(
         "--eval-images", min=2, help="Held-out test images for the per-epoch figures.")] = 1000,
     knn_train_images: Annotated[int, typer.Option(
-        "--knn-train-images", min=1, help="Train images the online kNN / mean classifier fit.")] = 5000,
+        "--knn-train-images", min=1, help="Train images the online linear probe, kNN and mean classifier fit.")] = 5000,
     set_fields: Annotated[Optional[list[str]], typer.Option(
         "--set", metavar="FIELD=VALUE", help="Override any preset field, repeatable, e.g. --set depth=4 "
         "--set embed_dim=96 --set norm_pix_loss=true --set mean=0.5,0.5,0.5 (wins over the flags above).")] = None,
@@ -207,7 +207,7 @@ def train(
 
     Checkpoints: official MAE layout + a 'umae' metadata dict, torch.load(weights_only=True) safe.
 
-    metrics.jsonl: per epoch loss terms, lr, img/s, effective_rank and rankme; every --eval-every epochs knn_accuracy and mean_classifier_accuracy.
+    metrics.jsonl: per epoch loss terms, lr, img/s, effective_rank and rankme; every --eval-every epochs linear_accuracy, knn_accuracy and mean_classifier_accuracy.
 
     Examples:
 
