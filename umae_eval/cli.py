@@ -67,6 +67,41 @@ def _register() -> None:
 _register()
 
 
+def _click_exception_types() -> tuple[type[BaseException], ...]:
+    """Click's exception classes: typer >= 0.20 raises its own vendored copy (``typer._click``),
+    older typer the standalone ``click`` package's; catch whichever are installed."""
+    types: list[type[BaseException]] = []
+    try:
+        from typer._click.exceptions import ClickException as TyperClickException
+
+        types.append(TyperClickException)
+    except ImportError:
+        pass
+    try:
+        from click.exceptions import ClickException
+
+        types.append(ClickException)
+    except ImportError:
+        pass
+    return tuple(types)
+
+
+def _usage_error(exc: BaseException, args: list[str]) -> int:
+    """A usage error (bad value, missing argument, unknown option or command) as one line, exit 2.
+
+    No-arguments help (``umae`` alone) has already printed the help: nothing more to say.
+    """
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        return 2
+    ctx = getattr(exc, "ctx", None)
+    command = getattr(ctx, "command_path", None) or "umae"
+    message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+    message = " ".join(str(message).split())  # click's messages may hold newlines
+    console.print(f"[bold red]error:[/] {message} (see `{command} --help`)",
+                  highlight=False, soft_wrap=True, markup=True)
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``umae`` console script. Returns the process exit code."""
     args = sys.argv[1:] if argv is None else argv
@@ -86,12 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted", highlight=False)
         return 130
-    except Exception as exc:  # click usage errors and anything unexpected
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
+    except Exception as exc:
+        if isinstance(exc, _click_exception_types()):
+            return _usage_error(exc, args)
         if _state["debug"]:
             raise
         console.print(
