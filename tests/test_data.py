@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from umae_eval import data as data_module
+import umae_eval.data.folder  # noqa: F401  (the decode counter patches it)
 from umae_eval.data import DEFAULT_DECODE_SIZE, ImageSet, compute_fingerprint, demo_path, load_dataset
 from umae_eval.errors import UmaeError
 
@@ -515,13 +516,13 @@ def test_fingerprint_follows_content_only() -> None:
 
 def _count_decodes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     calls: list[str] = []
-    real = data_module._decode_image
+    real = data_module.folder.decode_image
 
     def counting(src: object, name: str, source: str, size: int | None) -> np.ndarray:
         calls.append(name)
         return real(src, name, source, size)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(data_module, "_decode_image", counting)
+    monkeypatch.setattr(data_module.folder, "decode_image", counting)
     return calls
 
 
@@ -529,7 +530,7 @@ def _refuse_decodes(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object) -> np.ndarray:
         raise AssertionError("decoded although the cache should have answered")
 
-    monkeypatch.setattr(data_module, "_decode_image", refuse)
+    monkeypatch.setattr(data_module.folder, "decode_image", refuse)
 
 
 @pytest.mark.parametrize("packed", [False, True])

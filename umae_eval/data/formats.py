@@ -1,0 +1,47 @@
+"""Names every data module shares: formats, suffixes, sizes, the accepted-input sentence."""
+
+
+from __future__ import annotations
+
+import lzma
+import tarfile
+import zlib
+
+#: The values ``ImageSet.format`` takes.
+FORMATS: tuple[str, ...] = ("cifar-python", "imagefolder", "imagefolder-tar", "npz", "demo")
+
+#: File suffixes read as images in an ImageFolder tree (others, e.g. README files, are ignored).
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+)
+
+#: Archive suffixes read as a packed ImageFolder (or packed CIFAR python folder).
+TAR_SUFFIXES: tuple[str, ...] = (".tar.gz", ".tgz", ".tar", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")
+
+#: The side images are resized to when an ImageFolder's images differ in size and no
+#: ``decode_size`` is given (ImageNet's evaluation size).
+DEFAULT_DECODE_SIZE = 224
+
+#: The embedded sample, relative to the ``umae_eval`` package.
+DEMO_FILE = "demo/cifar10-sample.npz"
+
+TEST_SPLITS = ("test", "val")
+CACHE_VERSION = 1
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
+CIFAR10_FILES = (*CIFAR10_TRAIN, "test_batch", "batches.meta")
+CIFAR100_FILES = ("train", "test", "meta")
+ACCEPTED = (
+    "accepted: 'demo', a cifar-10-batches-py or cifar-100-python folder (or its parent), "
+    "an ImageFolder folder with train/ and test/ (or val/) class folders, the same packed as "
+    ".tar/.tar.gz/.tgz, or an .npz with x_train, y_train, x_test, y_test"
+)
+ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
+    tarfile.TarError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    OSError,
+)
+
+
