@@ -142,8 +142,6 @@ def load_subjects(
     for p in paths:
         if not Path(p).exists():
             raise UmaeError(f"checkpoint not found: {p} (check the path)")
-        if Path(p).is_dir():
-            raise UmaeError(f"checkpoint {p} is a folder; pass the checkpoint file inside it")
     names = display_names(paths, labels)
     subjects = [Subject(n, load_encoder(Path(p), trust_pickle=trust_pickle,
                                         arch_overrides=dict(arch_overrides) if arch_overrides else None,

@@ -21,7 +21,8 @@ from umae_eval.progress import say, stdout
 
 CkptsArg = Annotated[list[Path], typer.Argument(
     metavar="CKPT", show_default=False,
-    help="Checkpoint file(s): official MAE (encoder or full), U-MAE, timm (.pth/.bin/.safetensors) or umae.")]
+    help="Checkpoint file(s) or folder(s): official MAE (encoder or full), U-MAE, umae, timm "
+    "(.pth/.bin/.safetensors), a Hugging Face ViTMAE folder or file (README: Checkpoints).")]
 PoolOpt = Annotated[str, typer.Option("--pool", help="Feature: cls ([CLS] after the final norm, MAE's "
                                                      "linear-probe feature) or avg (mean of patch tokens).")]
 LabelOpt = Annotated[Optional[list[str]], typer.Option(
