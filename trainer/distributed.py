@@ -13,6 +13,7 @@ have that defect; ``tests/trainer/test_ddp_gather.py`` checks 2 ranks x B == 1 r
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -179,3 +180,39 @@ def gather_with_grad(x: Tensor) -> Tensor:
     if not is_distributed():
         return x
     return _GatherWithGrad.apply(x)
+
+
+class _GatherLocalGrad(_GatherWithGrad):
+    """The released U-MAE gather: the same forward; backward keeps this rank's rows of its own
+    gradient without summing over ranks (so DDP's averaging divides the term by the world size)."""
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
+        start = sum(ctx.sizes[: ctx.rank])
+        return grad[start : start + ctx.sizes[ctx.rank]].contiguous()
+
+
+def gather_released(x: Tensor) -> Tensor:
+    """All-gather rows as the released U-MAE code does, for ``--unif-form released``.
+
+    Forward as :func:`gather_with_grad`. Backward on rank r: ``dx_r = g_r[rows of rank r]``,
+    rank r's own gradient only; after DDP's mean over ranks the uniformity gradient is
+    ``1 / world_size`` of the correct one (the released code's effective lambda). Identity when
+    not distributed, where both gathers agree.
+
+    Parameters
+    ----------
+    x : Tensor, shape (B, D)
+
+    Returns
+    -------
+    Tensor, shape (sum_r B_r, D)
+    """
+    if not is_distributed():
+        return x
+    return _GatherLocalGrad.apply(x)
+
+
+def gather_for(unif_form: str) -> Callable[[Tensor], Tensor]:
+    """The gather a uniformity form uses under DDP: :func:`gather_released` for 'released'."""
+    return gather_released if unif_form == "released" else gather_with_grad

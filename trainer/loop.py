@@ -9,7 +9,8 @@ augmented there; large ones stream through a DataLoader (:mod:`trainer.batches`)
 
 The run folder holds ``config.json``, ``metrics.jsonl`` (:mod:`trainer.runlog`) and checkpoints
 (:mod:`trainer.checkpoint`). Under ``torchrun`` every rank trains (DDP; the uniformity term spans
-the global batch through :func:`trainer.distributed.gather_with_grad`) and rank 0 alone
+the global batch through :func:`trainer.distributed.gather_with_grad`, or the released code's
+:func:`trainer.distributed.gather_released` for ``--unif-form released``) and rank 0 alone
 evaluates and writes files.
 
 Determinism: the batch order and augmentation depend only on (seed, epoch, step, rank); masking
@@ -65,7 +66,7 @@ from trainer.distributed import (
     DistInfo,
     all_reduce_mean,
     cleanup_distributed,
-    gather_with_grad,
+    gather_for,
     setup_distributed,
 )
 from trainer.flops import flops_per_image
@@ -633,7 +634,7 @@ class _Run:
             self.train_model = DDP(self.train_model, device_ids=ids)
         self.optimizer = build_optimizer(self.model, self.schedule.base_lr, p.betas, p.weight_decay,
                                          self.device)
-        self.gather = gather_with_grad if d.world_size > 1 else None
+        self.gather = gather_for(p.unif_form) if d.world_size > 1 else None
 
         if self.main:
             test_idx = _fixed_subset(len(self.data.x_test), c.eval_images, c.seed, 2)

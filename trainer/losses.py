@@ -15,7 +15,22 @@ from torch import Tensor, nn
 
 from umae_eval.errors import UmaeError
 
-UnifForm = Literal["code", "paper"]
+UnifForm = Literal["code", "paper", "released"]
+
+#: How the three forms differ, in one sentence each (``--help``, README, results.json).
+UNIF_FORM_DESCRIPTIONS = {
+    "code": "the released code's formula done right: the encoder's [CLS] after its final "
+            "LayerNorm, L2-normalised, mean of the squared cosine similarities over the global "
+            "batch (diagonal included); under DDP the gradient is gathered correctly, so lambda "
+            "means the same on any number of GPUs",
+    "paper": "Eq. 11 literally: raw [CLS] features, mean of the squared dot products over "
+             "off-diagonal pairs; 10^3-10^4 x larger than 'code' on real features, so lambda "
+             "0.01 does not carry over",
+    "released": "bit-equal to the released U-MAE code: like 'code' but on norm(latent)[:, 0], "
+                "the final LayerNorm applied a second time, and under DDP the gradient of the "
+                "gathered features keeps only this rank's share, so the effective lambda is "
+                "lambda / world size",
+}
 
 
 def reconstruction_loss(
@@ -76,9 +91,10 @@ def reconstruction_loss(
 def uniformity_loss(features: Tensor, form: UnifForm) -> Tensor:
     """The uniformity term of U-MAE, in the released code's form or the paper's Eq. 11.
 
-    ``'code'`` (what the released code computes; Table 1): ``z_i = f_i / ||f_i||``,
+    ``'code'`` and ``'released'`` (the released code's formula; Table 1): ``z_i = f_i / ||f_i||``,
     ``S = Z Z^T`` over all N rows including the diagonal, ``loss = mean_{i,j} S_ij^2``
-    (the diagonal adds a constant 1/N with no gradient).
+    (the diagonal adds a constant 1/N with no gradient). The two differ in the features they
+    are given (see :func:`loss_terms`), not in this formula.
 
     ``'paper'`` (Eq. 11 literally): unnormalised features, off-diagonal pairs only,
     ``loss = 1/(N(N-1)) * sum_{i != j} (f_i^T f_j)^2``.
@@ -101,7 +117,7 @@ def uniformity_loss(features: Tensor, form: UnifForm) -> Tensor:
     if features.ndim != 2:
         raise UmaeError(f"uniformity features must be (N, D), got shape {tuple(features.shape)}")
     n = features.shape[0]
-    if form == "code":
+    if form in ("code", "released"):
         z = F.normalize(features, dim=1)
         sim = z @ z.t()
         return (sim**2).mean()
@@ -111,7 +127,18 @@ def uniformity_loss(features: Tensor, form: UnifForm) -> Tensor:
         sim = features @ features.t()
         off = ~torch.eye(n, dtype=torch.bool, device=features.device)
         return (sim[off] ** 2).sum() / (n * (n - 1))
-    raise UmaeError(f"unif_form must be 'code' or 'paper', got {form!r}")
+    raise UmaeError(f"unif_form must be 'code', 'paper' or 'released', got {form!r}")
+
+
+def effective_lambda(lam: float, form: str, world_size: int) -> float:
+    """The weight the uniformity gradient really has: ``lam / world_size`` for ``'released'``.
+
+    The released code's gather hands each rank only the gradient of its own loss copy, and DDP
+    then averages over ranks, so its lambda acts divided by the number of processes; the other
+    forms gather correctly. To match the authors' run of lambda 0.01 on 8 GPUs with ``'code'``,
+    use ``lam = 0.01 / 8 = 0.00125``.
+    """
+    return lam / world_size if form == "released" else lam
 
 
 def loss_terms(
@@ -130,7 +157,10 @@ def loss_terms(
     ``loss_kind`` (``'mse'`` for MAE, ``'l1'`` for SimMIM); the same call therefore covers
     MAE, U-MAE, SimMIM and U-SimMIM. The uniformity features are ``out.cls``, the [CLS] of
     the same masked view the decoder uses (not detached), passed through ``gather``
-    (e.g. :func:`trainer.distributed.gather_with_grad`) to span the global batch.
+    (e.g. :func:`trainer.distributed.gather_with_grad`) to span the global batch. For
+    ``'released'`` they are ``inner.norm(out.cls)``: the released code takes
+    ``self.norm(latent)[:, 0]`` of a ``latent`` that already passed the final norm (pair it with
+    :func:`trainer.distributed.gather_released` under DDP to keep its gradient scaling too).
 
     Parameters
     ----------
@@ -142,8 +172,8 @@ def loss_terms(
         rho in [0, 1).
     lam : float
         Uniformity weight lambda; when 0 the uniformity term is not computed.
-    unif_form : {'code', 'paper'}
-        See :func:`uniformity_loss`.
+    unif_form : {'code', 'paper', 'released'}
+        See :func:`uniformity_loss` and :data:`UNIF_FORM_DESCRIPTIONS`.
     gather : callable, optional
         Maps local features (B, D) to global ones (W*B, D); identity when None.
     noise : Tensor, shape (B, L), optional
@@ -160,7 +190,8 @@ def loss_terms(
     target = inner.target_patches(imgs)
     recon = reconstruction_loss(out.pred, target, out.mask, inner.norm_pix_loss, inner.loss_kind)
     if lam > 0:
-        feats = out.cls.float()
+        feats = inner.norm(out.cls) if unif_form == "released" else out.cls
+        feats = feats.float()
         if gather is not None:
             feats = gather(feats)
         unif = uniformity_loss(feats, unif_form)

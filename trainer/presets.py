@@ -28,7 +28,7 @@ _HALF = (0.5, 0.5, 0.5)
 
 METHODS = ("mae", "simmim")
 AUGMENTS = ("none", "rrc-flip")
-UNIF_FORMS = ("code", "paper")
+UNIF_FORMS = ("code", "paper", "released")
 
 
 @dataclass(frozen=True)
@@ -72,8 +72,8 @@ class Preset:
         Per-channel normalisation of pixels in [0, 1].
     lam : float
         Uniformity weight lambda of U-MAE (Eq. 10); 0 gives plain MAE / SimMIM.
-    unif_form : {'code', 'paper'}
-        Which uniformity loss (see :func:`trainer.losses.uniformity_loss`).
+    unif_form : {'code', 'paper', 'released'}
+        Which uniformity loss (see :data:`trainer.losses.UNIF_FORM_DESCRIPTIONS`).
     """
 
     name: str

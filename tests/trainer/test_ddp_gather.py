@@ -23,6 +23,7 @@ from trainer.distributed import (
     DistInfo,
     all_reduce_mean,
     cleanup_distributed,
+    gather_for,
     gather_with_grad,
     is_distributed,
     is_main_process,
@@ -36,7 +37,8 @@ from umae_eval.errors import UmaeError
 WORLD = 2
 B_LOCAL = 3
 LAM = 0.5  # large, so the uniformity gradient is a visible share of the total
-CASES = (("code", "correct"), ("paper", "correct"), ("code", "defective"), ("paper", "defective"))
+CASES = (("code", "correct"), ("paper", "correct"), ("code", "defective"), ("paper", "defective"),
+         ("released", "library"))
 
 
 def _defective_gather(x: torch.Tensor) -> torch.Tensor:
@@ -89,7 +91,8 @@ def _worker(rank: int, port: int, out_dir: str) -> None:
             model = build_model(preset)
             model.load_state_dict(state)
             ddp = DDP(model)
-            gather = gather_with_grad if which == "correct" else _defective_gather
+            gather = {"correct": gather_with_grad, "defective": _defective_gather,
+                      "library": gather_for(form)}[which]
             terms = loss_terms(ddp, imgs[sl], preset.mask_ratio, LAM, form, gather=gather, noise=noise[sl])
             terms["loss"].backward()  # DDP all-reduces and averages the parameter gradients
             results[(form, which)] = {"grads": _grads(model), "loss_unif": terms["loss_unif"].detach()}
@@ -136,11 +139,11 @@ def ddp_results(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     return [torch.load(out_dir / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
-def _single_process(form: str) -> dict:
+def _single_process(form: str, lam: float = LAM) -> dict:
     preset, state, imgs, noise = _setup()
     model = build_model(preset)
     model.load_state_dict(state)
-    terms = loss_terms(model, imgs, preset.mask_ratio, LAM, form, gather=None, noise=noise)
+    terms = loss_terms(model, imgs, preset.mask_ratio, lam, form, gather=None, noise=noise)
     terms["loss"].backward()
     return {"grads": _grads(model), "loss_unif": terms["loss_unif"].detach()}
 
@@ -217,3 +220,24 @@ def test_setup_distributed_single_process(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(UmaeError, match="WORLD_SIZE"):
         setup_distributed()
+
+
+def test_released_form_under_ddp_acts_as_lambda_over_world_size(ddp_results: list[dict]) -> None:
+    """``--unif-form released`` on 2 ranks = the released term with lambda / 2 on one process."""
+    from test_unif_released import released_reference
+
+    preset, state, imgs, noise = _setup()
+    model = build_model(preset)
+    model.load_state_dict(state)
+    total, unif = released_reference(model, imgs, preset.mask_ratio, LAM / WORLD, noise)
+    total.backward()
+    want = _grads(model)
+    for rank in range(WORLD):
+        got = ddp_results[rank][("released", "library")]
+        torch.testing.assert_close(got["loss_unif"], unif.detach(), rtol=1e-5, atol=1e-7)
+        for name, ref in want.items():
+            scale = float(ref.abs().max()) + 1e-12
+            torch.testing.assert_close(got["grads"][name], ref, rtol=1e-4, atol=1e-5 * scale, msg=name)
+    # ... and not the full lambda: the comparison can fail.
+    full = _single_process("released")
+    assert _max_rel_diff(ddp_results[0][("released", "library")]["grads"], full["grads"]) > 1e-2

@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # the trainer (and torch) load only when the command runs
     from trainer.loop import StepInfo, TrainResult
 
 
-_UNIF_FORMS = ("code", "paper")
+_UNIF_FORMS = ("code", "paper", "released")
 _METHODS = ("mae", "simmim")
 _PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -152,8 +152,12 @@ def train(
     lam: Annotated[float, typer.Option(
         "--lam", min=0.0, help="Uniformity weight lambda: 0 = plain MAE; the paper's U-MAE uses 0.01.")] = 0.0,
     unif_form: Annotated[str, typer.Option(
-        "--unif-form", help="Uniformity loss: code (released code: normalised [CLS], diagonal "
-        "included) or paper (Eq. 11: raw features, off-diagonal pairs).")] = "code",
+        "--unif-form", help="Uniformity loss: code (the released formula done right: [CLS] after "
+        "the final norm, L2-normalised, mean squared cosine over the global batch, diagonal "
+        "included, DDP gradient correct); released (bit-equal to the released U-MAE code: the "
+        "final norm applied twice, and under DDP lambda acts as lambda / GPUs, so its 0.01 on 8 "
+        "GPUs was 0.00125 with code); paper (Eq. 11: raw features, off-diagonal pairs, "
+        "10^3-10^4 x larger, so lambda 0.01 does not carry over).")] = "code",
     method: Annotated[str, typer.Option(
         "--method", help="mae, or simmim (mask ratio 0.6 unless --mask-ratio).")] = "mae",
     epochs: Annotated[Optional[int], typer.Option("--epochs", min=1, help="Epochs (default: the preset's).")] = None,
@@ -301,6 +305,16 @@ def parse_set_fields(preset: str, items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _uniformity_record(config: dict[str, Any]) -> dict[str, Any]:
+    """Which uniformity form ran, what it computes, and the lambda it really had."""
+    from trainer.losses import UNIF_FORM_DESCRIPTIONS, effective_lambda
+
+    form, lam, world = config["unif_form"], float(config["lam"]), int(config.get("world_size", 1))
+    return {"form": form, "lam": lam, "world_size": world,
+            "effective_lam": effective_lambda(lam, form, world),
+            "description": UNIF_FORM_DESCRIPTIONS[form]}
+
+
 def _write_results(result: TrainResult) -> None:
     """``results.json`` in the run folder, like every other command: settings, versions, figures, hashes."""
     from trainer.runlog import read_config
@@ -315,5 +329,6 @@ def _write_results(result: TrainResult) -> None:
         "checkpoint": str(result.checkpoint),
         "checkpoint_sha256": sha256_file(result.checkpoint),
         "resumed_from": str(result.resumed_from) if result.resumed_from else None,
+        "uniformity": _uniformity_record(read_config(result.run_dir)),
     }
     atomic_write_json(result.run_dir / "results.json", results_envelope("train", read_config(result.run_dir), results))
