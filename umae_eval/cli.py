@@ -50,6 +50,7 @@ def _register() -> None:
     from umae_eval.commands import (
         collapse_report,
         compare,
+        convert,
         demo,
         mask_ratio_sweep,
         probe,
@@ -62,6 +63,7 @@ def _register() -> None:
     app.command("mask-ratio-sweep")(mask_ratio_sweep.mask_ratio_sweep)
     app.command("compare")(compare.compare)
     app.command("demo")(demo.demo)
+    app.command("convert")(convert.convert)
 
 
 _register()
