@@ -193,7 +193,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ) from exc
     if not isinstance(ckpt, dict) or "umae" not in ckpt or "model" not in ckpt:
         raise UmaeError(f"{path} is not a umae training checkpoint (no 'umae' metadata); "
-                        "--resume takes a file written by `umae train`")
+                        "--resume takes a file written by `umae train`; to start a new run from "
+                        "another tool's weights use --init PATH")
     version = ckpt["umae"].get("format_version")
     if version != FORMAT_VERSION:
         raise UmaeError(f"{path} has checkpoint format_version {version}; this umae reads "

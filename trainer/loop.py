@@ -112,6 +112,12 @@ class TrainConfig:
         Also refresh ``last.pth`` every N optimiser steps inside an epoch (0: never).
     resume : {None, 'auto'} or path
         'auto': continue from ``out/last.pth`` if present; a path: that checkpoint.
+    init : path, optional
+        Start a new run from this checkpoint's weights (any layout umae reads; encoder, and the
+        decoder when it fits): :func:`trainer.init_from.init_from_checkpoint`. Ignored when
+        ``resume='auto'`` finds a checkpoint to continue.
+    trust_pickle : bool
+        Let ``init`` unpickle a file that needs it (only for files you trust).
     device : str
         'auto', 'cpu', 'cuda', 'cuda:N' (under torchrun, each rank uses ``cuda:LOCAL_RANK``).
     seed : int
@@ -156,6 +162,8 @@ class TrainConfig:
     save_every: int = 1
     save_every_steps: int = 0
     resume: str | None = None
+    init: str | None = None
+    trust_pickle: bool = False
     device: str = "auto"
     seed: int = 0
     compile: bool = False
@@ -227,6 +235,8 @@ class TrainResult:
         Analytic training FLOPs per image (forward + backward, :mod:`trainer.flops`).
     preset : dict
         The preset fields the run used.
+    init : dict or None
+        :meth:`trainer.init_from.InitReport.to_json` when this call started from ``--init``.
     """
 
     run_dir: Path
@@ -239,6 +249,7 @@ class TrainResult:
     wall_s: float
     flops_per_image: int
     preset: dict[str, Any]
+    init: dict[str, Any] | None = None
 
 
 # --------------------------------------------------------------------------- set-up helpers
@@ -572,6 +583,8 @@ class _Run:
         for name in ("eval_every", "save_every_steps"):
             if getattr(c, name) < 0:
                 raise UmaeError(f"--{name.replace('_', '-')} must be >= 0, got {getattr(c, name)}")
+        if c.init is not None and c.resume not in (None, "auto"):
+            raise UmaeError("--init starts a new run and --resume continues one; pass only one of them")
         if c.save_every < 1:
             raise UmaeError(f"--save-every must be >= 1, got {c.save_every}")
         if c.precision not in ("auto", "bf16", "fp32"):
@@ -650,6 +663,11 @@ class _Run:
         self.resumed_from = resume_path(self.run_dir, c.resume)
         if self.resumed_from is not None:
             self._restore(self.resumed_from)
+        self.init_report = None
+        if self.resumed_from is None and c.init is not None:
+            from trainer.init_from import init_from_checkpoint
+
+            self.init_report = init_from_checkpoint(self.model, p, c.init, trust_pickle=c.trust_pickle)
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             if self.resumed_from is None:
@@ -706,6 +724,7 @@ class _Run:
                              for k, v in dataclasses.asdict(c).items()},
             "command_line": list(c.command_line),
             "versions": versions(),
+            "init": self.init_report.to_json() if self.init_report is not None else None,
         }
 
     # ---- checkpoints ----------------------------------------------------------------------
@@ -844,4 +863,5 @@ class _Run:
             wall_s=time.perf_counter() - t0,
             flops_per_image=flops_per_image(p).train,
             preset=p.to_dict(),
+            init=self.init_report.to_json() if self.init_report is not None else None,
         )

@@ -28,9 +28,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from umae_eval.commands.common import DataOpt, DeviceOpt, SeedOpt
+from umae_eval.commands.common import DataOpt, DeviceOpt, SeedOpt, TrustPickleOpt
 from umae_eval.errors import UmaeError
-from umae_eval.progress import Advance, console, null_progress, stdout
+from umae_eval.progress import Advance, console, null_progress, say, stdout
 
 if TYPE_CHECKING:  # the trainer (and torch) load only when the command runs
     from trainer.loop import StepInfo, TrainResult
@@ -186,6 +186,11 @@ def train(
         "--out", help="Run folder (default: runs/<preset>-<method>-<date>/); must be empty unless --resume.")] = None,
     resume: Annotated[Optional[str], typer.Option(
         "--resume", help="auto (continue from --out's last.pth if there is one) or a checkpoint path.")] = None,
+    init: Annotated[Optional[str], typer.Option(
+        "--init", metavar="CKPT", help="Start from the weights of any checkpoint umae reads (official "
+        "MAE, U-MAE, umae, timm, Hugging Face ViTMAE folder, ...): its encoder, and its decoder when it "
+        "fits the preset; one line says which tensors came from the file and which are new.")] = None,
+    trust_pickle: TrustPickleOpt = False,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
     compile: Annotated[bool, typer.Option(
@@ -221,6 +226,10 @@ def train(
 
       umae train ... --out runs/umae-c10 --resume auto   (continue after a stop, same options)
 
+      umae train --data /data/in100 --preset vit-base-p16 --lam 0.01 --init mae_visualize_vit_base.pth --out runs/in100-umae   (continue the official ViT-B MAE with U-MAE's term)
+
+      umae train --data demo --preset tiny-test --init ./vit-mae-folder --out runs/from-hf   (a Hugging Face ViTMAE folder)
+
       umae train --data demo --preset cifar10-vit-tiny-p4 --img-size 16 --set embed_dim=96 --set depth=4 --out runs/small
 
     Several GPUs (DDP; --batch-size is the total over all processes; rank 0 writes the files):
@@ -241,15 +250,23 @@ def train(
         blr=blr, mask_ratio=mask_ratio,
         overrides={**({"img_size": img_size} if img_size else {}), **parse_set_fields(preset, set_fields or [])},
         min_lr=min_lr, eval_every=eval_every, save_every=save_every, save_every_steps=save_every_steps,
-        resume=resume, device=device, seed=seed, compile=compile, deterministic=deterministic,
+        resume=resume, init=init, trust_pickle=trust_pickle, device=device, seed=seed, compile=compile, deterministic=deterministic,
         precision=precision,  # type: ignore[arg-type]
         stream=stream, workers=workers, max_train_images=max_train_images, eval_images=eval_images,
         knn_train_images=knn_train_images, command_line=["umae", *sys.argv[1:]],
     )
     # Refuse a bad preset or a taken --out before the progress display opens, so the error is
     # the only thing printed.
-    resolve_preset(config)
+    chosen = resolve_preset(config)
     check_out_dir(run_dir, resume)
+    if init is not None and resume not in (None, "auto"):
+        raise UmaeError("--init starts a new run and --resume continues one; pass only one of them")
+    if init is not None and not (resume == "auto" and (run_dir / "last.pth").is_file()):
+        from trainer.init_from import init_from_checkpoint
+        from trainer.model import build_model
+
+        # Read and check the file now, so a misfit is the only thing printed; the run repeats it.
+        say(init_from_checkpoint(build_model(chosen), chosen, init, trust_pickle=trust_pickle).summary())
     main_rank = os.environ.get("RANK", "0") == "0"
     if not main_rank:
         train_run(config, progress=null_progress)
@@ -330,5 +347,6 @@ def _write_results(result: TrainResult) -> None:
         "checkpoint_sha256": sha256_file(result.checkpoint),
         "resumed_from": str(result.resumed_from) if result.resumed_from else None,
         "uniformity": _uniformity_record(read_config(result.run_dir)),
+        "init": result.init,
     }
     atomic_write_json(result.run_dir / "results.json", results_envelope("train", read_config(result.run_dir), results))
