@@ -213,11 +213,23 @@ class DataSubset:
             "image_size": list(im.x_train.shape[1:3]),
             "n_classes": len(im.class_names),
             "class_names": list(im.class_names),
+            **_ids_and_notes(im),
             "n_train": int(len(self.y_train)),
             "n_test": int(len(self.y_test)),
             "n_train_available": int(len(im.y_train)),
             "n_test_available": int(len(im.y_test)),
         }
+
+
+def _ids_and_notes(im: Any) -> dict[str, Any]:
+    """The source's class ids (wnids) where they differ from the names, and the loader's notes."""
+    out: dict[str, Any] = {}
+    ids = list(getattr(im, "class_ids", None) or [])
+    if ids and ids != list(im.class_names):
+        out["class_ids"] = ids
+    if getattr(im, "notes", ()):
+        out["notes"] = list(im.notes)
+    return out
 
 
 def _digest(idx: np.ndarray) -> str:

@@ -222,7 +222,9 @@ def mask_ratio_sweep(
     settings: dict[str, Any] = {
         "data": {"source": ds.source, "format": ds.format, "fingerprint": ds.fingerprint,
                  "n_train": int(len(ds.y_train)), "n_test": int(len(ds.y_test)),
-                 "image_size": f"{h}x{w}", "class_names": list(ds.class_names)},
+                 "image_size": f"{h}x{w}", "class_names": list(ds.class_names),
+                 **({"class_ids": list(ds.class_ids)} if ds.class_ids != ds.class_names else {}),
+                 **({"notes": list(ds.notes)} if ds.notes else {})},
         "split": "test (pairs, label-error views, graph views); train (class means)",
         "space": space,
         "estimators": list(estimators),

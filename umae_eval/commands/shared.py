@@ -65,7 +65,7 @@ def report_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if key == "data" and isinstance(value, Mapping):
             for k, v in value.items():
-                if k == "class_names" and isinstance(v, list) and len(v) > 20:
+                if k in ("class_names", "class_ids") and isinstance(v, list) and len(v) > 20:
                     v = v[:20] + [f"... ({len(v)} classes)"]
                 flat[f"data.{k}"] = v
         else:

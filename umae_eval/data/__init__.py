@@ -12,7 +12,10 @@ One entry point, :func:`load_dataset`, detects the format of what the user point
 ``imagefolder``
     A folder with ``train/<class>/<image>`` and ``test/<class>/<image>`` (or ``val/``) files,
     JPEG/PNG/... of any size and mode (grayscale, RGBA and palette images become RGB; alpha
-    is dropped, as torchvision's loader does).
+    is dropped, as torchvision's loader does). Tiny ImageNet-200 and ImageNet's Kaggle layout
+    are recognised as distributed (see :mod:`umae_eval.data.layouts`): val labelled from
+    ``val_annotations.txt`` / ``LOC_val_solution.csv``, class names from ``words.txt`` /
+    ``LOC_synset_mapping.txt``, an unlabelled ``test/`` skipped with a note.
 ``imagefolder-tar``
     The same tree packed as ``.tar``, ``.tar.gz`` or ``.tgz`` (any common top-level folder is
     allowed), read by streaming through the archive without extracting it.

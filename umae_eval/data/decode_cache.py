@@ -16,6 +16,7 @@ import numpy as np
 from umae_eval.cache import cache_root
 from umae_eval.data.formats import CACHE_VERSION
 from umae_eval.data.imageset import Arrays, ImageSet
+from umae_eval.data.walk import walk_tree
 from umae_eval.errors import UmaeError
 
 # --------------------------------------------------------------------------------------------
@@ -29,11 +30,13 @@ def _source_state(path: Path) -> list[Any]:
         st = path.stat()
         return [st.st_size, st.st_mtime_ns]
     state: list[Any] = []
-    for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
-        dirnames.sort()
-        for fn in sorted(filenames):
-            st = os.stat(os.path.join(dirpath, fn))
-            state.append([os.path.relpath(os.path.join(dirpath, fn), path), st.st_size, st.st_mtime_ns])
+    for rel in walk_tree(path).files:  # follows symlinks, but not around a symlink loop
+        try:
+            st = os.stat(path / rel)
+        except OSError:  # a broken link: reading it later names it
+            state.append([rel, None, None])
+            continue
+        state.append([rel, st.st_size, st.st_mtime_ns])
     return state
 
 
@@ -85,7 +88,8 @@ def _read_cache(folder: Path, source: str) -> ImageSet | None:
                   for k in ("x_train", "y_train", "x_test", "y_test")}
         return ImageSet(arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"],
                         list(meta["class_names"]), source, str(meta["format"]), fingerprint=str(meta["fingerprint"]),
-                        decode_size=meta["decode_size"])
+                        decode_size=meta["decode_size"], class_ids=list(meta.get("class_ids", [])),
+                        notes=tuple(meta.get("notes", [])))
     except (OSError, ValueError, KeyError, TypeError, UmaeError):
         return None  # a damaged entry is a miss; it is replaced below
 
@@ -99,7 +103,8 @@ def _write_cache(folder: Path, data: ImageSet) -> None:
         for k in ("x_train", "y_train", "x_test", "y_test"):
             np.save(os.path.join(tmp, f"{k}.npy"), getattr(data, k), allow_pickle=False)
         meta = {"class_names": data.class_names, "fingerprint": data.fingerprint,
-                "decode_size": data.decode_size, "format": data.format, "cache_version": CACHE_VERSION}
+                "decode_size": data.decode_size, "format": data.format, "cache_version": CACHE_VERSION,
+                "class_ids": data.class_ids, "notes": list(data.notes)}
         Path(tmp, "meta.json").write_text(json.dumps(meta), "utf-8")
         if folder.exists():
             shutil.rmtree(folder, ignore_errors=True)  # a damaged entry

@@ -1,11 +1,10 @@
-"""ImageFolder listing (folder or tar) and decoding the listed images into arrays."""
+"""ImageFolder listing (folder or tar, any layout of :mod:`umae_eval.data.layouts`) and decoding into arrays."""
 
 from __future__ import annotations
 
-import os
 import tarfile
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +12,22 @@ import numpy as np
 from umae_eval.data.cifar import read_cifar
 from umae_eval.data.decode import decode_image, resize_array
 from umae_eval.data.formats import (
-    ACCEPTED,
     ARCHIVE_ERRORS,
     CIFAR10_FILES,
     CIFAR100_FILES,
     DEFAULT_DECODE_SIZE,
-    IMAGE_SUFFIXES,
-    TEST_SPLITS,
 )
 from umae_eval.data.imageset import Arrays
+from umae_eval.data.layouts import (
+    KAGGLE_DATA,
+    SPLITS,
+    NoLayout,
+    find_listing,
+    is_image_name,
+    is_metadata_name,
+    wanted_dir,
+)
+from umae_eval.data.walk import walk_tree
 from umae_eval.errors import UmaeError
 from umae_eval.progress import ProgressFactory
 
@@ -35,61 +41,27 @@ Entry = tuple[str, int, "Path | bytes"]
 
 @dataclass
 class Listing:
+    """Images to decode, with their labels; ``class_ids`` default to the names."""
+
     class_names: list[str]
     train: list[Entry]
     test: list[Entry]
+    class_ids: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
-def is_image_name(name: str) -> bool:
-    base = name.rsplit("/", 1)[-1]
-    return not base.startswith(".") and os.path.splitext(base)[1].lower() in IMAGE_SUFFIXES
-
-
-def label_entries(where: str, train: dict[str, list[tuple[str, Path | bytes]]],
-                   test: dict[str, list[tuple[str, Path | bytes]]], test_split: str) -> Listing:
-    """Check the class layout of both splits and number the classes by sorted train name."""
-    classes = sorted(train)
-    if not classes:
-        raise UmaeError(f"{where}/train has no class folders; put images in {where}/train/<class>/<image>.jpg")
-    empty = [c for c in classes if not train[c]]
-    if empty:
-        raise UmaeError(f"{where}/train/{empty[0]} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
-                        "add images or remove the folder")
-    extra = sorted(set(test) - set(classes))
-    if extra:
-        raise UmaeError(f"{where}/{test_split} has classes that train/ lacks: {', '.join(extra)}; "
-                        "test classes must also be train classes (rename or remove them)")
-    if not any(test.values()):
-        raise UmaeError(f"{where}/{test_split} holds no images; put images in {where}/{test_split}/<class>/<image>.jpg")
-    index = {c: k for k, c in enumerate(classes)}
-
-    def entries(split: dict[str, list[tuple[str, Path | bytes]]]) -> list[Entry]:
-        return [(name, index[c], src) for c in sorted(split) for name, src in sorted(split[c], key=lambda t: t[0])]
-
-    return Listing(classes, entries(train), entries(test))
+def is_layout_folder(path: Path) -> bool:
+    """Whether ``path`` holds a train/ tree directly or as Kaggle's ILSVRC/Data/CLS-LOC/train."""
+    return (path / "train").is_dir() or (path / KAGGLE_DATA / "train").is_dir()
 
 
 def list_imagefolder(root: Path, source: str) -> Listing:
-    test_split = next((s for s in TEST_SPLITS if (root / s).is_dir()), None)
-    if test_split is None:
-        raise UmaeError(f"{source}: ImageFolder has train/ but no test/ or val/ folder; "
-                        "add test/<class>/<image> files")
-    splits: dict[str, dict[str, list[tuple[str, Path | bytes]]]] = {}
-    for split in ("train", test_split):
-        classes: dict[str, list[tuple[str, Path | bytes]]] = {}
-        for d in sorted((root / split).iterdir()):
-            if not d.is_dir() or d.name.startswith("."):
-                continue
-            files = []
-            for dirpath, dirnames, filenames in os.walk(d, followlinks=True):
-                dirnames[:] = sorted(n for n in dirnames if not n.startswith("."))
-                for fn in filenames:
-                    if is_image_name(fn):
-                        p = Path(dirpath) / fn
-                        files.append((p.relative_to(root).as_posix(), p))
-            classes[d.name] = files
-        splits[split] = classes
-    return label_entries(source, splits["train"], splits[test_split], test_split)
+    """List the labelled images of a folder in any layout of :mod:`umae_eval.data.layouts`."""
+    walk = walk_tree(root, descend=wanted_dir)
+    found = find_listing(walk.files, lambda name: (root / name).read_text("utf-8-sig"),
+                         where=source, dirs=walk.dirs)
+    return Listing(found.class_names, [(n, y, root / n) for n, y in found.train],
+                   [(n, y, root / n) for n, y in found.test], found.class_ids, walk.notes + found.notes)
 
 
 def decode_entries(entries: Sequence[Entry], source: str, decode_size: int | None,
@@ -128,15 +100,17 @@ def decode_listing(listing: Listing, source: str, fmt: str, decode_size: int | N
     x, size = decode_entries(entries, source, decode_size, progress, what)
     k = len(listing.train)
     y = np.array([label for _, label, _ in entries], dtype=np.int64)
-    return Arrays(x[:k], y[:k], x[k:], y[k:], listing.class_names, fmt, size)
+    return Arrays(x[:k], y[:k], x[k:], y[k:], listing.class_names, fmt, size,
+                  class_ids=listing.class_ids or None, notes=tuple(listing.notes))
 
 
 def load_tar(path: Path, source: str, decode_size: int | None, progress: ProgressFactory) -> Arrays:
-    """Stream an archive once: ImageFolder members are decoded, CIFAR python members parsed."""
-    by_prefix: dict[tuple[str, ...], dict[str, dict[str, list[tuple[str, Path | bytes]]]]] = {}
+    """Stream an archive once: images under train/ test/ val/ and the layout's metadata files are
+    read, CIFAR python members parsed; :func:`find_listing` then says which images are labelled."""
+    files: dict[str, None] = {}  # member order, each name once (a re-added member replaces the first)
+    dirs: list[str] = []  # directory members: they carry classes that hold no image
+    blobs: dict[str, bytes] = {}
     cifar: dict[str, bytes] = {}
-    folders: list[list[str]] = []  # directory members: they carry classes that hold no image
-    seen: list[str] = []
     cifar_names = set(CIFAR10_FILES) | set(CIFAR100_FILES)
     try:
         with tarfile.open(path, mode="r|*") as tf, progress(f"reading {path.name}") as advance:
@@ -144,58 +118,34 @@ def load_tar(path: Path, source: str, decode_size: int | None, progress: Progres
                 name = member.name
                 while name.startswith(("./", "/")):
                     name = name[2:] if name.startswith("./") else name[1:]
-                parts = name.rstrip("/").split("/")
+                name = name.rstrip("/")
                 if member.isdir():
-                    folders.append(parts)
+                    dirs.append(name)
                 if not member.isfile():
                     continue
-                if len(seen) < 8:
-                    seen.append(name)
+                files[name] = None
+                parts = name.split("/")
                 if any(p.startswith(".") or p == "__MACOSX" for p in parts):
                     continue
                 if parts[-1] in cifar_names and len(parts) >= 2 and parts[-2].startswith("cifar-"):
                     cifar[parts[-1]] = _read_member(tf, member)
-                    continue
-                if not is_image_name(name):
-                    continue
-                split_at = next((i for i, p in enumerate(parts[:-2]) if p in ("train", *TEST_SPLITS)), None)
-                if split_at is None:
-                    continue
-                prefix = tuple(parts[:split_at])
-                tree = by_prefix.setdefault(prefix, {})
-                tree.setdefault(parts[split_at], {}).setdefault(parts[split_at + 1], []).append(
-                    (name, _read_member(tf, member)))
-                advance(1)
+                elif is_image_name(name) and any(p in SPLITS for p in parts[:-1]):
+                    blobs[name] = _read_member(tf, member)
+                    advance(1)
+                elif is_metadata_name(name):
+                    blobs[name] = _read_member(tf, member)
     except ARCHIVE_ERRORS as exc:
         raise UmaeError(f"{source}: corrupt or truncated archive ({type(exc).__name__}: {exc}); "
                         "download or pack it again") from None
-    if not by_prefix:
+    try:
+        found = find_listing(list(files), lambda name: blobs[name].decode("utf-8-sig"), where=source,
+                             dirs=dirs, archive=True)
+    except NoLayout:
         if cifar:
             return read_cifar(cifar.__getitem__, cifar.__contains__, source).resized(decode_size)
-        listed = ", ".join(seen) if seen else "no files"
-        raise UmaeError(f"{source}: the archive holds no train/<class>/<image> files (first entries: "
-                        f"{listed}); {ACCEPTED}")
-    if len(by_prefix) > 1:
-        tops = ", ".join("/".join(p) + "/" if p else "(archive root)" for p in sorted(by_prefix))
-        raise UmaeError(f"{source}: the archive holds images under several folders ({tops}); "
-                        "pack a single ImageFolder per archive")
-    (prefix, tree), = by_prefix.items()
-    for parts in folders:
-        rest = parts[len(prefix):]
-        if (tuple(parts[:len(prefix)]) == prefix and rest and rest[0] in ("train", *TEST_SPLITS)
-                and not any(p.startswith(".") for p in rest)):
-            classes = tree.setdefault(rest[0], {})
-            if len(rest) >= 2:
-                classes.setdefault(rest[1], [])
-    where = "/".join((source, *prefix))
-    if "train" not in tree:
-        raise UmaeError(f"{where}: the archive has no train/<class>/<image> files; "
-                        "an ImageFolder needs train/ and test/ (or val/)")
-    test_split = next((s for s in TEST_SPLITS if s in tree), None)
-    if test_split is None:
-        raise UmaeError(f"{where}: the archive has train/ but no test/ or val/ images; "
-                        "add test/<class>/<image> files")
-    listing = label_entries(where, tree["train"], tree[test_split], test_split)
+        raise
+    listing = Listing(found.class_names, [(n, y, blobs[n]) for n, y in found.train],
+                      [(n, y, blobs[n]) for n, y in found.test], found.class_ids, found.notes)
     return decode_listing(listing, source, "imagefolder-tar", decode_size, progress, path.name)
 
 

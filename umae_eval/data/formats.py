@@ -26,7 +26,7 @@ DEFAULT_DECODE_SIZE = 224
 DEMO_FILE = "demo/cifar10-sample.npz"
 
 TEST_SPLITS = ("test", "val")
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: class ids and notes in meta.json; names from words.txt
 NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 CIFAR10_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR10_FILES = (*CIFAR10_TRAIN, "test_batch", "batches.meta")

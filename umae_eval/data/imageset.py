@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -41,6 +41,13 @@ class ImageSet:
     decode_size : int or None
         The side every image was resized (shorter side, then centre crop) to while loading,
         or None when the images kept their native size.
+    class_ids : list[str]
+        ``class_ids[k]`` is label ``k``'s id in the source (a wnid such as ``'n01443537'``
+        beside the name ``'goldfish'``); empty at construction means ``class_names``. Not part
+        of the fingerprint.
+    notes : tuple[str, ...]
+        One line each on what loading skipped or inferred (an unlabelled ``test/`` skipped,
+        where labels and class names came from).
 
     Raises
     ------
@@ -58,10 +65,18 @@ class ImageSet:
     format: str
     fingerprint: str = ""
     decode_size: int | None = None
+    class_ids: list[str] = field(default_factory=list)
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         names = [str(n) for n in self.class_names]
         object.__setattr__(self, "class_names", names)
+        ids = [str(c) for c in self.class_ids] or list(names)
+        if len(ids) != len(names):
+            raise UmaeError(f"{self.source}: {len(ids)} class ids but {len(names)} class names; "
+                            "give one id per class")
+        object.__setattr__(self, "class_ids", ids)
+        object.__setattr__(self, "notes", tuple(str(n) for n in self.notes))
         for split in ("train", "test"):
             x = _check_images(getattr(self, f"x_{split}"), split, self.source)
             y = _check_labels(getattr(self, f"y_{split}"), len(x), len(names), split, self.source)
@@ -174,6 +189,8 @@ class Arrays(NamedTuple):
     class_names: list[str]
     format: str
     decode_size: int | None = None
+    class_ids: list[str] | None = None
+    notes: tuple[str, ...] = ()
 
     def resized(self, size: int | None) -> Arrays:
         """Array formats: bring every image to ``size x size`` on request."""
@@ -184,4 +201,5 @@ class Arrays(NamedTuple):
 
     def to_imageset(self, source: str, fingerprint: str = "") -> ImageSet:
         return ImageSet(self.x_train, self.y_train, self.x_test, self.y_test, self.class_names,
-                        source, self.format, fingerprint=fingerprint, decode_size=self.decode_size)
+                        source, self.format, fingerprint=fingerprint, decode_size=self.decode_size,
+                        class_ids=list(self.class_ids or []), notes=self.notes)

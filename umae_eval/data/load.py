@@ -8,7 +8,7 @@ from pathlib import Path
 from umae_eval.data.cifar import find_cifar_dir, read_cifar
 from umae_eval.data.decode_cache import cached_decode
 from umae_eval.data.demo_sample import load_demo
-from umae_eval.data.folder import decode_listing, list_imagefolder, load_tar
+from umae_eval.data.folder import decode_listing, is_layout_folder, list_imagefolder, load_tar
 from umae_eval.data.formats import ACCEPTED, TAR_SUFFIXES
 from umae_eval.data.imageset import ImageSet
 from umae_eval.data.npz import read_npz
@@ -70,7 +70,7 @@ def load_dataset(spec: str | Path, *, cache: bool = True, decode_size: int | Non
             arrays = read_cifar(lambda name: (cifar / name).read_bytes(),
                                  lambda name: (cifar / name).is_file(), str(cifar))
             return arrays.resized(decode_size).to_imageset(source)
-        if (path / "train").is_dir():
+        if is_layout_folder(path):
             return cached_decode(path, source, "imagefolder", decode_size, cache,
                            lambda: decode_listing(list_imagefolder(path, source), source, "imagefolder",
                                                    decode_size, progress, path.name or source))
