@@ -16,7 +16,8 @@ reason); they stay here so that the suite shows them until that work lands.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,7 +89,78 @@ USAGE = [
     Case("compare-batch-size-0", ("compare", "{ckpt}", "--data", "{npz}", "--batch-size", "0"), "--batch-size"),
 ]
 
-CASES = USAGE
+USAGE += [
+    Case("train-lam-negative", (*TRAIN, "--lam", "-1", "--out", "{tmp}/r"), "--lam"),
+    Case("train-warmup-negative", (*TRAIN, "--warmup-epochs", "-1", "--out", "{tmp}/r"), "--warmup-epochs"),
+    Case("train-save-every-0", (*TRAIN, "--save-every", "0", "--out", "{tmp}/r"), "--save-every"),
+    Case("train-flag-with-value", (*TRAIN, "--deterministic=yes", "--out", "{tmp}/r"), "--deterministic"),
+    Case("probe-data-without-value", ("probe", "{ckpt}", "--data"), "--data"),
+    Case("probe-max-test-0", ("probe", "{ckpt}", "--data", "{npz}", "--max-test", "0"), "--max-test"),
+    Case("probe-batch-size-text", ("probe", "{ckpt}", "--data", "{npz}", "--batch-size", "many"), "--batch-size"),
+    Case("sweep-views-0", ("mask-ratio-sweep", "--data", "{npz}", "--views", "0"), "--views"),
+    Case("sweep-bootstrap-5", ("mask-ratio-sweep", "--data", "{npz}", "--bootstrap", "5"), "--bootstrap"),
+    Case("collapse-max-views-1", ("collapse-report", "{ckpt}", "--data", "{npz}", "--max-views", "1"), "--max-views"),
+    Case("compare-missing-data", ("compare", "{ckpt}"), "--data"),
+    Case("root-unknown-option", ("--nope", "probe"), "--nope"),
+]
+
+#: ``--set`` and preset values: refused, by name, before config.json or a checkpoint exists.
+PRESET = [
+    Case("set-blr-nan", (*TRAIN, "--set", "blr=nan", "--out", "{tmp}/r"), "blr"),
+    Case("set-weight-decay-negative", (*TRAIN, "--set", "weight_decay=-1", "--out", "{tmp}/r"), "weight_decay"),
+    Case("set-mean-nan", (*TRAIN, "--set", "mean=0.5,0.5,nan", "--out", "{tmp}/r"), "mean"),
+    Case("set-std-nan", (*TRAIN, "--set", "std=0.5,0.5,nan", "--out", "{tmp}/r"), "std"),
+    Case("set-mlp-ratio-0", (*TRAIN, "--set", "mlp_ratio=0", "--out", "{tmp}/r"), "mlp_ratio"),
+    Case("lam-inf", (*TRAIN, "--lam", "inf", "--out", "{tmp}/r"), "lam"),
+    Case("train-mask-ratio-no-visible-patch", (*TRAIN, "--mask-ratio", "0.95", "--out", "{tmp}/r"),
+         "no visible patch"),
+]
+
+#: --out that cannot be a folder, or cannot be written: refused before the work starts.
+OUT = [
+    Case("probe-out-under-file", ("probe", "{ckpt}", "--data", "{npz}", "--out", "{tmp}/afile/sub"), "afile"),
+    Case("collapse-out-under-file", ("collapse-report", "{ckpt}", "--data", "{npz}", "--out", "{tmp}/afile/x"),
+         "afile"),
+    Case("compare-out-under-file", ("compare", "{ckpt}", "--data", "{npz}", "--out", "{tmp}/afile/x"), "afile"),
+    Case("sweep-out-under-file", ("mask-ratio-sweep", "--data", "{npz}", "--out", "{tmp}/afile/x"), "afile"),
+    Case("train-out-under-file", (*TRAIN, "--out", "{tmp}/afile/run"), "afile"),
+    Case("train-out-file-resume", (*TRAIN, "--out", "{tmp}/afile", "--resume", "auto"), "afile"),
+    Case("demo-out-under-file", ("demo", "--out", "{tmp}/afile/d"), "afile"),
+    Case("probe-out-read-only", ("probe", "{ckpt}", "--data", "{npz}", "--out", "{ro}/p"), "read-only"),
+    Case("collapse-out-read-only", ("collapse-report", "{ckpt}", "--data", "{npz}", "--out", "{ro}/c"),
+         "read-only"),
+    Case("compare-out-read-only", ("compare", "{ckpt}", "--data", "{npz}", "--out", "{ro}/c"), "read-only"),
+    Case("sweep-out-read-only", ("mask-ratio-sweep", "--data", "{npz}", "--out", "{ro}/s"), "read-only"),
+    Case("train-out-read-only", (*TRAIN, "--out", "{ro}/run"), "read-only"),
+    Case("demo-out-read-only", ("demo", "--out", "{ro}/d"), "read-only"),
+]
+
+#: Values that parse but make no sense for the data or the checkpoint.
+SEMANTIC = [
+    Case("probe-empty-label", ("probe", "{ckpt}", "--data", "{npz}", "--label", ""), "--label"),
+    Case("compare-blank-label", ("compare", "{ckpt}", "--data", "{npz}", "--label", "  "), "--label"),
+    Case("collapse-mask-ratio-no-visible-patch",
+         ("collapse-report", "{ckpt}", "--data", "{npz}", "--mask-ratio", "0.99"), "no visible patch"),
+    Case("sweep-more-pairs-than-exist", ("mask-ratio-sweep", "--data", "{npz}", "--pairs", "13"), "--pairs 13"),
+]
+
+CASES = USAGE + PRESET + OUT + SEMANTIC
+
+
+@pytest.fixture(scope="module")
+def readonly_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path | None]:
+    """A read-only folder: a read-only tmpfs where mounting is allowed, else a mode-0555 folder
+    (None as root, whom modes do not stop)."""
+    path = tmp_path_factory.mktemp("ro")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(path)],
+                             capture_output=True).returncode == 0
+    if not mounted:
+        path.chmod(0o555)
+    yield path if mounted or os.geteuid() != 0 else None
+    if mounted:
+        subprocess.run(["umount", str(path)], check=False)
+    else:
+        path.chmod(0o755)
 
 
 def _expand(argv: tuple[str, ...], values: dict[str, str]) -> list[str]:
@@ -97,17 +169,20 @@ def _expand(argv: tuple[str, ...], values: dict[str, str]) -> list[str]:
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=c.marks) for c in CASES])
 def test_bad_input_ends_in_one_line_and_exit_2(
-    case: Case, assets: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    case: Case, assets: dict[str, Path], readonly_dir: Path | None, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
+    if any("{ro}" in a for a in case.argv) and readonly_dir is None:
+        pytest.skip("no read-only folder: cannot mount a tmpfs, and root passes mode checks")
     work = tmp_path / "work"
     work.mkdir()
+    (work / "afile").write_text("a plain file\n")
     monkeypatch.chdir(work)  # default output folders (reports/, runs/) would land here
     if case.setup is not None:
         case.setup(work)
     before = _snapshot(work)
     argv = _expand(case.argv, {"ckpt": str(assets["ckpt"]), "npz": str(assets["npz"]), "tmp": str(work),
-                               "run": str(work / "run")})
+                               "run": str(work / "run"), "ro": str(readonly_dir)})
     code = main(argv)
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
@@ -119,5 +194,7 @@ def test_bad_input_ends_in_one_line_and_exit_2(
     assert _snapshot(work) == before, "files left behind"
 
 
-def test_at_least_forty_cases() -> None:
-    assert len(CASES) >= 40 or len(CASES) == len(USAGE)  # grows with each part of issue 11
+def test_at_least_forty_cases_across_every_command() -> None:
+    assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
+    commands = {next(a for a in c.argv if not a.startswith("-")) for c in CASES}
+    assert {"train", "probe", "collapse-report", "compare", "mask-ratio-sweep", "demo"} <= commands

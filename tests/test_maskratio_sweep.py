@@ -233,6 +233,24 @@ def test_sample_pairs_balanced_and_valid() -> None:
     assert len(set(idx.tolist())) == 9 and sorted(np.bincount(labels[idx]).tolist()) == [2, 2, 2, 3]
 
 
+@pytest.mark.parametrize("kind, n_pairs", [("intra", 60), ("intra", 20), ("inter", 144), ("inter", 30)])
+def test_sample_pairs_never_repeats_a_pair(kind: str, n_pairs: int) -> None:
+    """Up to every distinct pair (4 classes of 6: 15 intra pairs per class, 36 per class pair)."""
+    labels = np.repeat(np.arange(4), 6)
+    s = sample_pairs(labels, n_pairs, kind, np.random.default_rng(1))
+    keys = {tuple(sorted(p)) for p in zip(s.a.tolist(), s.b.tolist())}
+    assert len(s) == n_pairs and len(keys) == n_pairs
+    same = labels[s.a] == labels[s.b]
+    assert (same if kind == "intra" else ~same).all() and (s.a != s.b).all()
+
+
+@pytest.mark.parametrize("kind, n_pairs, most", [("intra", 61, 60), ("inter", 217, 216)])
+def test_sample_pairs_refuses_more_pairs_than_exist(kind: str, n_pairs: int, most: int) -> None:
+    labels = np.repeat(np.arange(4), 6)
+    with pytest.raises(UmaeError, match=f"--pairs {n_pairs}: .*use --pairs {most} or fewer"):
+        sample_pairs(labels, n_pairs, kind, np.random.default_rng(0))
+
+
 def test_parse_estimators() -> None:
     assert parse_estimators(None, "pixel") == tuple(PIXEL_ESTIMATORS)
     assert parse_estimators("aligned, all-pairs", "pixel") == ("aligned", "all-pairs")

@@ -513,10 +513,15 @@ def _check_resume_compatible(meta: dict[str, Any], preset: Preset, fingerprint: 
 
 
 def check_out_dir(run_dir: Path, resume: str | None) -> None:
-    """Refuse an existing non-empty run folder unless resuming."""
-    if resume is None and run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+    """Refuse a file, an unwritable folder, or an existing non-empty run folder unless resuming."""
+    from umae_eval.staging import check_writable
+
+    if os.path.lexists(run_dir) and not run_dir.is_dir():
+        raise UmaeError(f"--out {run_dir} is an existing file; give a run folder")
+    if resume is None and run_dir.exists() and any(run_dir.iterdir()):
         raise UmaeError(f"--out {run_dir} already exists and is not empty; pass --resume auto to "
                         "continue that run, or choose another --out")
+    check_writable(run_dir)  # a read-only or full disk is refused now, not after loading the data
 
 
 def train_run(

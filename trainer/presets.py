@@ -17,6 +17,8 @@ Example
 from __future__ import annotations
 
 import dataclasses
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -288,14 +290,82 @@ def get_preset(name: str, **overrides: Any) -> Preset:
         raise UmaeError(f"unknown preset field(s) {unknown}; valid fields: {sorted(fields - {'name'})}")
     for key in ("betas", "mean", "std"):
         if key in given:
-            given[key] = tuple(float(v) for v in given[key])
+            try:
+                given[key] = tuple(float(v) for v in given[key])
+            except (TypeError, ValueError):
+                raise _field_error(key, given[key], "expected numbers, comma-separated") from None
     preset = dataclasses.replace(PRESETS[name], **given)
     _validate(preset)
     return preset
 
 
+#: Field -> (kind, lowest, highest, lowest allowed itself?): what each field may hold. Every
+#: field is checked before a run writes anything, so NaN, inf, a negative weight decay or a
+#: string for a number is refused here with its name instead of deep inside torch.
+_INT_FIELDS = {
+    "img_size": 1, "patch_size": 1, "embed_dim": 1, "depth": 1, "num_heads": 1,
+    "decoder_embed_dim": 1, "decoder_depth": 0, "decoder_num_heads": 1, "batch_size": 1,
+    "epochs": 1, "warmup_epochs": 0,
+}
+_FLOAT_FIELDS: dict[str, tuple[float, float | None, bool]] = {
+    # name: (low, high, low allowed)
+    "mlp_ratio": (0.0, None, False),
+    "mask_ratio": (0.0, 1.0, True),
+    "blr": (0.0, None, True),
+    "weight_decay": (0.0, None, True),
+    "lam": (0.0, None, True),
+}
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+
+
+def _is_real(v: Any) -> bool:
+    return isinstance(v, numbers.Real) and not isinstance(v, bool)
+
+
+#: Preset fields that `umae train` also takes as a flag of their own.
+_FLAGS = ("lam", "unif_form", "method", "epochs", "warmup_epochs", "batch_size", "micro_batch", "blr",
+          "mask_ratio", "img_size")
+
+
+def _field_error(key: str, value: Any, want: str) -> UmaeError:
+    how = f"--{key.replace('_', '-')} or --set {key}=..." if key in _FLAGS else f"--set {key}=..."
+    return UmaeError(f"preset field {key}={value!r}: {want} (fix {how})")
+
+
+def _validate_fields(p: Preset) -> None:
+    """Each field alone: the right type, finite, in its range."""
+    for key in ("name", "method", "augment", "unif_form"):
+        if not isinstance(getattr(p, key), str):
+            raise _field_error(key, getattr(p, key), "expected a name")
+    for key, low in _INT_FIELDS.items():
+        v = getattr(p, key)
+        if not _is_int(v):
+            raise _field_error(key, v, "expected a whole number")
+        if v < low:
+            raise _field_error(key, v, f"must be >= {low}")
+    if p.micro_batch is not None and not _is_int(p.micro_batch):
+        raise _field_error("micro_batch", p.micro_batch, "expected a whole number or none")
+    if not isinstance(p.norm_pix_loss, bool):
+        raise _field_error("norm_pix_loss", p.norm_pix_loss, "expected true or false")
+    for key, (low, high, low_ok) in _FLOAT_FIELDS.items():
+        v = getattr(p, key)
+        if not _is_real(v) or not math.isfinite(v):
+            raise _field_error(key, v, "expected a finite number")
+        if v < low or (v == low and not low_ok) or (high is not None and v >= high):
+            rng = f"{'>=' if low_ok else '>'} {low:g}" + (f" and < {high:g}" if high is not None else "")
+            raise _field_error(key, v, f"must be {rng}")
+    for key in ("betas", "mean", "std"):
+        v = getattr(p, key)
+        if not isinstance(v, tuple) or not all(_is_real(x) and math.isfinite(x) for x in v):
+            raise _field_error(key, v, "expected finite numbers, comma-separated")
+
+
 def _validate(p: Preset) -> None:
-    """Raise UmaeError for the first inconsistent field of ``p``."""
+    """Raise UmaeError for the first invalid or inconsistent field of ``p``."""
+    _validate_fields(p)
     if p.method not in METHODS:
         raise UmaeError(f"method must be one of {METHODS}, got {p.method!r}")
     if p.augment not in AUGMENTS:
@@ -326,6 +396,12 @@ def _validate(p: Preset) -> None:
         raise UmaeError(f"img_size {p.img_size} is not a multiple of patch_size {p.patch_size}")
     if not 0.0 <= p.mask_ratio < 1.0:
         raise UmaeError(f"mask_ratio must satisfy 0 <= mask_ratio < 1, got {p.mask_ratio}")
+    if int(p.num_patches * (1 - p.mask_ratio)) < 1:  # the official len_keep rule (truncation)
+        raise UmaeError(f"mask_ratio {p.mask_ratio} leaves no visible patch of the {p.num_patches} "
+                        f"(img_size {p.img_size}, patch_size {p.patch_size}); use a mask_ratio of at most "
+                        f"{math.floor((p.num_patches - 1) / p.num_patches * 1e4) / 1e4}")
+    if int(p.embed_dim * p.mlp_ratio) < 1:
+        raise UmaeError(f"mlp_ratio {p.mlp_ratio} gives an MLP of no units at embed_dim {p.embed_dim}")
     if p.micro_batch is not None:
         if p.micro_batch <= 0:
             raise UmaeError(f"micro_batch must be positive, got {p.micro_batch}")

@@ -1,7 +1,8 @@
 """The ``umae`` command line: parse options, call the library, hand results to the report.
 
-Errors raised as :class:`~umae_eval.errors.UmaeError` are printed as one line (exit code 2
-for bad input) without a traceback; ``umae --debug ...`` shows the traceback.
+Errors raised as :class:`~umae_eval.errors.UmaeError`, usage errors and OS errors (read-only or
+full disk, symlink loops, ...) are printed as one line with exit code 2, without a traceback;
+``umae --debug ...`` shows the traceback. Exit code 1 is kept for internal errors (bugs).
 """
 
 from __future__ import annotations
@@ -10,10 +11,12 @@ import sys
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from umae_eval import __version__
-from umae_eval.errors import UmaeError
+from umae_eval.errors import UmaeError, os_error_message
 from umae_eval.progress import console
+from umae_eval.staging import discard_open_stages, user_path
 
 app = typer.Typer(
     name="umae",
@@ -99,21 +102,22 @@ def _usage_error(exc: BaseException, args: list[str]) -> int:
     command = getattr(ctx, "command_path", None) or "umae"
     message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
     message = " ".join(str(message).split())  # click's messages may hold newlines
-    console.print(f"[bold red]error:[/] {message} (see `{command} --help`)",
-                  highlight=False, soft_wrap=True, markup=True)
+    _error_line(f"{message} (see `{command} --help`)")
     return 2
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``umae`` console script. Returns the process exit code."""
-    args = sys.argv[1:] if argv is None else argv
-    _state["debug"] = "--debug" in args
+def _error_line(message: str) -> None:
+    # escape(): a path or class name holding '[...]' must print as typed, never as rich markup
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+
+
+def _run(args: list[str]) -> int:
     try:
         app(args=args, prog_name="umae", standalone_mode=False)
     except UmaeError as exc:
         if _state["debug"]:
             console.print_exception()
-        console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        _error_line(exc.message)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
@@ -123,13 +127,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("interrupted", highlight=False)
         return 130
+    except OSError as exc:  # read-only or full disk, not a folder, symlink loop, too many open files
+        if _state["debug"]:
+            console.print_exception()
+        _error_line(os_error_message(exc, path_for=user_path))
+        return 2
     except Exception as exc:
         if isinstance(exc, _click_exception_types()):
             return _usage_error(exc, args)
         if _state["debug"]:
             raise
         console.print(
-            f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+            f"[bold red]internal error:[/] {escape(type(exc).__name__)}: {escape(str(exc))} "
             "(rerun with `umae --debug ...` for the traceback, and please report it)",
             highlight=False,
             soft_wrap=True,
@@ -137,6 +146,24 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     return 0
 
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``umae`` console script. Returns the process exit code.
+
+    0: done. 2: bad input or an environment problem (bad option, unreadable file, unwritable or
+    full disk), explained in one line. 1: an internal error (a bug: please report it).
+    130: interrupted. A command that does not finish leaves no output behind (its staged
+    ``--out`` folder is removed).
+    """
+    args = sys.argv[1:] if argv is None else argv
+    _state["debug"] = "--debug" in args
+    code = 1
+    try:
+        code = _run(args)
+    finally:
+        if code != 0:
+            discard_open_stages()
+    return code
 
 if __name__ == "__main__":
     sys.exit(main())

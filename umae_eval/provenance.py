@@ -34,13 +34,36 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        os_error = write_error(exc, path)
+        if os_error is not None and os_error is not exc:
+            raise os_error from exc
         raise
     return path
+
+
+def write_error(exc: BaseException, path: str | Path) -> OSError | None:
+    """The OS error behind a failed write of ``path``, with ``path`` as its file name, or None.
+
+    Writers that wrap the file object hide the cause: ``torch.save`` on a full disk raises
+    ``RuntimeError('... unexpected pos 704 vs 598')`` with the ``OSError(ENOSPC)`` only as its
+    context, and a buffered ``write`` raises ``OSError(28)`` without a file name. Both come back
+    as one ``OSError(errno, strerror, path)`` that the CLI can explain.
+    """
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, OSError) and cause.errno is not None:
+            if cause is exc and cause.filename == str(path):
+                return cause
+            return OSError(cause.errno, cause.strerror or os.strerror(cause.errno), str(path))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

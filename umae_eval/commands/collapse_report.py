@@ -44,6 +44,7 @@ from umae_eval.commands.shared import (
     settings_line,
 )
 from umae_eval.errors import UmaeError
+from umae_eval.staging import begin_output
 from umae_eval.progress import rich_progress, say
 
 EmbedOpt = Annotated[str, typer.Option("--embed", help="Feature maps to draw: tsne, umap, tsne,umap or none.")]
@@ -260,11 +261,12 @@ def collapse_report(
     methods = parse_embed(embed)
     if not 0.0 <= mask_ratio < 1.0:
         raise UmaeError(f"--mask-ratio {mask_ratio}: must be in [0, 1), e.g. --mask-ratio 0.75")
-    out_dir = out_dir_for(out, "collapse-report")
+    stage = begin_output(out_dir_for(out, "collapse-report"))  # refuses an unwritable --out now
     timings: dict[str, float] = {}
     with A.timed(timings, "load_checkpoints"):
         subjects = load_subjects_announced(ckpts, label=label, trust_pickle=trust_pickle, seed=seed,
-                                           num_heads=num_heads, norm=norm, random_init=random_init)
+                                           num_heads=num_heads, norm=norm, random_init=random_init,
+                                           mask_ratio=mask_ratio)
     with A.timed(timings, "load_data"):
         ds = A.load_data(data, max_train=max_train, max_test=max_test, seed=seed, progress=rich_progress)
     results = run_collapse_stage(subjects, ds, feats=None, pool=pool, embed=methods, per_class=per_class,
@@ -286,7 +288,7 @@ def collapse_report(
     report = HtmlReport("umae collapse-report: dimensional collapse of features", command="collapse-report")
     add_common_sections(report, settings, subjects)
     add_collapse_sections(report, results, frame, settings, ds.images.class_names)
-    written = write_outputs(out_dir, "collapse-report", settings, payload, tables, report)
+    written = stage.commit(write_outputs(stage.path, "collapse-report", settings, payload, tables, report))
     print_outputs("Collapse measures", frame[["checkpoint", "layout", "effective_rank", "rankme", "alpha_req",
                                               "feature_std", "alignment", "uniformity"]], written,
                   float_format="{:.4g}")

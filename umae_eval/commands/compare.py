@@ -62,6 +62,7 @@ from umae_eval.commands.shared import (
     resolve_device_name,
 )
 from umae_eval.errors import UmaeError
+from umae_eval.staging import begin_output
 from umae_eval.progress import rich_progress
 
 
@@ -122,11 +123,12 @@ def compare(
     maps = parse_embed(embed)
     if not 0.0 <= mask_ratio < 1.0:
         raise UmaeError(f"--mask-ratio {mask_ratio}: must be in [0, 1), e.g. --mask-ratio 0.75")
-    out_dir = out_dir_for(out, "compare")
+    stage = begin_output(out_dir_for(out, "compare"))  # refuses an unwritable --out now
     timings: dict[str, float] = {}
     with A.timed(timings, "load_checkpoints"):
         subjects = load_subjects_announced(ckpts, label=label, trust_pickle=trust_pickle, seed=seed,
-                                           num_heads=num_heads, norm=norm, random_init=random_init)
+                                           num_heads=num_heads, norm=norm, random_init=random_init,
+                                           mask_ratio=mask_ratio)
     with A.timed(timings, "load_data"):
         ds = A.load_data(data, max_train=max_train, max_test=max_test, seed=seed, progress=rich_progress)
     feats, probes = run_probe_stage(subjects, ds, opts, temperature=temperature, device=device,
@@ -168,7 +170,7 @@ def compare(
                                "seed": seed, "data": data, **provenance(settings)})
     add_probe_sections(report, acc, settings)
     add_collapse_sections(report, collapse, cframe, settings, ds.images.class_names)
-    written = write_outputs(out_dir, "compare", settings, results, tables, report)
+    written = stage.commit(write_outputs(stage.path, "compare", settings, results, tables, report))
     show = [c for c in ranking.columns if c not in ("sha256", "layout", "alpha_req", "feature_std")]
     print_outputs(f"Ranking (by {key})", ranking[show], written)
 

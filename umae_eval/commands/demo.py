@@ -18,6 +18,7 @@ from umae_eval.commands.common import DeviceOpt, OutOpt, SeedOpt
 from umae_eval.errors import UmaeError
 from umae_eval.progress import console, say
 from umae_eval.provenance import default_out_dir
+from umae_eval.staging import check_writable
 
 #: A ViT small enough to train on the demo in about a minute per model on 2 CPU cores:
 #: the p4 recipe at 16 px (16 patches), width 96, depth 4.
@@ -57,6 +58,7 @@ def demo(
     out_dir = Path(out) if out is not None else default_out_dir("demo")
     if out_dir.exists() and not out_dir.is_dir():
         raise UmaeError(f"--out {out_dir} is a file; give a folder")
+    check_writable(out_dir)  # a read-only or full disk is refused before two training runs
     say(f"umae demo: MAE and U-MAE on the embedded CIFAR-10 sample (3,000 train / 1,000 test), "
         f"{epochs} epochs each, into {out_dir}")
     checkpoints: list[Path] = []

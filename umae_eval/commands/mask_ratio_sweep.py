@@ -166,9 +166,11 @@ def mask_ratio_sweep(
     from umae_eval.features import resolve_device
     from umae_eval.maskratio import export, figures
     from umae_eval.maskratio.masks import parse_ratios, validate_ratios
+    from umae_eval.maskratio.pairs import check_pairs
     from umae_eval.maskratio.sweep import SweepConfig, checkpoint_view_encoder, parse_estimators, run_sweep
     from umae_eval.provenance import default_out_dir, versions
     from umae_eval.report import HtmlReport, write_outputs
+    from umae_eval.staging import begin_output
 
     t_start = time.perf_counter()
     ratio_list = parse_ratios(ratios)
@@ -179,9 +181,7 @@ def mask_ratio_sweep(
     if pool not in ("cls", "avg"):
         raise UmaeError(f"--pool {pool!r}: choose cls or avg")
     patch = 4 if patch_size is None else patch_size
-    if out is not None and Path(out).exists() and not Path(out).is_dir():
-        raise UmaeError(f"--out {out} is an existing file; give a folder")
-    out_dir = Path(out) if out is not None else default_out_dir(COMMAND)
+    stage = begin_output(Path(out) if out is not None else default_out_dir(COMMAND))  # unwritable: refused now
     dev = resolve_device(device)
 
     encoder = None
@@ -213,6 +213,7 @@ def mask_ratio_sweep(
         raise UmaeError(f"--patch-size {patch} does not divide the {h}x{w} images")
     num_patches = encoder.num_patches if encoder is not None else (h // patch) * (w // patch)
     validate_ratios(ratio_list, num_patches)
+    check_pairs(ds.y_test, pairs)
     say(f"data: {ds.describe()}")
 
     config = SweepConfig(ratios=ratio_list, views=views, pairs=pairs, patch_size=patch,
@@ -301,7 +302,7 @@ def mask_ratio_sweep(
     report.add_table("Graph per mask ratio", tables["graph"], float_format="{:.4g}")
     report.add_settings(settings["versions"], title="Versions")
 
-    written = write_outputs(out_dir, COMMAND, settings, results, tables, report)
+    written = stage.commit(write_outputs(stage.path, COMMAND, settings, results, tables, report))
 
     table = Table(title=f"mask-ratio sweep ({space} space): sweet spot = argmin intra/inter",
                   caption="↓: d(first) > d(last); dip: falls then rises; paper: all + sweet in [0.6, 0.8]")

@@ -41,6 +41,7 @@ from umae_eval.commands.shared import (
     settings_line,
 )
 from umae_eval.progress import rich_progress, say
+from umae_eval.staging import begin_output
 
 # --------------------------------------------------------------------------- shared options
 
@@ -150,7 +151,7 @@ def probe(
     """
     t_start = time.perf_counter()
     opts = probe_options(methods, k, protocol, backend, pool)
-    out_dir = out_dir_for(out, "probe")
+    stage = begin_output(out_dir_for(out, "probe"))  # refuses an unwritable --out before the work
     timings: dict[str, float] = {}
     with A.timed(timings, "load_checkpoints"):
         subjects = load_subjects_announced(ckpts, label=label, trust_pickle=trust_pickle, seed=seed,
@@ -176,5 +177,5 @@ def probe(
     report = HtmlReport("umae probe: frozen-feature accuracy", command="probe")
     add_common_sections(report, settings, subjects)
     add_probe_sections(report, acc, settings)
-    written = write_outputs(out_dir, "probe", settings, results, {"accuracy": acc}, report)
+    written = stage.commit(write_outputs(stage.path, "probe", settings, results, {"accuracy": acc}, report))
     print_outputs("Accuracy (%)", acc.drop(columns=["sha256"]), written)

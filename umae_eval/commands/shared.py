@@ -6,6 +6,7 @@ checkpoints, the settings recorded in results.json and the report, and the conso
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -147,12 +148,41 @@ def print_outputs(title: str, df: pd.DataFrame, written: Mapping[str, Path], flo
         stdout.print(f"{key}: {path}", highlight=False, soft_wrap=True)
 
 
+def check_labels(label: Sequence[str] | None) -> None:
+    """Refuse an empty ``--label`` or one with control characters (it names rows, files and figures)."""
+    for text in label or ():
+        if not str(text).strip():
+            raise UmaeError(f"--label {text!r}: a display name cannot be empty; give one non-empty "
+                            "--label per checkpoint, in order (or none: file stems are used)")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in str(text)):
+            raise UmaeError(f"--label {text!r}: control characters (newlines, tabs) are not allowed in a name")
+
+
+def check_visible_patches(subjects: Sequence[A.Subject], mask_ratio: float) -> None:
+    """Refuse a --mask-ratio that leaves a checkpoint's encoder no visible patch (MAE's len_keep rule).
+
+    With none, both masked views are the [CLS] token alone: alignment and uniformity come out 0.0.
+    """
+    for s in subjects:
+        n = s.info.arch.num_patches
+        if int(n * (1 - mask_ratio)) < 1:
+            raise UmaeError(f"--mask-ratio {mask_ratio:g} leaves no visible patch of the {n} of {s.name} "
+                            f"(int({n} x (1 - {mask_ratio:g})) = 0); use --mask-ratio "
+                            f"{math.floor((n - 1) / n * 1e4) / 1e4:g} or lower")
+
+
 def load_subjects_announced(ckpts: Sequence[Path], *, label: Sequence[str] | None, trust_pickle: bool,
                             seed: int, num_heads: int | None, norm: str | None,
-                            random_init: bool = False) -> list[A.Subject]:
-    """Load the checkpoints and say what each one is, one line each (layout, arch, params, sha256)."""
+                            random_init: bool = False, mask_ratio: float | None = None) -> list[A.Subject]:
+    """Load the checkpoints and say what each one is, one line each (layout, arch, params, sha256).
+
+    ``mask_ratio`` (commands that encode masked views) is checked against every encoder first.
+    """
+    check_labels(label)
     subjects = A.load_subjects(ckpts, labels=label, trust_pickle=trust_pickle, random_init=random_init,
                                seed=seed, **loader_options(num_heads, norm))
+    if mask_ratio is not None:
+        check_visible_patches(subjects, mask_ratio)
     for s in subjects:
         say(f"{s.name}: {s.info.summary()}")
     return subjects
