@@ -129,6 +129,43 @@ def test_cache_hit_does_not_run_the_model(official) -> None:
         hook.remove()
 
 
+def test_full_cache_disk_warns_once_and_goes_on(official, monkeypatch) -> None:
+    """Issue 11: a full cache disk must not fail the analysis (the write raises ENOSPC)."""
+    import errno
+    import os
+
+    from umae_eval import features as features_mod
+
+    def full_disk(path, write):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+    monkeypatch.setattr(features_mod, "atomic_write", full_disk)
+    imgs = uint8_images(5, seed=4)
+    warnings: list[str] = []
+    got = cached_features(official, imgs, images_key="fp-full-test", device="cpu",
+                          warnings=warnings)
+    np.testing.assert_array_equal(got, extract_features(official, imgs, device="cpu"))
+    cached_features(official, imgs[:3], images_key="fp-full-train", device="cpu", warnings=warnings)
+    where = cache_root() / "features"
+    assert warnings == [f"feature cache not written to {where}: No space left on device; going on "
+                        "without it (free space there, or set UMAE_CACHE_DIR to a writable folder)"]
+    assert not feature_cache_path(official, "fp-full-test", n_images=5, device="cpu").exists()
+    with pytest.warns(UserWarning, match="feature cache not written"):  # no list: Python's warnings
+        cached_features(official, imgs, images_key="fp-full-test", device="cpu")
+
+
+def test_cache_root_that_cannot_be_created_is_skipped(official, tmp_path, monkeypatch) -> None:
+    (tmp_path / "file").write_text("a file, not a folder")
+    monkeypatch.setenv("UMAE_CACHE_DIR", str(tmp_path / "file" / "cache"))  # ENOTDIR, even as root
+    warnings: list[str] = []
+    imgs = uint8_images(4, seed=6)
+    got = cached_features(official, imgs, images_key="fp-x-test", device="cpu", warnings=warnings)
+    np.testing.assert_array_equal(got, extract_features(official, imgs, device="cpu"))
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"feature cache not written to {tmp_path / 'file' / 'cache'}: "
+                                  "Not a directory; going on without it")
+
+
 def test_cache_key_separates_encoders_and_norms(u_mae, official) -> None:
     enc, _ = u_mae
     a = feature_cache_path(official, "k", n_images=4, device="cpu")

@@ -11,3 +11,14 @@ def cache_root() -> Path:
     root = Path(os.environ.get("UMAE_CACHE_DIR") or Path.home() / ".cache" / "umae")
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+def cache_unwritable_message(where: str | Path, exc: OSError) -> str:
+    """The one-line warning when a cache cannot be written (disk full, read-only, permission).
+
+    Caches are an optimisation: callers warn with this and go on without them.
+    """
+    # numpy reports a short write ("12288 requested and 4064 written") without an errno.
+    reason = exc.strerror or f"{exc} (is the disk full?)"
+    return (f"feature cache not written to {where}: {reason}; going on without it (free space "
+            "there, or set UMAE_CACHE_DIR to a writable folder)")

@@ -21,13 +21,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings as _pywarnings
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 
-from umae_eval.cache import cache_root
+from umae_eval.cache import cache_root, cache_unwritable_message
 from umae_eval.checkpoints import LoadedEncoder
 from umae_eval.errors import UmaeError
 from umae_eval.preprocess import to_model_input
@@ -37,9 +38,11 @@ from umae_eval.provenance import atomic_write
 __all__ = [
     "Pool",
     "cached_features",
+    "encode_batch",
     "encode_masked_views",
     "extract_features",
     "feature_cache_path",
+    "feature_precision",
     "keep_indices",
     "pool_tokens",
     "resolve_device",
@@ -171,20 +174,55 @@ def extract_features(encoder: LoadedEncoder, images: np.ndarray, *, pool: Pool =
     if batch_size < 1:
         raise UmaeError(f"batch size must be at least 1, got {batch_size}")
     dev = resolve_device(device)
-    arch = encoder.info.arch
-    model = encoder.model.to(dev).eval()
+    encoder.model.to(dev).eval()
     n = len(images)
-    out = np.empty((n, arch.embed_dim), dtype=np.float32)
+    out = np.empty((n, encoder.info.arch.embed_dim), dtype=np.float32)
     with torch.inference_mode(), progress("extracting features", total=n) as advance:
         for start in range(0, n, batch_size):
             chunk = np.array(images[start:start + batch_size], dtype=np.uint8, copy=True)
-            batch = torch.from_numpy(chunk).to(dev, non_blocking=True)
-            x = to_model_input(batch, arch.img_size, encoder.info.mean, encoder.info.std, dev)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                feats = pool_tokens(model, model.forward_features(x), pool)
-            out[start:start + len(chunk)] = feats.float().cpu().numpy()
+            batch = torch.from_numpy(chunk)
+            out[start:start + len(chunk)] = encode_batch(encoder, batch, dev, pool).cpu().numpy()
             advance(len(chunk))
     return out
+
+
+def feature_precision(device: torch.device) -> str:
+    """The arithmetic features are computed in on ``device``: ``'bf16'`` on CUDA, else ``'fp32'``.
+
+    Part of every cache/store key: the same images give (slightly) different features in each.
+    """
+    return "bf16" if device.type == "cuda" else "fp32"
+
+
+def encode_batch(encoder: LoadedEncoder, batch: torch.Tensor, device: torch.device,
+                 pool: Pool = "cls") -> torch.Tensor:
+    """One batch of uint8 images to features: the single code path of every extractor.
+
+    The uint8 batch moves to ``device`` (4x fewer bytes than float32), is resized and normalised
+    there by :func:`umae_eval.preprocess.to_model_input`, and runs through
+    ``model.forward_features`` under bfloat16 autocast on CUDA (float32 on CPU), then
+    :func:`pool_tokens`. The caller puts the model on ``device`` in eval mode and holds
+    ``torch.inference_mode``.
+
+    Parameters
+    ----------
+    encoder : LoadedEncoder
+    batch : Tensor, shape (B, H, W, 3), uint8
+    device : torch.device
+        From :func:`resolve_device`.
+    pool : {'cls', 'avg'}
+
+    Returns
+    -------
+    Tensor, shape (B, D), float32, on ``device``
+    """
+    model = encoder.model
+    info = encoder.info
+    x = to_model_input(batch.to(device, non_blocking=True), info.arch.img_size, info.mean,
+                       info.std, device)
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        feats = pool_tokens(model, model.forward_features(x), pool)
+    return feats.float()
 
 
 def feature_cache_path(encoder: LoadedEncoder, images_key: str, *, n_images: int,
@@ -211,7 +249,7 @@ def feature_cache_path(encoder: LoadedEncoder, images_key: str, *, n_images: int
         "img_size": info.arch.img_size,
         "mean": [float(v) for v in info.mean],
         "std": [float(v) for v in info.std],
-        "precision": "bf16" if dev.type == "cuda" else "fp32",
+        "precision": feature_precision(dev),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", images_key)[:48]
@@ -220,7 +258,8 @@ def feature_cache_path(encoder: LoadedEncoder, images_key: str, *, n_images: int
 
 def cached_features(encoder: LoadedEncoder, images: np.ndarray, *, images_key: str,
                     pool: Pool = "cls", device: str | torch.device = "auto",
-                    batch_size: int = 256, progress: ProgressFactory = null_progress) -> np.ndarray:
+                    batch_size: int = 256, progress: ProgressFactory = null_progress,
+                    warnings: list[str] | None = None) -> np.ndarray:
     """:func:`extract_features`, cached on disk so a second call does not run the model.
 
     Parameters
@@ -230,20 +269,31 @@ def cached_features(encoder: LoadedEncoder, images: np.ndarray, *, images_key: s
     images_key : str
         Identifies the images, e.g. ``f"{imageset.fingerprint}-test"``. The caller guarantees
         that the same key always means the same images.
+    warnings : list of str, optional
+        Where a cache that cannot be written (disk full, read-only, no permission) is reported:
+        one line, appended unless the list already holds it, so a command that calls this for
+        several splits warns once. Without a list it goes to Python's ``warnings.warn``.
 
     Returns
     -------
     ndarray, shape (N, D), float32
         Read from ``cache_root()/features/`` when present and of the right shape (an unreadable
-        or mismatched file is recomputed); otherwise computed and written atomically.
+        or mismatched file is recomputed); otherwise computed and written atomically. A cache
+        that cannot be written never fails the call: the features are returned uncached.
     """
     _check_images(images)
     _check_pool(pool)
     if not images_key:
         raise UmaeError("images_key must name the images (e.g. '<dataset fingerprint>-test')")
-    path = feature_cache_path(encoder, images_key, n_images=len(images), pool=pool, device=device)
+    try:  # cache_root() creates the folder: a read-only home fails here already
+        path: Path | None = feature_cache_path(encoder, images_key, n_images=len(images),
+                                               pool=pool, device=device)
+    except OSError as exc:
+        _warn_once(warnings, cache_unwritable_message(getattr(exc, "filename", None)
+                                                      or "the cache folder", exc))
+        path = None
     expected = (len(images), encoder.info.arch.embed_dim)
-    if path.is_file():
+    if path is not None and path.is_file():
         try:
             cached = np.load(path, allow_pickle=False)
             if cached.shape == expected and cached.dtype == np.float32:
@@ -252,8 +302,19 @@ def cached_features(encoder: LoadedEncoder, images: np.ndarray, *, images_key: s
             pass  # a damaged cache entry: compute it again
     feats = extract_features(encoder, images, pool=pool, device=device, batch_size=batch_size,
                              progress=progress)
-    atomic_write(path, lambda fh: np.save(fh, feats, allow_pickle=False))
+    if path is not None:
+        try:
+            atomic_write(path, lambda fh: np.save(fh, feats, allow_pickle=False))
+        except OSError as exc:  # full or read-only cache disk: the analysis goes on uncached
+            _warn_once(warnings, cache_unwritable_message(path.parent, exc))
     return feats
+
+
+def _warn_once(sink: list[str] | None, message: str) -> None:
+    if sink is None:
+        _pywarnings.warn(message, stacklevel=3)
+    elif message not in sink:
+        sink.append(message)
 
 
 def keep_indices(noise: torch.Tensor, mask_ratio: float) -> torch.Tensor:
