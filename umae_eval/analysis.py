@@ -168,23 +168,51 @@ def subset_indices(n: int, max_n: int | None, seed: int) -> np.ndarray | None:
     return np.sort(rng.choice(n, size=max_n, replace=False))
 
 
+#: Side of the pixels a lazy set hands to code that asks for plain images (``x_train``/``x_test``):
+#: the in-memory path's size for ImageFolders of mixed sizes.
+LAZY_PIXEL_SIZE = 224
+
+
 @dataclass
 class DataSubset:
-    """The images a command analyses: an ``ImageSet`` and optional train/test subsets."""
+    """The images a command analyses: an ``ImageSet`` or ``LazyImageSet`` and optional subsets.
 
-    images: Any  # umae_eval.data.ImageSet
+    For a lazy set, ``x_train`` / ``x_test`` are :class:`~umae_eval.data.lazy.LazyArray` views
+    (indexing decodes only the rows asked for) and :meth:`pixels` gives the rows at a model's
+    input side with that model's evaluation transform.
+    """
+
+    images: Any  # umae_eval.data.ImageSet | umae_eval.data.lazy.LazyImageSet
     train_idx: np.ndarray | None = None
     test_idx: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
+    workers: int | None = None  # lazy path: DataLoader workers (None: default_workers())
+    feature_dtype: str = "float32"  # lazy path: dtype of the on-disk feature store
 
     @property
-    def x_train(self) -> np.ndarray:
-        x = self.images.x_train
-        return x if self.train_idx is None else x[self.train_idx]
+    def lazy(self) -> bool:
+        return bool(getattr(self.images, "lazy", False))
+
+    def pixels(self, split: str, size: int | None = None) -> Any:
+        """The split's (subset) images: an ndarray (in memory) or a LazyArray decoded at ``size``
+        with :func:`umae_eval.data.transforms.eval_rule` (lazy)."""
+        idx = self.train_idx if split == "train" else self.test_idx
+        if not self.lazy:
+            x = self.images.x_train if split == "train" else self.images.x_test
+            return x if idx is None else x[idx]
+        from umae_eval.data.transforms import eval_rule
+
+        side = LAZY_PIXEL_SIZE if size is None else int(size)
+        rule = "fit" if size is None else eval_rule(side)
+        return self.images.view(split, side, rule).take(idx)
 
     @property
-    def x_test(self) -> np.ndarray:
-        x = self.images.x_test
-        return x if self.test_idx is None else x[self.test_idx]
+    def x_train(self) -> Any:
+        return self.pixels("train")
+
+    @property
+    def x_test(self) -> Any:
+        return self.pixels("test")
 
     @property
     def y_train(self) -> np.ndarray:
@@ -203,22 +231,28 @@ class DataSubset:
         return f"{self.images.fingerprint}-{split}-{tag}"
 
     def settings(self, spec: str) -> dict[str, Any]:
-        """JSON-safe description: spec, source, format, fingerprint, sizes, subsets."""
+        """JSON-safe description: spec, source, format, fingerprint, sizes, subsets, data mode."""
         im = self.images
-        return {
+        out = {
             "spec": spec,
             "source": str(getattr(im, "source", spec)),
             "format": str(getattr(im, "format", "")),
+            "data_mode": "lazy" if self.lazy else "memory",
             "fingerprint": str(im.fingerprint),
-            "image_size": list(im.x_train.shape[1:3]),
+            "fingerprint_method": str(getattr(im, "fingerprint_method", "sha256 of every pixel, label and class name")),
+            "image_size": None if self.lazy else list(im.x_train.shape[1:3]),
             "n_classes": len(im.class_names),
             "class_names": list(im.class_names),
             **_ids_and_notes(im),
+            "layout": str(getattr(im, "layout", getattr(im, "format", ""))),
             "n_train": int(len(self.y_train)),
             "n_test": int(len(self.y_test)),
             "n_train_available": int(len(im.y_train)),
             "n_test_available": int(len(im.y_test)),
         }
+        if self.notes:
+            out["notes"] = [*out.get("notes", []), *self.notes]
+        return out
 
 
 def _ids_and_notes(im: Any) -> dict[str, Any]:
@@ -239,16 +273,32 @@ def _digest(idx: np.ndarray) -> str:
 
 
 def load_data(spec: str, *, max_train: int | None = None, max_test: int | None = None, seed: int = 0,
-              progress: ProgressFactory = null_progress) -> DataSubset:
-    """Load ``spec`` with :func:`umae_eval.data.load_dataset` and draw the optional subsets."""
-    from umae_eval.data import load_dataset
+              progress: ProgressFactory = null_progress, mode: str = "auto",
+              max_train_per_class: int | None = None, skip_bad: bool = False,
+              workers: int | None = None, feature_dtype: str = "float32") -> DataSubset:
+    """Open ``spec`` with :func:`umae_eval.data.choose.open_dataset` (in memory or lazy) and
+    draw the optional subsets: ``max_train`` / ``max_test`` images (seeded), or
+    ``max_train_per_class`` train images of each class (seeded, class-balanced)."""
+    from umae_eval.data.choose import open_dataset
 
-    images = load_dataset(spec, progress=progress)
+    images = open_dataset(spec, mode=mode, skip_bad=skip_bad, progress=progress)
     if len(images.y_train) == 0 or len(images.y_test) == 0:
         raise UmaeError(f"--data {spec}: needs both a train and a test split with images")
-    return DataSubset(images,
-                      subset_indices(len(images.y_train), max_train, seed),
-                      subset_indices(len(images.y_test), max_test, seed + 1))
+    train_idx = subset_indices(len(images.y_train), max_train, seed)
+    notes: list[str] = []
+    if max_train_per_class is not None:
+        from umae_eval.subsets import balanced_subset
+
+        y = np.asarray(images.y_train)
+        base = np.arange(len(y)) if train_idx is None else train_idx
+        pick = balanced_subset(y[base], int(max_train_per_class), seed)
+        train_idx = base[pick]
+        notes.append(f"train subset: at most {max_train_per_class} images per class (seed {seed}), "
+                     f"{len(train_idx)} of {len(y)}")
+    if feature_dtype not in ("float32", "float16"):
+        raise UmaeError(f"--feature-dtype {feature_dtype!r}: choose float32 or float16")
+    return DataSubset(images, train_idx, subset_indices(len(images.y_test), max_test, seed + 1), notes,
+                      workers, feature_dtype)
 
 
 @dataclass
@@ -261,6 +311,14 @@ class FeatureSet:
     y_test: np.ndarray
     pool: str
     seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)  # lazy path: transform, stores, skipped images
+
+
+def default_workers() -> int:
+    """DataLoader workers for the lazy path: one per core, at most 8."""
+    import os
+
+    return max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1))
 
 
 def compute_features(
@@ -271,26 +329,50 @@ def compute_features(
     device: str = "auto",
     batch_size: int = 256,
     with_train: bool = True,
+    workers: int | None = None,
+    feature_dtype: str | None = None,
     progress: ProgressFactory = null_progress,
 ) -> FeatureSet:
-    """Train and test features of one encoder (through the on-disk feature cache).
+    """Train and test features of one encoder (through the on-disk feature cache / store).
 
     ``with_train=False`` skips the training split (``FeatureSet.train`` is then None): the
-    collapse measures and maps use test features only.
+    collapse measures and maps use test features only. A lazy set is decoded per item in
+    ``workers`` DataLoader processes (default :func:`default_workers`) with the encoder's
+    evaluation transform, and its features go to a resumable on-disk store; images that could
+    not be decoded (with ``skip_bad``) are left out of both features and labels.
     """
     from umae_eval.features import cached_features
 
     t0 = time.perf_counter()
     feats: dict[str, np.ndarray | None] = {"train": None}
-    splits = (("train", data.x_train), ("test", data.x_test)) if with_train else (("test", data.x_test),)
-    for split, x in splits:
-        feats[split] = np.asarray(cached_features(
-            subject.encoder, x, images_key=data.key(split), pool=pool, device=device,
-            batch_size=batch_size, progress=_labelled(progress, f"{subject.name}: {split} features"),
-        ), dtype=np.float32)
+    labels = {"train": data.y_train, "test": data.y_test}
+    splits = ("train", "test") if with_train else ("test",)
+    extra: dict[str, Any] = {}
+    for split in splits:
+        label = _labelled(progress, f"{subject.name}: {split} features")
+        if data.lazy:
+            from umae_eval.lazy_features import lazy_features
+
+            view = data.pixels(split, subject.encoder.info.arch.img_size)
+            n_workers = workers if workers is not None else data.workers
+            out = lazy_features(subject.encoder, view, images_key=data.key(split), pool=pool, device=device,
+                                batch_size=batch_size,
+                                workers=default_workers() if n_workers is None else n_workers,
+                                feature_dtype=feature_dtype or data.feature_dtype, progress=label)
+            feats[split] = out.features
+            if not out.ok.all():
+                labels[split] = labels[split][out.ok]
+                feats[split] = out.features[out.ok]
+                extra.setdefault("skipped_images", {})[split] = int((~out.ok).sum())
+            extra["transform"] = view.transform
+            extra.setdefault("stores", {})[split] = out.store
+        else:
+            feats[split] = np.asarray(cached_features(
+                subject.encoder, data.pixels(split), images_key=data.key(split), pool=pool, device=device,
+                batch_size=batch_size, progress=label), dtype=np.float32)
     assert feats["test"] is not None
-    return FeatureSet(feats["train"], feats["test"], data.y_train, data.y_test, pool,
-                      time.perf_counter() - t0)
+    return FeatureSet(feats["train"], feats["test"], labels["train"], labels["test"], pool,
+                      time.perf_counter() - t0, extra)
 
 
 def _labelled(progress: ProgressFactory, prefix: str) -> ProgressFactory:

@@ -19,13 +19,19 @@ import typer
 from umae_eval import analysis as A
 from umae_eval.commands.common import (
     BatchSizeOpt,
+    DataModeOpt,
     DataOpt,
     DeviceOpt,
+    FeatureDtypeOpt,
+    MaxTrainPerClassOpt,
     NormOpt,
     NumHeadsOpt,
     OutOpt,
     SeedOpt,
+    SkipBadOpt,
     TrustPickleOpt,
+    WorkersOpt,
+    data_options,
 )
 from umae_eval.commands.shared import (
     CkptsArg,
@@ -249,6 +255,11 @@ def collapse_report(
     trust_pickle: TrustPickleOpt = False,
     num_heads: NumHeadsOpt = None,
     norm: NormOpt = None,
+    data_mode: DataModeOpt = "auto",
+    workers: WorkersOpt = None,
+    skip_bad_images: SkipBadOpt = False,
+    max_train_per_class: MaxTrainPerClassOpt = None,
+    feature_dtype: FeatureDtypeOpt = "float32",
 ) -> None:
     """Measure dimensional collapse: spectra, effective rank, RankMe, alignment/uniformity, maps.
 
@@ -268,7 +279,8 @@ def collapse_report(
                                            num_heads=num_heads, norm=norm, random_init=random_init,
                                            mask_ratio=mask_ratio)
     with A.timed(timings, "load_data"):
-        ds = A.load_data(data, max_train=max_train, max_test=max_test, seed=seed, progress=rich_progress)
+        ds = A.load_data(data, max_train=max_train, max_test=max_test, seed=seed, progress=rich_progress,
+                         **data_options(data_mode, workers, skip_bad_images, max_train_per_class, feature_dtype))
     results = run_collapse_stage(subjects, ds, feats=None, pool=pool, embed=methods, per_class=per_class,
                                  mask_ratio=mask_ratio, max_views=max_views, device=device,
                                  batch_size=batch_size, seed=seed, timings=timings)

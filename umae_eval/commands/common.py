@@ -12,9 +12,40 @@ DataOpt = Annotated[
     typer.Option(
         "--data",
         help="Dataset: 'demo', a cifar-10-batches-py / cifar-100-python folder, an ImageFolder "
-        "folder or .tar.gz with train/ and test/ (or val/), or an .npz with x_train, y_train, "
+        "folder or .tar/.tar.gz with train/ and test/ (or val/) (Tiny ImageNet and ImageNet's "
+        "Kaggle layout are recognised), WebDataset shards (a folder of train-NNNNNN.tar + "
+        "val-NNNNNN.tar, or 'train-{000000..000099}.tar'), or an .npz with x_train, y_train, "
         "x_test, y_test.",
     ),
+]
+DataModeOpt = Annotated[
+    str,
+    typer.Option(
+        "--data-mode",
+        help="auto (ImageFolders over UMAE_MEMORY_LIMIT_GB=2 decoded, and WebDataset shards, are "
+        "read lazily: decoded per item in worker processes; smaller sets are decoded into memory "
+        "once and cached), memory, or lazy.",
+    ),
+]
+WorkersOpt = Annotated[
+    Optional[int],
+    typer.Option("--workers", min=0, help="DataLoader workers that decode a lazy dataset (default: one per "
+                 "core, at most 8; 0 decodes in the main process)."),
+]
+SkipBadOpt = Annotated[
+    bool,
+    typer.Option("--skip-bad-images", help="Lazy datasets: leave undecodable images out (counted in "
+                 "results.json) instead of stopping at the first one."),
+]
+MaxTrainPerClassOpt = Annotated[
+    Optional[int],
+    typer.Option("--max-train-per-class", min=1, help="Probe on at most N train images per class (seeded, "
+                 "class-balanced): quick probes on big train splits."),
+]
+FeatureDtypeOpt = Annotated[
+    str,
+    typer.Option("--feature-dtype", help="Lazy datasets: float32 or float16 features in the on-disk store "
+                 "(half the disk; probes read them as float32)."),
 ]
 DeviceOpt = Annotated[
     str, typer.Option("--device", help="auto (CUDA if available), cpu, or cuda[:N].")
@@ -80,3 +111,10 @@ def loader_options(num_heads: int | None, norm: str | None) -> dict[str, Any]:
         "arch_overrides": {"num_heads": num_heads} if num_heads else None,
         "norm": parse_norm(norm),
     }
+
+
+def data_options(data_mode: str, workers: int | None, skip_bad_images: bool, max_train_per_class: int | None,
+                 feature_dtype: str) -> dict[str, Any]:
+    """Keyword arguments for ``analysis.load_data`` from the data options above."""
+    return {"mode": data_mode.strip().lower(), "workers": workers, "skip_bad": skip_bad_images,
+            "max_train_per_class": max_train_per_class, "feature_dtype": feature_dtype.strip().lower()}

@@ -28,13 +28,19 @@ from umae_eval.commands.collapse_report import (
 )
 from umae_eval.commands.common import (
     BatchSizeOpt,
+    DataModeOpt,
     DataOpt,
     DeviceOpt,
+    FeatureDtypeOpt,
+    MaxTrainPerClassOpt,
     NormOpt,
     NumHeadsOpt,
     OutOpt,
     SeedOpt,
+    SkipBadOpt,
     TrustPickleOpt,
+    WorkersOpt,
+    data_options,
 )
 from umae_eval.commands.probe import (
     BackendOpt,
@@ -111,6 +117,11 @@ def compare(
     trust_pickle: TrustPickleOpt = False,
     num_heads: NumHeadsOpt = None,
     norm: NormOpt = None,
+    data_mode: DataModeOpt = "auto",
+    workers: WorkersOpt = None,
+    skip_bad_images: SkipBadOpt = False,
+    max_train_per_class: MaxTrainPerClassOpt = None,
+    feature_dtype: FeatureDtypeOpt = "float32",
 ) -> None:
     """Compare checkpoints: probes + collapse measures for each, ranked by linear accuracy.
 
@@ -130,7 +141,8 @@ def compare(
                                            num_heads=num_heads, norm=norm, random_init=random_init,
                                            mask_ratio=mask_ratio)
     with A.timed(timings, "load_data"):
-        ds = A.load_data(data, max_train=max_train, max_test=max_test, seed=seed, progress=rich_progress)
+        ds = A.load_data(data, max_train=max_train, max_test=max_test, seed=seed, progress=rich_progress,
+                         **data_options(data_mode, workers, skip_bad_images, max_train_per_class, feature_dtype))
     feats, probes = run_probe_stage(subjects, ds, opts, temperature=temperature, device=device,
                                     batch_size=batch_size, seed=seed, timings=timings)
     collapse: dict[str, CollapseResult] = run_collapse_stage(

@@ -13,6 +13,7 @@ import typer
 from rich.table import Table
 
 from umae_eval.commands.common import (
+    DataModeOpt,
     DataOpt,
     DeviceOpt,
     NormOpt,
@@ -151,6 +152,7 @@ def mask_ratio_sweep(
     device: DeviceOpt = "auto",
     batch_size: BatchOpt = 250,
     out: OutOpt = None,
+    data_mode: DataModeOpt = "auto",
 ) -> None:
     """Intra/inter-class distance of masked views vs mask ratio (paper Fig. 2b/2c), sweet spot,
     label error alpha and the augmentation-graph spectrum.
@@ -162,7 +164,7 @@ def mask_ratio_sweep(
 
     Example:  umae mask-ratio-sweep --data demo --checkpoint mae.pth --pairs 200 --ratios 0:0.9:0.1
     """
-    from umae_eval.data import load_dataset
+    from umae_eval.data.choose import open_dataset
     from umae_eval.features import resolve_device
     from umae_eval.maskratio import export, figures
     from umae_eval.maskratio.masks import parse_ratios, validate_ratios
@@ -206,9 +208,14 @@ def mask_ratio_sweep(
         say(f"checkpoint: {loaded.info.summary()}")
 
     t0 = time.perf_counter()
-    ds = load_dataset(data, progress=rich_progress)
+    # The sweep uses a few thousand images: file-based sets are read lazily so that only
+    # those are decoded (--data-mode memory decodes the whole set, as before).
+    mode = data_mode.strip().lower()
+    ds = open_dataset(data, mode="lazy" if mode == "auto" else mode, progress=rich_progress)
+    x_test, y_test, x_train, y_train = _sweep_arrays(ds, encoder_size=None if encoder is None else
+                                                     loaded.info.arch.img_size, label_train=label_train, seed=seed)
     load_s = time.perf_counter() - t0
-    h, w = ds.image_shape
+    h, w = x_test.shape[1:3]
     if encoder is None and (h % patch or w % patch):
         raise UmaeError(f"--patch-size {patch} does not divide the {h}x{w} images")
     num_patches = encoder.num_patches if encoder is not None else (h // patch) * (w // patch)
@@ -222,7 +229,9 @@ def mask_ratio_sweep(
                          graph_views=graph_views)
     settings: dict[str, Any] = {
         "data": {"source": ds.source, "format": ds.format, "fingerprint": ds.fingerprint,
+                 "data_mode": "lazy" if getattr(ds, "lazy", False) else "memory",
                  "n_train": int(len(ds.y_train)), "n_test": int(len(ds.y_test)),
+                 "n_train_used_for_class_means": int(len(y_train)), "transform": getattr(x_test, "transform", "as stored"),
                  "image_size": f"{h}x{w}", "class_names": list(ds.class_names),
                  **({"class_ids": list(ds.class_ids)} if ds.class_ids != ds.class_names else {}),
                  **({"notes": list(ds.notes)} if ds.notes else {})},
@@ -241,7 +250,7 @@ def mask_ratio_sweep(
         "seed": seed,
         "bootstrap": bootstrap,
         "label_images": label_images,
-        "label_train": label_train if space == "feature" else "all train images",
+        "label_train": label_train if space == "feature" or getattr(ds, "lazy", False) else "all train images",
         "graph_images": graph_images,
         "graph_views": graph_views,
         "graph_kernel": "Gaussian, median-heuristic bandwidth, self-loops",
@@ -251,7 +260,7 @@ def mask_ratio_sweep(
         "versions": versions(),
     }
 
-    result = run_sweep(ds.x_test, ds.y_test, ds.x_train, ds.y_train, config, n_classes=ds.num_classes,
+    result = run_sweep(x_test, y_test, x_train, y_train, config, n_classes=ds.num_classes,
                        encoder=encoder, device=dev, progress=rich_progress)
 
     results = export.result_to_dict(result)
@@ -321,3 +330,29 @@ def mask_ratio_sweep(
 
 
 __all__ = ["mask_ratio_sweep", "figure_note"]
+
+
+def _sweep_arrays(ds: Any, *, encoder_size: int | None, label_train: int, seed: int) -> tuple[Any, Any, Any, Any]:
+    """``x_test, y_test, x_train, y_train`` for the sweep: arrays, or lazy views that decode on use.
+
+    A lazy set is viewed at the checkpoint's input side with its evaluation transform (feature
+    space), else at the images' native side when the first images share one (else 224, fit);
+    the train split is cut to ``label_train`` class-balanced images, the only ones the class
+    means then need.
+    """
+    import numpy as np
+
+    if not getattr(ds, "lazy", False):
+        return ds.x_test, ds.y_test, ds.x_train, ds.y_train
+    from umae_eval.data.lazy import native_size
+    from umae_eval.data.transforms import eval_rule
+    from umae_eval.maskratio.pairs import sample_balanced
+
+    if encoder_size is not None:
+        side, rule = encoder_size, eval_rule(encoder_size)
+    else:
+        hw = native_size(ds.test, ds.source)
+        side, rule = (min(hw), "fit") if hw is not None else (224, "fit")
+    idx = np.sort(sample_balanced(ds.y_train, label_train, np.random.default_rng([seed, 77])))
+    train = ds.view("train", side, rule).take(idx)
+    return ds.view("test", side, rule), ds.y_test, train, ds.y_train[idx]

@@ -16,13 +16,19 @@ import typer
 from umae_eval import analysis as A
 from umae_eval.commands.common import (
     BatchSizeOpt,
+    DataModeOpt,
     DataOpt,
     DeviceOpt,
+    FeatureDtypeOpt,
+    MaxTrainPerClassOpt,
     NormOpt,
     NumHeadsOpt,
     OutOpt,
     SeedOpt,
+    SkipBadOpt,
     TrustPickleOpt,
+    WorkersOpt,
+    data_options,
 )
 from umae_eval.commands.shared import (
     CkptsArg,
@@ -142,6 +148,11 @@ def probe(
     trust_pickle: TrustPickleOpt = False,
     num_heads: NumHeadsOpt = None,
     norm: NormOpt = None,
+    data_mode: DataModeOpt = "auto",
+    workers: WorkersOpt = None,
+    skip_bad_images: SkipBadOpt = False,
+    max_train_per_class: MaxTrainPerClassOpt = None,
+    feature_dtype: FeatureDtypeOpt = "float32",
 ) -> None:
     """Probe frozen features: mean classifier, linear probe, kNN (accuracy in %).
 
@@ -157,7 +168,8 @@ def probe(
         subjects = load_subjects_announced(ckpts, label=label, trust_pickle=trust_pickle, seed=seed,
                                            num_heads=num_heads, norm=norm)
     with A.timed(timings, "load_data"):
-        ds = A.load_data(data, max_train=max_train, max_test=max_test, seed=seed, progress=rich_progress)
+        ds = A.load_data(data, max_train=max_train, max_test=max_test, seed=seed, progress=rich_progress,
+                         **data_options(data_mode, workers, skip_bad_images, max_train_per_class, feature_dtype))
     _, probes = run_probe_stage(subjects, ds, opts, temperature=temperature, device=device,
                                 batch_size=batch_size, seed=seed, timings=timings)
 
