@@ -364,8 +364,12 @@ def compute_features(
                 labels[split] = labels[split][out.ok]
                 feats[split] = out.features[out.ok]
                 extra.setdefault("skipped_images", {})[split] = int((~out.ok).sum())
+                _note(data, f"{split}: {int((~out.ok).sum())} undecodable images left out (--skip-bad-images)")
+            _note(data, f"lazy path: images decoded per item with the transform {view.transform}")
             extra["transform"] = view.transform
             extra.setdefault("stores", {})[split] = out.store
+            if out.warning:
+                extra.setdefault("warnings", []).append(out.warning)
         else:
             feats[split] = np.asarray(cached_features(
                 subject.encoder, data.pixels(split), images_key=data.key(split), pool=pool, device=device,
@@ -373,6 +377,11 @@ def compute_features(
     assert feats["test"] is not None
     return FeatureSet(feats["train"], feats["test"], labels["train"], labels["test"], pool,
                       time.perf_counter() - t0, extra)
+
+
+def _note(data: DataSubset, line: str) -> None:
+    if line not in data.notes:
+        data.notes.append(line)
 
 
 def _labelled(progress: ProgressFactory, prefix: str) -> ProgressFactory:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from umae_eval.checkpoints import LoadedEncoder
+from umae_eval.errors import UmaeError
 from umae_eval.progress import ProgressFactory, null_progress
 
 
@@ -32,28 +33,38 @@ class LazyFeatures:
 def lazy_features(encoder: LoadedEncoder, view: Any, *, images_key: str, pool: str = "cls",
                   device: str = "auto", batch_size: int = 256, workers: int = 0,
                   feature_dtype: str = "float32", progress: ProgressFactory = null_progress) -> LazyFeatures:
-    """Encode every row of ``view`` (a LazyArray at the encoder's input side)."""
-    import torch
+    """Encode every row of ``view`` (a LazyArray at the encoder's input side) into the store.
 
-    from umae_eval.features import pool_tokens, resolve_device
-    from umae_eval.preprocess import to_model_input
+    ``images_key`` is ``'<fingerprint>-<split>-<subset tag>'`` (``DataSubset.key``); the store
+    key adds the checkpoint, the transform (``view.transform``), the pooling, the precision and
+    the dtype, so a second command on the same data and checkpoint reads the features back.
+    """
+    from umae_eval.featurestore import store_key, stored_features
 
-    dev = resolve_device(device)
-    model = encoder.model.to(dev).eval()
-    n = len(view)
-    out = np.empty((n, encoder.info.arch.embed_dim), np.float32)
-    ok = np.ones(n, bool)
-    loader = torch.utils.data.DataLoader(view.dataset(), batch_size=batch_size, shuffle=False,
-                                         num_workers=workers, persistent_workers=False)
-    start = 0
-    with torch.inference_mode(), progress("extracting features", total=n) as advance:
-        for batch, good in loader:
-            x = to_model_input(batch.to(dev, non_blocking=True), encoder.info.arch.img_size,
-                               encoder.info.mean, encoder.info.std, dev)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-                f = pool_tokens(model, model.forward_features(x), pool)  # type: ignore[arg-type]
-            out[start:start + len(batch)] = f.float().cpu().numpy()
-            ok[start:start + len(batch)] = good.numpy()
-            start += len(batch)
-            advance(len(batch))
-    return LazyFeatures(out, ok, None)
+    fingerprint, split, subset = images_key.split("-", 2)
+    key = store_key(encoder, data_fingerprint=fingerprint, split=split, n=len(view), subset=subset,
+                    transform=view.transform, pool=pool, device=device, dtype=feature_dtype)
+    try:
+        got = stored_features(encoder, view.dataset(), key, pool=pool, device=device, batch_size=batch_size,
+                              workers=workers, progress=progress)
+    except UmaeError as exc:
+        raise UmaeError(worker_message(str(exc))) from None
+    store = None if got.store is None else str(got.store.path)
+    feats = got.float32()
+    if not feats.flags.writeable:  # a read-only memory map: torch wants writable arrays
+        feats = np.array(feats)
+    return LazyFeatures(feats, np.asarray(got.valid, bool), store,
+                        "; ".join(got.warnings) or None)
+
+
+def worker_message(text: str) -> str:
+    """The one-line message of a UmaeError raised in a DataLoader worker.
+
+    torch re-raises a worker's exception as the same type with the worker's traceback as its
+    message ("Caught UmaeError in DataLoader worker process 0. Original Traceback ..."); the
+    user's line is the last ``UmaeError: ...`` line of it.
+    """
+    if "Original Traceback" not in text:
+        return text
+    lines = [ln for ln in text.splitlines() if "UmaeError: " in ln]
+    return lines[-1].split("UmaeError: ", 1)[1].strip() if lines else text.splitlines()[0]
