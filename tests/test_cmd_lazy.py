@@ -6,11 +6,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import ckpt_factory as CF
 import numpy as np
 import pytest
 from PIL import Image
 
-import ckpt_factory as CF
 from umae_eval.cli import main
 
 CLASSES = ["cat", "dog", "emu"]

@@ -19,7 +19,7 @@ from PIL import Image
 
 from umae_eval.data import load_dataset
 from umae_eval.data.choose import decoded_bytes, memory_limit, open_dataset
-from umae_eval.data.lazy import LazyArray, LazyImageSet
+from umae_eval.data.lazy import LazyImageSet
 from umae_eval.errors import UmaeError
 
 CLASSES = ["cat", "dog", "emu"]

@@ -260,3 +260,58 @@ class StreamedImages:
         )
         for step, batch in zip(steps, loader):
             yield step, batch.to(self.device, non_blocking=True)
+
+
+class LazyTrainImages(torch.utils.data.Dataset):
+    """Train images of a lazy dataset, decoded and augmented per item in DataLoader workers.
+
+    With ``augment='rrc-flip'`` each item is RandomResizedCrop(0.2-1, bicubic) + horizontal
+    flip of the *original* image (the official MAE pre-training augmentation), drawn from
+    ``np.random.default_rng([seed, epoch, i])``: the same image in the same epoch gets the same
+    crop whatever the worker, batch or resume point, so a resumed run sees the batches an
+    uninterrupted one would. With ``augment='none'`` the evaluation rule at ``img_size``.
+
+    Parameters
+    ----------
+    view : umae_eval.data.lazy.LazyArray
+        The (subset of the) train split; only its rows, reader and names are used.
+    img_size : int
+    augment : {'none', 'rrc-flip'}
+    seed : int
+    """
+
+    def __init__(self, view: object, img_size: int, augment: str, seed: int) -> None:
+        self.view, self.img_size, self.augment, self.seed = view, img_size, augment, seed
+        self.epoch = 0  # set before each epoch's DataLoader is made (workers copy it)
+
+    def __len__(self) -> int:
+        return len(self.view)  # type: ignore[arg-type]
+
+    def __getitem__(self, j: int) -> Tensor:
+        from umae_eval.data.decode import open_rgb
+        from umae_eval.data.transforms import (
+            apply_eval_rule,
+            eval_rule,
+            random_resized_crop_flip,
+        )
+
+        v = self.view
+        i = v.item(j)  # type: ignore[attr-defined]
+        im = open_rgb(v.split.reader(i), v.split.names[i], v.source, None)  # type: ignore[attr-defined]
+        if self.augment == "rrc-flip":
+            out = random_resized_crop_flip(im, self.img_size, np.random.default_rng([self.seed, self.epoch, i]))
+        else:
+            out = apply_eval_rule(im, self.img_size, eval_rule(self.img_size))
+        return torch.from_numpy(np.array(out, dtype=np.uint8))
+
+
+class LazyStreamedImages(StreamedImages):
+    """:class:`StreamedImages` over a :class:`LazyTrainImages` (decode + augment in workers)."""
+
+    def __init__(self, dataset: LazyTrainImages, device: torch.device, workers: int = 4) -> None:
+        self.dataset = dataset  # type: ignore[assignment]
+        self.device = device
+        self.workers = workers
+
+    def set_epoch(self, epoch: int) -> None:
+        self.dataset.epoch = epoch  # type: ignore[attr-defined]

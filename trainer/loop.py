@@ -44,6 +44,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from trainer.batches import (
+    LazyStreamedImages,
+    LazyTrainImages,
     ResidentImages,
     StreamedImages,
     augment_batch,
@@ -73,7 +75,13 @@ from trainer.flops import flops_per_image
 from trainer.losses import loss_terms
 from trainer.model import build_model
 from trainer.presets import Preset, get_preset, method_defaults
-from trainer.runlog import append_metrics, note_resume, read_metrics, truncate_metrics, write_config
+from trainer.runlog import (
+    append_metrics,
+    note_resume,
+    read_metrics,
+    truncate_metrics,
+    write_config,
+)
 from trainer.schedule import CosineSchedule, build_optimizer, scaled_lr, set_lr
 from umae_eval.errors import UmaeError
 from umae_eval.progress import ProgressFactory, null_progress
@@ -171,6 +179,7 @@ class TrainConfig:
     precision: Precision = "auto"
     stream: bool = False
     workers: int = 4
+    data_mode: str = "auto"
     max_train_images: int | None = None
     eval_images: int = 1000
     knn_train_images: int = 5000
@@ -623,22 +632,38 @@ class _Run:
             raise UmaeError(f"--micro-batch {self.micro} does not divide the {self.per_rank} images "
                             f"per process (batch {p.batch_size} over {d.world_size} processes)")
 
-        from umae_eval.data import load_dataset
+        from umae_eval.data.choose import open_dataset
 
-        self.data = load_dataset(c.data, progress=self.progress if self.main else null_progress)
-        x_train, y_train = self.data.x_train, self.data.y_train
+        self.data = open_dataset(c.data, mode=c.data_mode, progress=self.progress if self.main else null_progress)
+        self.lazy = bool(getattr(self.data, "lazy", False))
+        if self.lazy:
+            from umae_eval.data.transforms import eval_rule
+
+            # Train images stay files: decoded (and, for rrc-flip, augmented from the original
+            # image) per item in the DataLoader workers; the eval images at the model's size.
+            x_train = self.data.view("train", p.img_size, eval_rule(p.img_size))
+            x_test = self.data.view("test", p.img_size, eval_rule(p.img_size))
+        else:
+            x_train, x_test = self.data.x_train, self.data.x_test
+        y_train = self.data.y_train
         self.train_index = None
         if c.max_train_images is not None and c.max_train_images < len(x_train):
             self.train_index = _fixed_subset(len(x_train), c.max_train_images, c.seed, 1)
-            x_train, y_train = x_train[self.train_index], y_train[self.train_index]
+            x_train = x_train.take(self.train_index) if self.lazy else x_train[self.train_index]
+            y_train = y_train[self.train_index]
         self.x_train, self.y_train = x_train, y_train
         self.steps_per_epoch = steps_per_epoch(len(x_train), p.batch_size)
         self.total_steps = self.steps_per_epoch * p.epochs
         self.schedule = CosineSchedule(scaled_lr(p.blr, p.batch_size), p.warmup_epochs * self.steps_per_epoch,
                                        self.total_steps, c.min_lr)
-        self.stream = c.stream or x_train.nbytes > RESIDENT_LIMIT_BYTES
-        self.source = (StreamedImages(x_train, self.device, c.workers) if self.stream
-                       else ResidentImages(x_train, self.device))
+        if self.lazy:
+            self.stream = True
+            self.source = LazyStreamedImages(LazyTrainImages(x_train, p.img_size, p.augment, c.seed),
+                                             self.device, c.workers)
+        else:
+            self.stream = c.stream or x_train.nbytes > RESIDENT_LIMIT_BYTES
+            self.source = (StreamedImages(x_train, self.device, c.workers) if self.stream
+                           else ResidentImages(x_train, self.device))
 
         _seed_everything(c.seed + d.rank)
         self.model = build_model(p).to(self.device)
@@ -655,9 +680,9 @@ class _Run:
         self.gather = gather_for(p.unif_form) if d.world_size > 1 else None
 
         if self.main:
-            test_idx = _fixed_subset(len(self.data.x_test), c.eval_images, c.seed, 2)
+            test_idx = _fixed_subset(len(x_test), c.eval_images, c.seed, 2)
             knn_idx = _fixed_subset(len(x_train), c.knn_train_images, c.seed, 3)
-            self.evaluator = OnlineEvaluator(self.data.x_test[test_idx], self.data.y_test[test_idx],
+            self.evaluator = OnlineEvaluator(x_test[test_idx], self.data.y_test[test_idx],
                                              x_train[knn_idx], y_train[knn_idx], p, self.device,
                                              self.amp_dtype, c.eval_batch)
 
@@ -712,15 +737,19 @@ class _Run:
             "min_lr": c.min_lr,
             "data": {"spec": str(c.data), "fingerprint": self.data.fingerprint,
                      "format": self.data.format, "description": self.data.describe(),
-                     "train_images": int(len(self.x_train)), "test_images": int(len(self.data.x_test)),
-                     "max_train_images": c.max_train_images},
+                     "train_images": int(len(self.x_train)), "test_images": int(len(self.data.y_test)),
+                     "max_train_images": c.max_train_images, "data_mode": "lazy" if self.lazy else "memory",
+                     "class_names": list(self.data.class_names),
+                     "train_transform": (f"decoded per item in workers; {p.augment} at {p.img_size} px"
+                                         if self.lazy else "device-resident uint8; augment on the device")},
             "seed": c.seed,
             "device": str(self.device),
             "device_name": (torch.cuda.get_device_name(self.device) if self.device.type == "cuda"
                             else "cpu"),
             "world_size": self.d.world_size,
             "precision": "bf16" if self.amp_dtype is not None else "fp32",
-            "batches": "streamed" if self.stream else "device-resident",
+            "batches": ("lazy (decoded per item in workers)" if self.lazy
+                        else "streamed" if self.stream else "device-resident"),
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
             "micro_batch_per_process": self.micro,
@@ -776,14 +805,17 @@ class _Run:
         p, c = self.preset, self.c
         perm = epoch_permutation(len(self.x_train), c.seed, self.epoch)
         remaining = self.steps_per_epoch - self.step_in_epoch
-        gen = torch.Generator(device=self.device) if p.augment != "none" else None
+        augment = "none" if self.lazy else p.augment  # lazy: augmented in the workers already
+        if self.lazy:
+            self.source.set_epoch(self.epoch)  # type: ignore[attr-defined]
+        gen = torch.Generator(device=self.device) if augment != "none" else None
         self.train_model.train()
         with self.progress(f"epoch {self.epoch + 1}/{p.epochs}", total=remaining) as advance:
             t_last = time.perf_counter()
             for k, raw in self._epoch_steps(perm):
                 if gen is not None:
                     gen.manual_seed(augment_seed(c.seed, self.epoch, k, self.d.rank))
-                x = augment_batch(raw, p.img_size, p.mean, p.std, p.augment, gen)  # type: ignore[arg-type]
+                x = augment_batch(raw, p.img_size, p.mean, p.std, augment, gen)  # type: ignore[arg-type]
                 lr = self.schedule(self.step)
                 set_lr(self.optimizer, lr)
                 local = accumulate_gradients(self.train_model, x, mask_ratio=p.mask_ratio, lam=p.lam,

@@ -169,7 +169,12 @@ def mask_ratio_sweep(
     from umae_eval.maskratio import export, figures
     from umae_eval.maskratio.masks import parse_ratios, validate_ratios
     from umae_eval.maskratio.pairs import check_pairs
-    from umae_eval.maskratio.sweep import SweepConfig, checkpoint_view_encoder, parse_estimators, run_sweep
+    from umae_eval.maskratio.sweep import (
+        SweepConfig,
+        checkpoint_view_encoder,
+        parse_estimators,
+        run_sweep,
+    )
     from umae_eval.provenance import default_out_dir, versions
     from umae_eval.report import HtmlReport, write_outputs
     from umae_eval.staging import begin_output

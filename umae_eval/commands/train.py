@@ -28,7 +28,13 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from umae_eval.commands.common import DataOpt, DeviceOpt, SeedOpt, TrustPickleOpt
+from umae_eval.commands.common import (
+    DataModeOpt,
+    DataOpt,
+    DeviceOpt,
+    SeedOpt,
+    TrustPickleOpt,
+)
 from umae_eval.errors import UmaeError
 from umae_eval.progress import Advance, console, null_progress, say, stdout
 
@@ -201,7 +207,9 @@ def train(
         "--precision", help="auto (bf16 autocast on CUDA, fp32 on CPU), bf16 or fp32.")] = "auto",
     stream: Annotated[bool, typer.Option(
         "--stream", help="Stream images through a DataLoader instead of keeping them on the device.")] = False,
-    workers: Annotated[int, typer.Option("--workers", min=0, help="DataLoader workers with --stream.")] = 4,
+    workers: Annotated[int, typer.Option("--workers", min=0, help="DataLoader workers with --stream and "
+                                         "for lazy datasets (which decode and augment per item).")] = 4,
+    data_mode: DataModeOpt = "auto",
     max_train_images: Annotated[Optional[int], typer.Option(
         "--max-train-images", min=1, help="Train on a fixed seeded subset of this many images.")] = None,
     eval_images: Annotated[int, typer.Option(
@@ -252,7 +260,8 @@ def train(
         min_lr=min_lr, eval_every=eval_every, save_every=save_every, save_every_steps=save_every_steps,
         resume=resume, init=init, trust_pickle=trust_pickle, device=device, seed=seed, compile=compile, deterministic=deterministic,
         precision=precision,  # type: ignore[arg-type]
-        stream=stream, workers=workers, max_train_images=max_train_images, eval_images=eval_images,
+        stream=stream, workers=workers, data_mode=data_mode.strip().lower(), max_train_images=max_train_images,
+        eval_images=eval_images,
         knn_train_images=knn_train_images, command_line=["umae", *sys.argv[1:]],
     )
     # Refuse a bad preset or a taken --out before the progress display opens, so the error is

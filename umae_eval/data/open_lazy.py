@@ -23,21 +23,23 @@ def _labels(entries: list) -> np.ndarray:
 
 
 def open_folder(root: Path, source: str, skip_bad: bool = False) -> LazyImageSet:
-    """An ImageFolder folder (any layout :func:`umae_eval.data.folder.list_imagefolder` reads)."""
-    from umae_eval.data.folder import list_imagefolder
+    """An ImageFolder folder in any layout of :mod:`umae_eval.data.layouts` (one stat per file)."""
+    from umae_eval.data.layouts import find_listing, wanted_dir
+    from umae_eval.data.walk import walk_tree
 
-    listing = list_imagefolder(root, source)
+    walk = walk_tree(root, descend=wanted_dir)
+    listing = find_listing(walk.files, lambda name: (root / name).read_text("utf-8-sig"), where=source,
+                           dirs=walk.dirs)
     splits = []
     for entries in (listing.train, listing.test):
         names = [e[0] for e in entries]
         splits.append((names, _labels(entries), file_states(root, names), FolderReader(root, names)))
-    ids = list(getattr(listing, "class_ids", None) or listing.class_names)
-    layout = str(getattr(listing, "layout", "imagefolder"))
-    fp = lazy_fingerprint(layout, ids, listing.class_names, splits, extra=[str(root.resolve())])
+    fp = lazy_fingerprint(listing.layout, listing.class_ids, listing.class_names, splits,
+                          extra=[str(root.resolve())])
     (trn, ytr, _, rtr), (tst, yte, _, rte) = splits
-    return LazyImageSet(LazySplit(trn, ytr, rtr), LazySplit(tst, yte, rte), list(listing.class_names), ids,
-                        source, "imagefolder", fp, METHOD, layout, list(getattr(listing, "notes", [])),
-                        skip_bad)
+    return LazyImageSet(LazySplit(trn, ytr, rtr), LazySplit(tst, yte, rte), list(listing.class_names),
+                        list(listing.class_ids), source, "imagefolder", fp, METHOD, listing.layout,
+                        [*walk.notes, *listing.notes], skip_bad)
 
 
 def open_tar(path: Path, source: str, skip_bad: bool = False, cache: bool = True,
@@ -55,7 +57,7 @@ def open_tar(path: Path, source: str, skip_bad: bool = False, cache: bool = True
         i = pos[name]
         return read_member(idx.path, int(idx.offsets[i]), int(idx.sizes[i])).decode("utf-8", "replace")
 
-    listing = find_listing(idx.names, read_text, where=source, dirs=idx.dirs)
+    listing = find_listing(idx.names, read_text, where=source, dirs=idx.dirs, archive=True)
     splits = []
     for entries in (listing.train, listing.test):
         names = [e[0] for e in entries]
