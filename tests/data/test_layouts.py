@@ -4,6 +4,7 @@ image; ImageFolder symlink loops; malformed layouts and their one-line messages.
 
 from __future__ import annotations
 
+import json
 import os
 import tarfile
 from pathlib import Path
@@ -12,6 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import ckpt_factory as CF
+from umae_eval.cli import main
 from umae_eval.data import load_dataset
 from umae_eval.data.layouts import NoLayout, find_listing
 from umae_eval.data.walk import walk_tree
@@ -293,11 +296,11 @@ def _set_wnid(path: Path, row: int, wnid: str) -> None:
     [
         (lambda r: (r / "val/val_annotations.txt").write_text(
             "".join(line + "\n" for line in (r / "val/val_annotations.txt").read_text().splitlines()[1:])),
-         r"tiny-imagenet-200/val/images/val_0.JPEG has no line in .*tiny-imagenet-200/val/val_annotations.txt; "
-         r"add its line \(from the original download\) or remove the image$"),
+         (r"tiny-imagenet-200/val/images/val_0.JPEG has no line in .*tiny-imagenet-200/val/val_annotations.txt; "
+          r"add its line \(from the original download\) or remove the image$")),
         (lambda r: _set_wnid(r / "val/val_annotations.txt", 4, "n09999999"),
-         r"val/val_annotations.txt line 5 labels val_4.JPEG as n09999999, a class .*tiny-imagenet-200/train "
-         r"lacks; add .*tiny-imagenet-200/train/n09999999/ or remove that image$"),
+         (r"val/val_annotations.txt line 5 labels val_4.JPEG as n09999999, a class .*tiny-imagenet-200/train "
+          r"lacks; add .*tiny-imagenet-200/train/n09999999/ or remove that image$")),
         (lambda r: (r / "val/val_annotations.txt").write_text("val_0.JPEG\n"),
          r"val/val_annotations.txt line 1 is 'val_0.JPEG', not 'file<TAB>wnid<TAB>x0<TAB>y0<TAB>x1<TAB>y1'"),
         (lambda r: (r / "val/val_annotations.txt").write_text(
@@ -364,11 +367,6 @@ def test_symlink_loop_is_skipped_with_a_note_and_links_are_followed(tmp_path: Pa
 
 
 def test_probe_on_tiny_imagenet_tarball_keeps_wnids_and_notes(tmp_path: Path) -> None:
-    import json
-
-    import ckpt_factory as CF
-    from umae_eval.cli import main
-
     t = make_tiny(tmp_path / "dl")
     archive = _tar_gz(t.root, tmp_path / "tiny-imagenet-200.tar.gz", "tiny-imagenet-200")
     ckpt = tmp_path / "mae_pretrain_vit_tiny.pth"
