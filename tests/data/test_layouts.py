@@ -378,3 +378,19 @@ def test_probe_on_tiny_imagenet_tarball_keeps_wnids_and_notes(tmp_path: Path) ->
     assert data["class_names"] == ["goldfish", "European fire salamander", "Egyptian cat"]
     assert (data["n_train"], data["n_test"]) == (12, 9)
     assert data["notes"][0].startswith("skipped the unlabeled test/ (4 images)")
+
+
+def test_lazy_sources_list_the_same_layouts(tmp_path: Path) -> None:
+    """The lazy folder and tar paths get the same labels, names and layout from find_listing."""
+    from umae_eval.data.open_lazy import open_folder, open_tar
+
+    t = make_tiny(tmp_path / "dl")
+    archive = _tar_gz(t.root, tmp_path / "tiny-imagenet-200.tar.gz", "tiny-imagenet-200")
+    eager = load_dataset(t.root)
+    for lazy in (open_folder(t.root, "dl"), open_tar(archive, "t", cache=False)):
+        assert lazy.layout == "tiny-imagenet"
+        assert (lazy.class_ids, lazy.class_names) == (eager.class_ids, eager.class_names)
+        np.testing.assert_array_equal(lazy.y_train, eager.y_train)
+        np.testing.assert_array_equal(lazy.y_test, eager.y_test)
+        assert [n.rsplit("/", 1)[1] for n in lazy.test.names] == [
+            t.which(im).rsplit("/", 1)[1] for im in eager.x_test]

@@ -48,6 +48,7 @@ class Listing:
     test: list[Entry]
     class_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    layout: str = "imagefolder"
 
 
 def is_layout_folder(path: Path) -> bool:
@@ -61,7 +62,8 @@ def list_imagefolder(root: Path, source: str) -> Listing:
     found = find_listing(walk.files, lambda name: (root / name).read_text("utf-8-sig"),
                          where=source, dirs=walk.dirs)
     return Listing(found.class_names, [(n, y, root / n) for n, y in found.train],
-                   [(n, y, root / n) for n, y in found.test], found.class_ids, walk.notes + found.notes)
+                   [(n, y, root / n) for n, y in found.test], found.class_ids, walk.notes + found.notes,
+                   found.layout)
 
 
 def decode_entries(entries: Sequence[Entry], source: str, decode_size: int | None,
@@ -145,7 +147,7 @@ def load_tar(path: Path, source: str, decode_size: int | None, progress: Progres
             return read_cifar(cifar.__getitem__, cifar.__contains__, source).resized(decode_size)
         raise
     listing = Listing(found.class_names, [(n, y, blobs[n]) for n, y in found.train],
-                      [(n, y, blobs[n]) for n, y in found.test], found.class_ids, found.notes)
+                      [(n, y, blobs[n]) for n, y in found.test], found.class_ids, found.notes, found.layout)
     return decode_listing(listing, source, "imagefolder-tar", decode_size, progress, path.name)
 
 
