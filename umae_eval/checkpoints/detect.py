@@ -8,9 +8,10 @@ refuses anything none of them claims, listing the keys it saw.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
-from umae_eval.checkpoints import hf, official
+from umae_eval.checkpoints import hf, icarus, lightning, mmpretrain, official
 from umae_eval.checkpoints.info import ParsedCheckpoint
 from umae_eval.errors import UmaeError
 
@@ -38,7 +39,9 @@ def detect_layout(obj: Any) -> str:
         ``'umae'`` (has ``'umae'`` metadata and ``'model'``), ``'u-mae'`` (``'model'`` with the
         online head ``fc.*``), ``'official-full'`` (``'model'`` with decoder keys),
         ``'official-encoder'`` (``'model'`` with encoder keys only), ``'timm'`` (a bare ViT
-        state dict) or ``'hf-vitmae'`` (Hugging Face ViTMAE names).
+        state dict), ``'hf-vitmae'`` (Hugging Face ViTMAE names), ``'mmpretrain'``
+        (``backbone.layers.*`` / ``neck.*``), ``'lightly'`` (``backbone.vit.*``), ``'solo-learn'``
+        (``backbone.*`` timm names) or ``'icarus-mae'`` (IcarusWizard/MAE's ``encoder.*``).
 
     Raises
     ------
@@ -50,13 +53,21 @@ def detect_layout(obj: Any) -> str:
         return layout
     if hf.detect(obj):
         return "hf-vitmae"
+    if mmpretrain.detect(obj):
+        return "mmpretrain"
+    family = lightning.detect(obj)
+    if family is not None:
+        return family
+    if icarus.detect(obj):
+        return "icarus-mae"
     where = _keys_preview(obj)
     if isinstance(obj, Mapping) and isinstance(obj.get("model"), Mapping):
         where = f"'model' {_keys_preview(obj['model'])}"
     raise UmaeError(
         f"unknown checkpoint layout ({where}); expected an official MAE, U-MAE or umae file "
         "({'model': ViT state dict}), a bare timm ViT state dict with cls_token, pos_embed "
-        "and patch_embed.proj.weight, or a Hugging Face ViTMAE file or folder")
+        "and patch_embed.proj.weight, a Hugging Face ViTMAE file or folder, or an mmpretrain, "
+        "solo-learn, lightly or IcarusWizard/MAE checkpoint (README: Checkpoints)")
 
 
 def parse_object(obj: Any, layout: str, source: str,
@@ -64,10 +75,16 @@ def parse_object(obj: Any, layout: str, source: str,
     """Split an object of a known ``layout`` into canonical encoder / decoder tensors.
 
     ``config`` is a Hugging Face ``config.json`` found beside the weights (used by
-    ``'hf-vitmae'`` only).
+    ``'hf-vitmae'`` only); ``source`` is the file (solo-learn's ``args.json`` sits beside it).
     """
     if layout in official.OFFICIAL_LAYOUTS:
         return official.parse(obj, layout)
     if layout == "hf-vitmae":
         return hf.parse(obj, config, source)
+    if layout == "mmpretrain":
+        return mmpretrain.parse(obj, source)
+    if layout in ("lightly", "solo-learn"):
+        return lightning.parse(obj, layout, Path(source))
+    if layout == "icarus-mae":
+        return icarus.parse(obj, source)
     raise UmaeError(f"{source}: no reader for layout {layout!r}")  # pragma: no cover - programming error

@@ -67,10 +67,16 @@ def read_torch(path: Path, trust_pickle: bool) -> Any:
         if trust_pickle:
             try:
                 return torch.load(path, map_location="cpu", weights_only=False)
-            except (ImportError, AttributeError) as exc:
-                raise UmaeError(f"{path}: unpickling needs code that is not importable here "
-                                f"({one_line(exc)}); install the package that wrote it or "
-                                "re-save only its state dict") from exc
+            except (ImportError, AttributeError):
+                # A whole-model pickle whose classes live in another repository: keep the tensors.
+                from umae_eval.checkpoints.pickles import load_with_stubs
+
+                try:
+                    return load_with_stubs(path)
+                except Exception as exc:
+                    raise UmaeError(f"{path}: unpickling needs code that is not importable here "
+                                    f"({one_line(exc)}); install the package that wrote it or "
+                                    "re-save only its state dict") from exc
             except Exception as exc:
                 raise UmaeError(f"{path}: truncated or not a PyTorch checkpoint "
                                 f"({one_line(exc)}); re-download or re-save it") from exc

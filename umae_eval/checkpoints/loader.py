@@ -12,6 +12,7 @@ import torch
 from umae_eval.checkpoints.arch import MAEEncoderViT, ViTArch, build_vit, infer_arch, load_strict
 from umae_eval.checkpoints.detect import detect_layout, parse_object
 from umae_eval.checkpoints.files import folder_weights, read_any, read_json, read_weights
+from umae_eval.checkpoints.pickles import class_name, is_module_like, layer_norm_eps, module_state
 from umae_eval.checkpoints.info import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -66,6 +67,10 @@ def read_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> ParsedCh
     else:
         weights = path
         obj = read_any(path, trust_pickle)
+    pickled, eps = None, set()
+    if is_module_like(obj):  # torch.save(model): a whole module (IcarusWizard/MAE)
+        pickled, eps = class_name(obj), layer_norm_eps(obj)
+        obj = module_state(obj)
     try:
         layout = detect_layout(obj)
     except UmaeError as exc:
@@ -74,6 +79,12 @@ def read_checkpoint(path: str | Path, *, trust_pickle: bool = False) -> ParsedCh
         config = _hf_config_beside(path)
     parsed = parse_object(obj, layout, str(path), config)
     parsed.path, parsed.weights = path, weights
+    if pickled is not None:
+        parsed.note = f"whole-model pickle of {pickled}" + (f"; {parsed.note}" if parsed.note else "")
+        if len(eps) == 1:  # the pickled LayerNorms say which eps the run had
+            parsed.hints["norm_eps"] = eps.pop()
+        elif eps:
+            parsed.note += f"; mixed LayerNorm eps {sorted(eps)}: umae uses {parsed.hints.get('norm_eps', 1e-6):g}"
     bad = [k for k, v in {**parsed.encoder, **parsed.decoder}.items() if not isinstance(v, torch.Tensor)]
     if bad:
         raise UmaeError(f"{path}: encoder entries that are not tensors: {', '.join(bad[:6])}; "
