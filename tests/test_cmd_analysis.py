@@ -65,6 +65,11 @@ def ckpts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return paths
 
 
+#: The umae checkpoint's name without --label: from its metadata (ckpt_factory.umae_metadata:
+#: method u-mae, lambda 0.01, 3 epochs), not its file stem 'checkpoint-4'.
+UMAE_NAME = "U-MAE λ=0.01 e3"
+
+
 def _results(out: Path) -> dict:
     return json.loads((out / "results.json").read_text())
 
@@ -103,10 +108,10 @@ def test_probe_writes_results_csv_and_report(tiny_npz: Path, ckpts: dict[str, Pa
     captured = capsys.readouterr()
     assert code == 0, captured.err
     # what was loaded, in one line: layout, arch, sha256 prefix
-    assert "checkpoint-4: umae: ViT dim192" in captured.err and sha256_file(ckpts["umae"])[:12] in captured.err
+    assert f"{UMAE_NAME}: umae: ViT dim192" in captured.err and sha256_file(ckpts["umae"])[:12] in captured.err
     res = _results(out)
     assert res["command"] == "probe"
-    acc = res["results"]["checkpoints"]["checkpoint-4"]["accuracies"]
+    acc = res["results"]["checkpoints"][UMAE_NAME]["accuracies"]
     assert set(acc) == {"mean_classifier_accuracy", "linear_accuracy", "knn_accuracy@5", "knn_accuracy@10",
                         "knn_accuracy@200"}
     assert all(0.0 <= v <= 100.0 for v in acc.values())
@@ -114,19 +119,19 @@ def test_probe_writes_results_csv_and_report(tiny_npz: Path, ckpts: dict[str, Pa
     s = res["settings"]
     ck = s["checkpoints"][0]
     assert ck["sha256"] == sha256_file(ckpts["umae"]) and ck["layout"] == "umae"
-    assert ck["arch"]["embed_dim"] == 192 and ck["name"] == "checkpoint-4"
+    assert ck["arch"]["embed_dim"] == 192 and ck["name"] == UMAE_NAME
     assert s["data"]["fingerprint"] and s["data"]["n_train"] == 90 and s["data"]["class_names"] == CLASSES
     assert (s["pool"], s["k"], s["temperature"], s["seed"], s["protocol"]) == ("cls", [5, 10, 200], 0.1, 3, "fast")
     assert "torch" in res["versions"]
     csv = pd.read_csv(out / "accuracy.csv")
-    assert list(csv["checkpoint"]) == ["checkpoint-4"]
+    assert list(csv["checkpoint"]) == [UMAE_NAME]
     assert csv.loc[0, "linear_accuracy"] == pytest.approx(acc["linear_accuracy"])
     html = (out / "report.html").read_text()
     assert _n_figures(html) == 1
     assert ck["sha256"] in html
     _assert_escaped(html)
     _assert_figures_carry_settings(html, [ck["sha256"]])
-    assert "checkpoint-4" in captured.out and str(out / "report.html") in captured.out
+    assert UMAE_NAME in captured.out and str(out / "report.html") in captured.out
 
 
 def test_collapse_report_figures_maps_and_training_curves(tiny_npz: Path, ckpts: dict[str, Path],

@@ -95,11 +95,13 @@ class Subject:
         return {"name": self.name, **self.info.to_json()}
 
 
-def display_names(paths: Sequence[Path], labels: Sequence[str] | None = None) -> list[str]:
-    """Short unique names: ``--label`` values when given, else file stems disambiguated.
+def display_names(paths: Sequence[Path], labels: Sequence[str] | None = None,
+                  from_metadata: Sequence[str | None] | None = None) -> list[str]:
+    """Short unique names: ``--label`` values when given, else names from the checkpoints'
+    metadata (``from_metadata``, e.g. ``U-MAE λ=0.01 e200``), else file stems.
 
-    Stems that collide get their parent folder prepended (``run1/checkpoint``), and any that
-    still collide get ``#2``, ``#3``...
+    Names that collide get their parent folder (``run1/checkpoint``, ``U-MAE λ=0.01 e200 (run1)``),
+    and any that still collide get ``#2``, ``#3``...
     """
     if labels:
         if len(labels) != len(paths):
@@ -107,9 +109,15 @@ def display_names(paths: Sequence[Path], labels: Sequence[str] | None = None) ->
                             "give one --label per checkpoint, in the same order")
         names = [str(x) for x in labels]
     else:
-        stems = [Path(p).stem for p in paths]
-        names = [f"{Path(p).resolve().parent.name}/{stem}" if stems.count(stem) > 1 else stem
-                 for p, stem in zip(paths, stems)]
+        meta = list(from_metadata) if from_metadata else [None] * len(paths)
+        base = [m or Path(p).stem for p, m in zip(paths, meta)]
+        names = []
+        for p, m, b in zip(paths, meta, base):
+            folder = Path(p).resolve().parent.name
+            if base.count(b) == 1:
+                names.append(b)
+            else:
+                names.append(f"{b} ({folder})" if m else f"{folder}/{b}")
     seen: dict[str, int] = {}
     out = []
     for n in names:
@@ -142,11 +150,14 @@ def load_subjects(
     for p in paths:
         if not Path(p).exists():
             raise UmaeError(f"checkpoint not found: {p} (check the path)")
-    names = display_names(paths, labels)
-    subjects = [Subject(n, load_encoder(Path(p), trust_pickle=trust_pickle,
-                                        arch_overrides=dict(arch_overrides) if arch_overrides else None,
-                                        norm=norm))
-                for n, p in zip(names, paths)]
+    from umae_eval.checkpoints.naming import metadata_name
+
+    display_names(paths, labels)  # a wrong --label count is refused before anything loads
+    encoders = [load_encoder(Path(p), trust_pickle=trust_pickle,
+                             arch_overrides=dict(arch_overrides) if arch_overrides else None, norm=norm)
+                for p in paths]
+    names = display_names(paths, labels, [metadata_name(e.info) for e in encoders])
+    subjects = [Subject(n, e) for n, e in zip(names, encoders)]
     if random_init:
         first = subjects[0].info
         enc = random_init_encoder(first.arch, seed=seed, mean=first.mean, std=first.std)

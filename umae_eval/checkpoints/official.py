@@ -110,6 +110,8 @@ def parse(obj: Mapping[str, Any], layout: str) -> ParsedCheckpoint:
                 decoder_hints[key] = metadata[key]
     elif isinstance(obj.get("args"), argparse.Namespace):
         metadata = json_safe(vars(obj["args"]))
+        if isinstance(obj.get("epoch"), int):  # main_pretrain.py's 0-based epoch of the save
+            metadata["saved_epoch"] = obj["epoch"]
         if isinstance(metadata.get("norm_pix_loss"), bool):
             decoder_hints["norm_pix_loss"] = metadata["norm_pix_loss"]
         if _OFFICIAL_DECODER_HEADS.match(str(metadata.get("model", ""))):

@@ -27,7 +27,8 @@ CkptsArg = Annotated[list[Path], typer.Argument(
 PoolOpt = Annotated[str, typer.Option("--pool", help="Feature: cls ([CLS] after the final norm, MAE's "
                                                      "linear-probe feature) or avg (mean of patch tokens).")]
 LabelOpt = Annotated[Optional[list[str]], typer.Option(
-    "--label", help="Display name of a checkpoint; repeat once per checkpoint, in order (default: file stem).")]
+    "--label", help="Display name of a checkpoint; repeat once per checkpoint, in order (default: from "
+    "its metadata, e.g. 'U-MAE λ=0.01 e200' for umae and U-MAE files, else the file name).")]
 MaxTrainOpt = Annotated[Optional[int], typer.Option(
     "--max-train", min=1, help="Use a seeded random subset of this many training images (default: all).")]
 MaxTestOpt = Annotated[Optional[int], typer.Option(
