@@ -19,32 +19,60 @@ def tiny_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     })
 
 
-def test_demo_trains_both_models_and_compares_them(tiny_demo: None, tmp_path: Path) -> None:
+def test_demo_analyses_the_shipped_pair_and_a_smoke_run(tiny_demo: None, tmp_path: Path) -> None:
     out = tmp_path / "demo"
     assert main(["demo", "--epochs", "1", "--embed", "none", "--out", str(out), "--device", "cpu"]) == 0
 
-    for folder, lam in (("mae", 0.0), ("u-mae", 0.01)):
-        run = out / "runs" / folder
-        assert (run / "last.pth").is_file()
-        config = json.loads((run / "config.json").read_text())
-        assert json.dumps(config).count(str(lam)) >= 1
-        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-        assert [r["epoch"] for r in records] == [1]
-        assert records[0]["lam"] == lam
+    run = out / "runs" / "smoke"
+    assert (run / "last.pth").is_file()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1] and records[0]["lam"] == 0.01
 
     results = json.loads((out / "results.json").read_text())
     assert results["command"] == "compare"
-    assert set(results["results"]["ranking"]) == {"MAE", "U-MAE", "random init"}
-    for name in ("MAE", "U-MAE"):
+    names = {"MAE (CIFAR-10, 20 ep)", "U-MAE (CIFAR-10, 20 ep)", "random init", demo_cmd.SMOKE_LABEL}
+    assert set(results["results"]["ranking"]) == names
+    for name in names:
         accs = results["results"]["checkpoints"][name]["accuracies"]
         assert accs and all(0.0 <= v <= 100.0 for v in accs.values())
+    assert "full" in results["results"]["preface"] and "smoke run" in results["results"]["preface"]
+    shas = {c["name"]: c["sha256"] for c in results["settings"]["checkpoints"]}
+    prov = json.loads((demo_cmd.shipped_encoders()[0].parent / "provenance.json").read_text())
+    assert shas["MAE (CIFAR-10, 20 ep)"] == prov["mae-cifar10-vit96x6-p4-e20.pth"]["sha256"]
     html = (out / "report.html").read_text()
-    assert "U-MAE" in html and "plotly" in html.lower()
+    assert "What this shows" in html and html.index("What this shows") < html.index("Ranking")
 
-    # A second call with the same --out continues the finished runs instead of training again.
-    mtime = (out / "runs" / "mae" / "last.pth").stat().st_mtime_ns
+    # A second call with the same --out continues the finished smoke run instead of training again.
+    mtime = (run / "last.pth").stat().st_mtime_ns
     assert main(["demo", "--epochs", "1", "--embed", "none", "--out", str(out), "--device", "cpu"]) == 0
-    assert (out / "runs" / "mae" / "last.pth").stat().st_mtime_ns == mtime
+    assert (run / "last.pth").stat().st_mtime_ns == mtime
+
+
+def test_shipped_encoders_load_safely_through_the_normal_loader() -> None:
+    """encoder only, float16, under 2 MB, torch.load(weights_only=True), provenance beside them."""
+    import hashlib
+
+    import torch
+
+    from umae_eval.checkpoints import load_encoder
+
+    paths = demo_cmd.shipped_encoders()
+    prov = json.loads((paths[0].parent / "provenance.json").read_text())
+    for path, lam in zip(paths, (0.0, 0.01)):
+        assert path.stat().st_size < 2_000_000
+        raw = torch.load(path, map_location="cpu", weights_only=True)
+        assert all(v.dtype == torch.float16 for v in raw["model"].values())
+        assert not any(k.startswith(("decoder", "mask_token")) for k in raw["model"])
+        meta = raw["umae"]
+        assert (meta["lam"], meta["epoch"], meta["unif_form"]) == (lam, 20, "code")
+        entry = prov[path.name]
+        assert entry["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert entry["data_fingerprint"] == meta["data_fingerprint"] and entry["epochs"] == 20
+        enc = load_encoder(path)
+        arch = enc.info.arch
+        assert (arch.embed_dim, arch.depth, arch.patch_size, arch.img_size) == (96, 6, 4, 32)
+        assert enc.info.layout == "umae" and tuple(enc.info.mean) == (0.5, 0.5, 0.5)
+        assert next(enc.model.parameters()).dtype == torch.float32  # cast on load
 
 
 def test_demo_refuses_a_file_as_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import Annotated, Optional
 
 import pandas as pd
+import typer
 
 from umae_eval import analysis as A
 from umae_eval.commands.collapse_report import (
@@ -122,6 +124,8 @@ def compare(
     skip_bad_images: SkipBadOpt = False,
     max_train_per_class: MaxTrainPerClassOpt = None,
     feature_dtype: FeatureDtypeOpt = "float32",
+    preface: Annotated[Optional[str], typer.Option("--preface", hidden=True,
+                                                   help="A paragraph shown first (umae demo).")] = None,
 ) -> None:
     """Compare checkpoints: probes + collapse measures for each, ranked by linear accuracy.
 
@@ -167,6 +171,8 @@ def compare(
                                  **collapse[s.name].to_json()} for s in subjects},
         "timings_s": timings,
     }
+    if preface:
+        results["preface"] = preface
     tables: dict[str, pd.DataFrame] = {"ranking": ranking, "accuracy": acc, "collapse": cframe,
                                        "singular_values": spectra_frame(collapse)}
     mframe = maps_frame(collapse, ds.images.class_names)
@@ -175,6 +181,9 @@ def compare(
     from umae_eval.report.writer import HtmlReport, write_outputs
 
     report = HtmlReport("umae compare: probes and collapse measures", command="compare")
+    if preface:
+        report.add_heading("What this shows")
+        report.add_text(preface)
     add_common_sections(report, settings, subjects)
     report.add_table(f"Ranking (by {key})", ranking.drop(columns=["sha256"]), float_format="{:.4g}",
                      caption="Best first. Accuracies in %, on frozen features of the test split.",
