@@ -11,7 +11,9 @@ when the batches are the same (they are whenever ``chunk_rows`` is a multiple of
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -93,11 +95,55 @@ def _to_storage(feats: np.ndarray, dtype: np.dtype, chunk: int) -> np.ndarray:
     return stored
 
 
+class _Writer:
+    """Runs ``write`` for finished chunks in one background thread, in order.
+
+    Hashing (hashlib), copying into the map and msync release the GIL, so a chunk is stored
+    while the next one is encoded instead of stalling the device. At most ``depth`` chunks wait
+    (16 MiB each by default). After a failed write no later chunk is written, so the store
+    never records a chunk past a failure; the error is raised in the caller's thread.
+    """
+
+    def __init__(self, write: ChunkWriter, depth: int = 2) -> None:
+        self._write = write
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="umae-store-writer")
+        self._pending: deque[Future[None]] = deque()
+        self._depth = depth
+        self._failed = False
+
+    def _run(self, *args: Any) -> None:
+        if self._failed:
+            return
+        try:
+            self._write(*args)
+        except BaseException:
+            self._failed = True
+            raise
+
+    def submit(self, *args: Any) -> None:
+        while self._pending and (self._pending[0].done() or len(self._pending) >= self._depth):
+            self._pending.popleft().result()  # re-raises a failed write here
+        self._pending.append(self._pool.submit(self._run, *args))
+
+    def close(self, *, raise_errors: bool = True) -> None:
+        """Wait for every pending write; re-raise the first failure unless told not to."""
+        try:
+            while self._pending:
+                future = self._pending.popleft()
+                if raise_errors:
+                    future.result()
+                else:
+                    wait([future])
+        finally:
+            self._pool.shutdown(wait=True)
+
+
 def encode_chunks(encoder: LoadedEncoder, images: Dataset, chunks: Sequence[tuple[int, int, int]],
                   write: ChunkWriter, *, device: torch.device, pool: str, batch_size: int,
                   workers: int, dtype: str, progress: ProgressFactory) -> int:
     """Encode the rows of ``chunks`` (``(index, start, stop)``) and hand each finished chunk
-    to ``write``. Returns the number of rows encoded.
+    to ``write`` (in a background thread, in order; see :class:`_Writer`). Returns the number
+    of rows encoded, once every write has finished.
 
     One ``DataLoader`` serves all the chunks (workers start once); its batches are cut at
     ``start + k * batch_size`` inside each chunk and are yielded in order.
@@ -118,18 +164,24 @@ def encode_chunks(encoder: LoadedEncoder, images: Dataset, chunks: Sequence[tupl
     encoder.model.to(device).eval()
     feats_buf = valid_buf = None
     t_chunk = time.perf_counter()
-    with torch.inference_mode(), progress("extracting features", total=total) as advance:
-        for (i, off, rows), item in zip(owner, loader):
-            imgs, ok = _unpack(item, images)
-            if off == 0:
-                feats_buf = np.empty((rows, dim), dtype=np_dtype)
-                valid_buf = np.empty(rows, dtype=bool)
-            assert feats_buf is not None and valid_buf is not None
-            feats = encode_batch(encoder, imgs, device, pool).cpu().numpy()  # type: ignore[arg-type]
-            feats_buf[off:off + len(imgs)] = _to_storage(feats, np_dtype, i)
-            valid_buf[off:off + len(imgs)] = ok.numpy()
-            advance(len(imgs))
-            if off + len(imgs) == rows:
-                write(i, feats_buf, valid_buf, time.perf_counter() - t_chunk)
-                t_chunk = time.perf_counter()
+    writer = _Writer(write)
+    try:
+        with torch.inference_mode(), progress("extracting features", total=total) as advance:
+            for (i, off, rows), item in zip(owner, loader):
+                imgs, ok = _unpack(item, images)
+                if off == 0:  # a fresh buffer per chunk: the writer thread owns the last one
+                    feats_buf = np.empty((rows, dim), dtype=np_dtype)
+                    valid_buf = np.empty(rows, dtype=bool)
+                assert feats_buf is not None and valid_buf is not None
+                feats = encode_batch(encoder, imgs, device, pool).cpu().numpy()  # type: ignore[arg-type]
+                feats_buf[off:off + len(imgs)] = _to_storage(feats, np_dtype, i)
+                valid_buf[off:off + len(imgs)] = ok.numpy()
+                advance(len(imgs))
+                if off + len(imgs) == rows:
+                    writer.submit(i, feats_buf, valid_buf, time.perf_counter() - t_chunk)
+                    t_chunk = time.perf_counter()
+    except BaseException:
+        writer.close(raise_errors=False)  # let recorded chunks finish; the first error wins
+        raise
+    writer.close()
     return total
