@@ -88,7 +88,7 @@ def test_bad_image_is_skipped_and_counted(folder: Path, ckpt: Path, tmp_path: Pa
                  "--out", str(tmp_path / "fail")])
     err = capsys.readouterr().err
     assert code == 2 and "cannot read image val/dog/zz-broken.png" in err and "Traceback" not in err
-    res = _probe(ckpt, tree, tmp_path / "ok", "--data-mode", "lazy", "--skip-bad-images", "--k", "5")
+    res = _probe(ckpt, tree, tmp_path / "ok", "--skip-bad-images", "--k", "5")  # auto picks the lazy path
     ck = res["results"]["checkpoints"]["mae_pretrain_vit_tiny"]
     assert ck["probes"][0]["settings"]["num_test"] == 24  # the broken file is left out of the 25
     assert "test: 1 undecodable images left out (--skip-bad-images)" in res["settings"]["data"]["notes"]

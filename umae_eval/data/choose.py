@@ -10,7 +10,8 @@
   not indexed just to decide: its decoded size is estimated as 12x the archive's bytes (JPEG's
   typical ratio), unless its decode is already cached.
 
-``mode='memory'`` or ``'lazy'`` (``--data-mode``) forces the choice for folders and tars.
+``mode='memory'`` or ``'lazy'`` (``--data-mode``) forces the choice for folders and tars;
+``skip_bad`` (``--skip-bad-images``) makes ``auto`` pick the lazy path, where bad files are skipped.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def open_dataset(spec: str | Path, *, mode: str = "auto", decode_size: int | Non
     path = Path(text).expanduser()
     is_folder = path.is_dir() and ((path / "train").is_dir() or _has_layout_root(path))
     is_tar = path.is_file() and (path.name.lower().endswith(TAR_SUFFIXES))
+    if skip_bad and mode == "auto" and (is_folder or is_tar):
+        mode = "lazy"  # skipping happens per item on the lazy path; the in-memory decode stops at a bad file
     if mode == "memory" or not (is_folder or is_tar):
         return load_dataset(spec, cache=cache, decode_size=decode_size, progress=progress)
     if is_tar and mode == "auto":
