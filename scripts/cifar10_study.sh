@@ -9,7 +9,7 @@
 # Model: ViT 96 x 6 (3 heads), decoder 96 x 2, patch 4, 32 px; batch 512, blr 1.5e-3
 # (lr 3e-3; the best of 1.5e-4 / 5e-4 / 1.5e-3 after 4 epochs on 10k images), 20 epochs,
 # 2 warm-up, cosine; online effective rank every epoch, linear probe / kNN every 2 epochs.
-# On 2 CPU cores (one thread per run, both runs at once) each run took about 75 minutes.
+# On 2 CPU cores (one thread per run, both runs at once) each run took about 87 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/cifar10-jpeg.tar.gz}
