@@ -72,7 +72,7 @@ from trainer.distributed import (
     setup_distributed,
 )
 from trainer.flops import flops_per_image
-from trainer.losses import loss_terms
+from trainer.losses import loss_terms, paper_form_warning, paper_over_code
 from trainer.model import build_model
 from trainer.presets import Preset, get_preset, method_defaults
 from trainer.runlog import (
@@ -205,6 +205,8 @@ class StepInfo:
         Learning rate used by this step.
     img_per_s : float
         Images per second over the last step (all ranks).
+    note : str or None
+        A warning to show once (``--unif-form paper``: the measured ratio to the 'code' form).
     """
 
     epoch: int
@@ -218,6 +220,7 @@ class StepInfo:
     loss_unif: float
     lr: float
     img_per_s: float
+    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -818,6 +821,11 @@ class _Run:
                 x = augment_batch(raw, p.img_size, p.mean, p.std, augment, gen)  # type: ignore[arg-type]
                 lr = self.schedule(self.step)
                 set_lr(self.optimizer, lr)
+                note = None
+                if self.step == 0 and p.unif_form == "paper" and p.lam > 0 and self.main and len(x) > 1:
+                    first = x[: max(self.micro or len(x), 2)]
+                    self.paper_ratio = paper_over_code(self.model, first, p.mask_ratio, c.seed)
+                    note = paper_form_warning(self.paper_ratio, p.lam)
                 local = accumulate_gradients(self.train_model, x, mask_ratio=p.mask_ratio, lam=p.lam,
                                              unif_form=p.unif_form, micro_batch=self.micro,
                                              amp_dtype=self.amp_dtype, gather=self.gather)
@@ -838,7 +846,7 @@ class _Run:
                         epoch=self.epoch + 1, epochs=p.epochs, step=self.step, total_steps=self.total_steps,
                         step_in_epoch=self.step_in_epoch, steps_per_epoch=self.steps_per_epoch,
                         loss=terms[0], loss_recon=terms[1], loss_unif=terms[2], lr=lr,
-                        img_per_s=p.batch_size / dt if dt > 0 else float("inf")))
+                        img_per_s=p.batch_size / dt if dt > 0 else float("inf"), note=note))
                 if (c.save_every_steps and self.step % c.save_every_steps == 0
                         and self.step_in_epoch < self.steps_per_epoch and self.main):
                     self._save(numbered=False)
@@ -862,6 +870,9 @@ class _Run:
             # reported from metrics.jsonl alone.
             "train_s": r.train_s,
         }
+        if getattr(self, "paper_ratio", None) is not None:  # measured at this run's first step
+            record["unif_paper_over_code"] = self.paper_ratio
+            self.paper_ratio = None
         probes = c.eval_every > 0 and (done % c.eval_every == 0 or done == p.epochs)
         record.update(self.evaluator.evaluate(self.model, probes))
         return record

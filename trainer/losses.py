@@ -141,6 +141,39 @@ def effective_lambda(lam: float, form: str, world_size: int) -> float:
     return lam / world_size if form == "released" else lam
 
 
+def paper_over_code(model: nn.Module, imgs: Tensor, mask_ratio: float, seed: int = 0) -> float:
+    """How much larger the 'paper' term is than the 'code' term on one masked batch.
+
+    The [CLS] features of ``imgs`` under masking noise drawn from a private generator seeded
+    with ``seed`` (the global RNG, and so the run's trajectory, is untouched), without gradients.
+
+    Parameters
+    ----------
+    model : nn.Module
+        MaskedAutoencoderViT / SimMIMViT (or a wrapper with ``.module``).
+    imgs : Tensor, shape (B, 3, H, W), B >= 2
+    mask_ratio : float
+
+    Returns
+    -------
+    float
+        ``uniformity_loss(f, 'paper') / uniformity_loss(f, 'code')``.
+    """
+    inner = getattr(model, "module", model)
+    gen = torch.Generator(device=imgs.device).manual_seed(seed)
+    noise = torch.rand(imgs.shape[0], inner.num_patches, generator=gen, device=imgs.device)
+    with torch.no_grad():
+        feats = inner(imgs, mask_ratio, noise).cls.float()
+    return float(uniformity_loss(feats, "paper") / uniformity_loss(feats, "code"))
+
+
+def paper_form_warning(ratio: float, lam: float) -> str:
+    """One line for ``--unif-form paper``: the measured ratio and the lambda it corresponds to."""
+    return (f"--unif-form paper: on the first batch its term is {ratio:.3g} x the 'code' form's, so "
+            f"--lam {lam:g} weighs like {lam * ratio:.3g} would in 'code' form (the paper's 0.01 is a "
+            f"'code'-form weight; --lam {0.01 / ratio:.2g} would match it)")
+
+
 def loss_terms(
     model: nn.Module,
     imgs: Tensor,

@@ -96,6 +96,8 @@ class TrainDisplay:
         self.bar.update(self.run_task, completed=info.step, info=f"epoch {info.epoch}/{info.epochs}")
         if self.current is not None:
             self.bar.update(self.current, info=text)
+        if info.note:
+            self.bar.console.print(f"warning: {info.note}", highlight=False, soft_wrap=True)
 
     def on_epoch(self, record: dict[str, Any]) -> None:
         """One line per finished epoch."""
