@@ -144,7 +144,26 @@ SEMANTIC = [
     Case("sweep-more-pairs-than-exist", ("mask-ratio-sweep", "--data", "{npz}", "--pairs", "13"), "--pairs 13"),
 ]
 
-CASES = USAGE + PRESET + OUT + SEMANTIC
+
+
+def _official_mae_file(work: Path) -> None:
+    CF.make_u_mae(work / "official.pth")  # main_pretrain.py's layout: 'args' is an argparse.Namespace
+
+
+def _run_with_cut_last(work: Path) -> None:
+    (work / "run").mkdir()
+    (work / "run" / "last.pth").write_bytes(b"PK\x03\x04" + b"\0" * 64)
+
+
+#: Resuming from what cannot be resumed.
+RESUME = [
+    Case("train-resume-official-mae-file", (*TRAIN, "--out", "{tmp}/r", "--resume", "{tmp}/official.pth"),
+         "official MAE checkpoint", setup=_official_mae_file),
+    Case("train-resume-no-intact-checkpoint", (*TRAIN, "--out", "{run}", "--resume", "auto"),
+         "no intact checkpoint", setup=_run_with_cut_last),
+]
+
+CASES = USAGE + PRESET + OUT + SEMANTIC + RESUME
 
 
 @pytest.fixture(scope="module")

@@ -21,10 +21,13 @@ system allows, else a copy, each put in place by an atomic rename), never a syml
 
 from __future__ import annotations
 
+import argparse
 import os
 import random
+import re
 import shutil
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +39,9 @@ from umae_eval.provenance import atomic_write
 
 FORMAT_VERSION = 1
 LAST = "last.pth"
+_NUMBERED = re.compile(r"^checkpoint-(\d+)\.pth$")
+#: Temporary names of atomic writes in a run folder (provenance.atomic_write, update_last).
+_TEMP = re.compile(r"^\.(?:last\.pth|checkpoint-\d+\.pth|config\.json|metrics\.jsonl|results\.json)\..+\.tmp$")
 
 #: Preset fields copied to the top level of the 'umae' metadata (what loaders look for).
 _ARCH_FIELDS = (
@@ -173,13 +179,33 @@ def update_last(path: str | Path) -> Path:
     return last
 
 
+class UnreadableCheckpoint(UmaeError):
+    """A checkpoint file that cannot be read at all (truncated, corrupted): resume may fall back."""
+
+
+def _official_mae_summary(path: Path) -> str | None:
+    """'official MAE checkpoint (epoch N, model M)' when ``path`` holds MAE's ``args`` Namespace."""
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None
+    if isinstance(obj, dict) and isinstance(obj.get("args"), argparse.Namespace) and "model" in obj:
+        model = getattr(obj["args"], "model", "?")
+        return f"an official MAE checkpoint (main_pretrain.py: model {model}, epoch {obj.get('epoch', '?')})"
+    return None
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a umae training checkpoint with ``weights_only=True``.
 
     Raises
     ------
+    UnreadableCheckpoint
+        A file that cannot be read (truncated, corrupted).
     UmaeError
-        Missing or unreadable file, or a file that is not a umae training checkpoint.
+        A missing file, or a file that is not a umae training checkpoint (official MAE files,
+        whose pickled ``argparse.Namespace`` ``weights_only`` refuses, are named as such).
     """
     path = Path(path)
     if not path.is_file():
@@ -187,9 +213,13 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated file, pickle from another tool, ...
-        raise UmaeError(
-            f"cannot read checkpoint {path} ({type(exc).__name__}); resume from another "
-            "checkpoint-<epoch>.pth in that folder with --resume PATH"
+        official = _official_mae_summary(path)
+        if official is not None:
+            raise UmaeError(f"--resume {path}: {official}, not a run of `umae train`; --resume continues "
+                            f"only umae runs: start a new run from its weights with --init {path}") from exc
+        raise UnreadableCheckpoint(
+            f"cannot read checkpoint {path} ({type(exc).__name__}: truncated or corrupted); resume "
+            "from another checkpoint-<epoch>.pth in that folder with --resume PATH"
         ) from exc
     if not isinstance(ckpt, dict) or "umae" not in ckpt or "model" not in ckpt:
         raise UmaeError(f"{path} is not a umae training checkpoint (no 'umae' metadata); "
@@ -200,6 +230,84 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UmaeError(f"{path} has checkpoint format_version {version}; this umae reads "
                         f"{FORMAT_VERSION}")
     return ckpt
+
+
+def numbered_checkpoints(run_dir: str | Path) -> list[Path]:
+    """``checkpoint-<epoch>.pth`` files of a run folder, newest (highest epoch) first."""
+    found = []
+    for p in Path(run_dir).glob("checkpoint-*.pth"):
+        m = _NUMBERED.match(p.name)
+        if m and p.is_file():
+            found.append((int(m.group(1)), p))
+    return [p for _, p in sorted(found, reverse=True)]
+
+
+@dataclass
+class ResumePoint:
+    """Where a run continues from.
+
+    Attributes
+    ----------
+    path : Path or None
+        The checkpoint loaded, None for a fresh start.
+    checkpoint : dict or None
+        Its contents (:func:`load_checkpoint`).
+    skipped : list of (Path, str)
+        Unreadable checkpoints passed over (newest first) and why.
+    """
+
+    path: Path | None
+    checkpoint: dict[str, Any] | None
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def load_resume_point(run_dir: str | Path, resume: str | None,
+                      map_location: str | torch.device = "cpu") -> ResumePoint:
+    """Load the checkpoint a run continues from.
+
+    ``resume='auto'`` tries ``last.pth``, then every ``checkpoint-<epoch>.pth`` newest first, and
+    takes the first that reads (a truncated ``last.pth`` falls back to the newest intact numbered
+    checkpoint; :attr:`ResumePoint.skipped` says which were passed over). A folder with none of
+    them starts fresh. An explicit path is loaded as given, without fallback.
+
+    Raises
+    ------
+    UmaeError
+        The explicit checkpoint is missing or unreadable, every candidate of 'auto' is
+        unreadable, or a candidate is not a umae training checkpoint.
+    """
+    if resume != "auto":
+        path = resume_path(run_dir, resume)
+        return ResumePoint(path, None if path is None else load_checkpoint(path, map_location))
+    run_dir = Path(run_dir)
+    candidates = ([run_dir / LAST] if (run_dir / LAST).is_file() else []) + numbered_checkpoints(run_dir)
+    skipped: list[tuple[Path, str]] = []
+    for path in candidates:
+        try:
+            return ResumePoint(path, load_checkpoint(path, map_location), skipped)
+        except UnreadableCheckpoint as exc:
+            cause = exc.__cause__
+            skipped.append((path, type(cause).__name__ if cause is not None else "unreadable"))
+    if skipped:
+        names = ", ".join(p.name for p, _ in skipped)
+        raise UmaeError(f"--resume auto: no intact checkpoint in {run_dir} ({names} cannot be read: "
+                        "truncated or corrupted); start again with a new --out")
+    return ResumePoint(None, None)
+
+
+def remove_stale_temp_files(run_dir: str | Path) -> list[Path]:
+    """Remove the temporary files of writes that a kill interrupted; returns what was removed.
+
+    :func:`save_checkpoint` and the run log write ``.<name>.<random>.tmp`` and rename it; a
+    SIGKILL in between leaves the temporary file (a checkpoint's worth of bytes) behind.
+    Call this only when no other process writes into ``run_dir``.
+    """
+    removed = []
+    for entry in Path(run_dir).iterdir() if Path(run_dir).is_dir() else ():
+        if _TEMP.match(entry.name) and entry.is_file() and not entry.is_symlink():
+            entry.unlink()
+            removed.append(entry)
+    return removed
 
 
 def resume_path(run_dir: str | Path, resume: str | None) -> Path | None:

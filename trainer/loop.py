@@ -56,9 +56,9 @@ from trainer.batches import (
 from trainer.checkpoint import (
     LAST,
     checkpoint_name,
-    load_checkpoint,
+    load_resume_point,
     metadata,
-    resume_path,
+    remove_stale_temp_files,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -503,14 +503,25 @@ class _Running:
                 "steps": self.steps, "images": self.images, "train_s": self.train_s}
 
 
+#: Preset fields a resumed run may change: the learning-rate schedule is recomputed from them
+#: (a run extended with more --epochs, or continued with a lower --blr after a NaN).
+SCHEDULE_FIELDS = ("epochs", "warmup_epochs", "blr")
+
+
 def _check_resume_compatible(meta: dict[str, Any], preset: Preset, fingerprint: str, seed: int,
-                             path: Path) -> None:
-    """Refuse to resume a checkpoint of another recipe, dataset or seed (epochs and warm-up may change)."""
+                             path: Path) -> dict[str, list[Any]]:
+    """Refuse to resume a checkpoint of another recipe, dataset or seed.
+
+    Returns the schedule fields that change, ``{field: [checkpoint's, now]}``.
+    """
     saved = dict(meta.get("preset_fields", {}))
     now = preset.to_dict()
+    changes: dict[str, list[Any]] = {}
     for key in sorted(set(saved) | set(now)):
-        if key in ("epochs", "warmup_epochs"):
-            continue  # a run may be extended; the schedule is recomputed from the new values
+        if key in SCHEDULE_FIELDS:
+            if saved.get(key) != now.get(key):
+                changes[key] = [saved.get(key), now.get(key)]
+            continue
         if saved.get(key) != now.get(key):
             raise UmaeError(
                 f"--resume {path}: the checkpoint has {key}={saved.get(key)!r} but this run asks for "
@@ -522,6 +533,7 @@ def _check_resume_compatible(meta: dict[str, Any], preset: Preset, fingerprint: 
     if int(meta.get("seed", seed)) != seed:
         raise UmaeError(f"--resume {path}: the checkpoint used --seed {meta.get('seed')}, not {seed}; "
                         "pass the same --seed")
+    return changes
 
 
 def check_out_dir(run_dir: Path, resume: str | None) -> None:
@@ -541,6 +553,7 @@ def train_run(
     progress: ProgressFactory = null_progress,
     on_step: Callable[[StepInfo], None] | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    on_note: Callable[[str], None] | None = None,
 ) -> TrainResult:
     """Pre-train a masked autoencoder as ``config`` says, writing the run folder.
 
@@ -553,6 +566,9 @@ def train_run(
         Called with a :class:`StepInfo` after every optimiser step (rank 0).
     on_epoch : callable, optional
         Called with each ``metrics.jsonl`` record once written (rank 0).
+    on_note : callable, optional
+        Called with a one-line message when resuming takes a turn the user should know about
+        (an unreadable ``last.pth`` passed over, changed schedule fields, stale files removed).
 
     Returns
     -------
@@ -572,7 +588,7 @@ def train_run(
         if config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
-        return _Run(config, dist_info, progress, on_step, on_epoch).run()
+        return _Run(config, dist_info, progress, on_step, on_epoch, on_note).run()
     finally:
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_det_warn)
         if dist_info.world_size > 1:
@@ -584,8 +600,10 @@ class _Run:
 
     def __init__(self, config: TrainConfig, dist_info: DistInfo, progress: ProgressFactory,
                  on_step: Callable[[StepInfo], None] | None,
-                 on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
+                 on_epoch: Callable[[dict[str, Any]], None] | None,
+                 on_note: Callable[[str], None] | None = None) -> None:
         self.c = config
+        self.on_note = on_note
         self.d = dist_info
         self.progress = progress
         self.on_step = on_step
@@ -693,9 +711,13 @@ class _Run:
         self.step = 0
         self.step_in_epoch = 0
         self.running = _Running()
-        self.resumed_from = resume_path(self.run_dir, c.resume)
-        if self.resumed_from is not None:
-            self._restore(self.resumed_from)
+        self.resume_note: dict[str, Any] = {}
+        self.schedule_changes: dict[str, list[Any]] = {}
+        point = load_resume_point(self.run_dir, c.resume)
+        self.resumed_from = point.path
+        if point.path is not None and point.checkpoint is not None:
+            self._restore(point.path, point.checkpoint)
+            self._note_resume_turns(point.path, point.skipped)
         self.init_report = None
         if self.resumed_from is None and c.init is not None:
             from trainer.init_from import init_from_checkpoint
@@ -709,11 +731,29 @@ class _Run:
             else:
                 truncate_metrics(self.run_dir, self.epoch)
                 note_resume(self.run_dir, {"from": str(self.resumed_from), "epoch": self.epoch,
-                                           "step": self.step, "command_line": list(c.command_line)})
+                                           "step": self.step, "command_line": list(c.command_line),
+                                           **self.resume_note})
 
-    def _restore(self, path: Path) -> None:
-        ckpt = load_checkpoint(path, map_location="cpu")
-        _check_resume_compatible(ckpt["umae"], self.preset, self.data.fingerprint, self.c.seed, path)
+    def _note_resume_turns(self, path: Path, skipped: list[tuple[Path, str]]) -> None:
+        """Say (and keep for config.json and metrics.jsonl) what resuming did beyond loading."""
+        say = self.on_note if (self.main and self.on_note is not None) else (lambda _msg: None)
+        if skipped:
+            self.resume_note["skipped"] = [{"path": str(p), "error": why} for p, why in skipped]
+            say(f"{', '.join(p.name for p, _ in skipped)} cannot be read (truncated or corrupted): "
+                f"resuming from {path.name}, the newest intact checkpoint (epoch {self.epoch}, step {self.step})")
+        if self.schedule_changes:
+            self.resume_note["changed"] = self.schedule_changes
+            say("resuming with a changed schedule: " + ", ".join(
+                f"{k} {old} -> {new}" for k, (old, new) in self.schedule_changes.items()))
+        if self.main:
+            removed = remove_stale_temp_files(self.run_dir)
+            if removed:
+                self.resume_note["removed_temp_files"] = [p.name for p in removed]
+                say(f"removed {len(removed)} temporary file(s) of interrupted writes from {self.run_dir}")
+
+    def _restore(self, path: Path, ckpt: dict[str, Any]) -> None:
+        self.schedule_changes = _check_resume_compatible(ckpt["umae"], self.preset, self.data.fingerprint,
+                                                         self.c.seed, path)
         self.model.load_state_dict(ckpt["model"], strict=True)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         sampler = ckpt["sampler"]
@@ -891,6 +931,11 @@ class _Run:
             self.step_in_epoch = 0
             self.running = _Running()
             if self.main:
+                if not history and self.resumed_from is not None:
+                    # the first epoch after a resume says what it continued from and what changed
+                    turns = {k: v for k, v in self.resume_note.items() if k in ("changed", "skipped")}
+                    if turns:
+                        record["resumed"] = {"from": self.resumed_from.name, **turns}
                 append_metrics(self.run_dir, record)
                 history.append(record)
                 if self.epoch % c.save_every == 0 or self.epoch == p.epochs:

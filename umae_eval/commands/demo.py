@@ -103,7 +103,8 @@ def demo(
         command_line=["umae", "demo"],
     )
     with TrainDisplay(console) as display:
-        result = train_run(config, progress=display, on_step=display.on_step, on_epoch=display.on_epoch)
+        result = train_run(config, progress=display, on_step=display.on_step, on_epoch=display.on_epoch,
+                           on_note=display.note)
 
     say("[bold]comparing[/] the shipped MAE and U-MAE, an untrained encoder of their architecture, "
         "and the smoke run")

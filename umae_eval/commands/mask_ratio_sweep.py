@@ -195,9 +195,12 @@ def mask_ratio_sweep(
     ckpt_settings: dict[str, Any] | None = None
     if checkpoint is not None:
         from umae_eval.checkpoints import load_encoder
+        from umae_eval.commands.shared import check_encoder, warn_metadata_conflicts
 
         loaded = load_encoder(checkpoint, trust_pickle=trust_pickle, **loader_options(num_heads, norm))
+        check_encoder(loaded)
         say(loaded.info.summary())
+        warn_metadata_conflicts(loaded)
         arch = loaded.info.arch
         if patch_size is not None and patch_size != arch.patch_size:
             raise UmaeError(f"--patch-size {patch_size} differs from the checkpoint's patch size "

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Optional
 
 import pandas as pd
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from umae_eval import analysis as A
@@ -182,11 +183,35 @@ def load_subjects_announced(ckpts: Sequence[Path], *, label: Sequence[str] | Non
     check_labels(label)
     subjects = A.load_subjects(ckpts, labels=label, trust_pickle=trust_pickle, random_init=random_init,
                                seed=seed, **loader_options(num_heads, norm))
+    for s in subjects:
+        check_encoder(s.encoder)
     if mask_ratio is not None:
         check_visible_patches(subjects, mask_ratio)
     for s in subjects:
         say(f"{s.name}: {s.info.summary()}")
+        warn_metadata_conflicts(s.encoder)
     return subjects
+
+
+def check_encoder(loaded: Any) -> None:
+    """Refuse a loaded encoder whose weights hold NaN or inf, naming the file and the tensors."""
+    from umae_eval.checkpoint_checks import nonfinite_tensors
+
+    bad = nonfinite_tensors(loaded.model)
+    if bad:
+        shown = ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise UmaeError(f"{loaded.info.path}: weights hold NaN or inf values ({shown}); the run diverged "
+                        "or the file is corrupted: use an earlier checkpoint of that run")
+
+
+def warn_metadata_conflicts(loaded: Any) -> None:
+    """One warning line when the file's metadata contradicts its weights (the weights are used)."""
+    from umae_eval.checkpoint_checks import metadata_conflicts
+
+    conflicts = metadata_conflicts(loaded.info.layout, loaded.info.metadata or {}, loaded.info.arch)
+    if conflicts:
+        say(f"[yellow]warning:[/] {escape(str(loaded.info.path))}: its metadata contradicts its weights "
+            f"({escape('; '.join(conflicts))}); the model is built from the weights: check the file")
 
 
 def out_dir_for(out: Optional[Path], command: str) -> Path:

@@ -99,6 +99,10 @@ class TrainDisplay:
         if info.note:
             self.bar.console.print(f"warning: {info.note}", highlight=False, soft_wrap=True)
 
+    def note(self, message: str) -> None:
+        """A one-line message from the run (e.g. which checkpoint a resume fell back to)."""
+        self.bar.console.print(message, highlight=False, markup=False, soft_wrap=True)
+
     def on_epoch(self, record: dict[str, Any]) -> None:
         """One line per finished epoch."""
         parts = [f"epoch {record['epoch']}", f"loss {record['loss']:.4f}",
@@ -283,7 +287,8 @@ def train(
         train_run(config, progress=null_progress)
         return
     with TrainDisplay(console) as display:
-        result = train_run(config, progress=display, on_step=display.on_step, on_epoch=display.on_epoch)
+        result = train_run(config, progress=display, on_step=display.on_step, on_epoch=display.on_epoch,
+                           on_note=display.note)
     _write_results(result)
     stdout.print(_final_table(result))
     stdout.print(str(result.run_dir), highlight=False, soft_wrap=True)
