@@ -8,6 +8,7 @@ full disk, symlink loops, ...) are printed as one line with exit code 2, without
 from __future__ import annotations
 
 import sys
+import warnings
 from typing import Annotated
 
 import typer
@@ -159,11 +160,25 @@ def main(argv: list[str] | None = None) -> int:
     _state["debug"] = "--debug" in args
     code = 1
     try:
-        code = _run(args)
+        with warnings.catch_warnings():
+            # library warnings (a cache that cannot be written, ...) as one line each, not
+            # Python's two-line 'file:line: UserWarning: ...' with the source line
+            warnings.showwarning = _show_warning
+            code = _run(args)
     finally:
         if code != 0:
             discard_open_stages()
     return code
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    if _state["debug"]:
+        console.print(f"[yellow]warning:[/] {escape(str(message))} ({category.__name__}, {filename}:{lineno})",
+                      highlight=False, soft_wrap=True)
+        return
+    console.print(f"[yellow]warning:[/] {escape(' '.join(str(message).split()))}", highlight=False,
+                  soft_wrap=True)
 
 if __name__ == "__main__":
     sys.exit(main())

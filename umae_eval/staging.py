@@ -33,11 +33,18 @@ _open: list[StagedOutput] = []
 
 
 def _nearest_existing(path: Path) -> Path:
+    """The deepest existing ancestor of ``path`` (``path`` itself if it exists).
+
+    Raises OSError for an ancestor that is a symlink which cannot be followed (a loop: ELOOP;
+    dangling: ENOENT), which would otherwise pass for a file.
+    """
     p = path
     while not os.path.lexists(p):
         if p.parent == p:
             break
         p = p.parent
+    if p.is_symlink():
+        os.stat(p)  # raises for a loop or a dangling link, with the path
     return p
 
 
@@ -54,7 +61,10 @@ def check_writable(path: str | Path, option: str = "--out") -> None:
         The folder cannot be written (read-only disk, no permission, no space); with the path.
     """
     path = Path(path)
-    base = _nearest_existing(path)
+    try:
+        base = _nearest_existing(path)
+    except OSError as exc:
+        raise _named(exc, path, option) from exc
     if base.is_file() or (os.path.lexists(base) and not base.is_dir()):
         what = "is an existing file" if base == path else f"lies under {base}, which is a file"
         raise UmaeError(f"{option} {path} {what}; give a folder")
@@ -134,9 +144,12 @@ class StagedOutput:
         self._done = False
         target = Path(os.path.abspath(self.final))  # '.' and 'x/..' have a real name and parent
         self._target = target
+        try:
+            base = _nearest_existing(target)
+        except OSError as exc:
+            raise _named(exc, self.final, option) from exc
         if os.path.lexists(target) and not target.is_dir():
             raise UmaeError(f"{option} {self.final} is an existing file; give a folder")
-        base = _nearest_existing(target.parent)
         if not base.is_dir():
             raise UmaeError(f"{option} {self.final} lies under {base}, which is a file; give a folder")
         if target.is_dir():

@@ -19,7 +19,7 @@ from rich.table import Table
 from umae_eval import analysis as A
 from umae_eval.commands.common import loader_options
 from umae_eval.errors import UmaeError
-from umae_eval.progress import say, stdout
+from umae_eval.progress import console, say, stdout
 
 CkptsArg = Annotated[list[Path], typer.Argument(
     metavar="CKPT", show_default=False,
@@ -210,8 +210,9 @@ def warn_metadata_conflicts(loaded: Any) -> None:
 
     conflicts = metadata_conflicts(loaded.info.layout, loaded.info.metadata or {}, loaded.info.arch)
     if conflicts:
-        say(f"[yellow]warning:[/] {escape(str(loaded.info.path))}: its metadata contradicts its weights "
-            f"({escape('; '.join(conflicts))}); the model is built from the weights: check the file")
+        console.print(f"[yellow]warning:[/] {escape(str(loaded.info.path))}: its metadata contradicts its "
+                      f"weights ({escape('; '.join(conflicts))}); the model is built from the weights: check "
+                      "the file", highlight=False, soft_wrap=True)
 
 
 def out_dir_for(out: Optional[Path], command: str) -> Path:
