@@ -36,6 +36,7 @@ if [ "$STEP" = all ] || [ "$STEP" = analyse ]; then
         --data "$DATA" --data-mode memory --embed tsne --device cpu --out "$OUT/compare"
     for m in mae umae; do
         $UMAE mask-ratio-sweep --data "$DATA" --data-mode memory --checkpoint "$RUNS/$m/last.pth" \
-            --pairs 1000 --views 4 --bootstrap 500 --device cpu --out "$OUT/sweep-$m"
+            --pairs 400 --views 2 --ratios 0:0.9:0.1 --bootstrap 500 --label-images 500 \
+            --label-train 1000 --graph-images 300 --device cpu --out "$OUT/sweep-$m"
     done
 fi
