@@ -296,18 +296,28 @@ def cached_features(encoder: LoadedEncoder, images: np.ndarray, *, images_key: s
     if path is not None and path.is_file():
         try:
             cached = np.load(path, allow_pickle=False)
+            recorded = path.with_name(path.name + ".sha256").read_text("ascii").strip()
             if cached.shape == expected and cached.dtype == np.float32:
-                return cached
+                if _digest(cached) == recorded:
+                    return cached
+                _warn_once(warnings, f"feature cache entry {path} is damaged (checksum mismatch); "
+                                     "computing the features again")
         except (OSError, ValueError, EOFError):
-            pass  # a damaged cache entry: compute it again
+            pass  # a damaged or unverifiable cache entry: compute it again
     feats = extract_features(encoder, images, pool=pool, device=device, batch_size=batch_size,
                              progress=progress)
     if path is not None:
         try:
             atomic_write(path, lambda fh: np.save(fh, feats, allow_pickle=False))
+            atomic_write(path.with_name(path.name + ".sha256"), lambda fh: fh.write(_digest(feats).encode()))
         except OSError as exc:  # full or read-only cache disk: the analysis goes on uncached
             _warn_once(warnings, cache_unwritable_message(path.parent, exc))
     return feats
+
+
+def _digest(feats: np.ndarray) -> str:
+    """sha256 of a feature array's bytes: the checksum beside each cache entry."""
+    return hashlib.sha256(np.ascontiguousarray(feats).tobytes()).hexdigest()
 
 
 def _warn_once(sink: list[str] | None, message: str) -> None:
