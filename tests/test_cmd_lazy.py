@@ -116,3 +116,39 @@ def test_sweep_decodes_only_the_images_it_uses(folder: Path, tmp_path: Path, mon
     train_decoded = {n for n in decoded if n.startswith("train/")}
     assert len(train_decoded) == 9  # the class means' sample, not the 60 train images
     assert len(decoded) <= 2 * 2 * 10 + 6 + 6 + 9
+
+
+def test_probe_and_sweep_on_webdataset_shards(ckpt: Path, tmp_path: Path) -> None:
+    """Shards written by webdataset's own ShardWriter: labels from .cls, names from classes.txt."""
+    import io
+
+    import webdataset as wds
+
+    root = tmp_path / "shards"
+    root.mkdir()
+    rng = np.random.default_rng(3)
+    labels = {"train": [], "val": []}
+    for split, n in (("train", 30), ("val", 12)):
+        with wds.ShardWriter(str(root / f"{split}-%06d.tar"), maxcount=10) as sink:
+            for i in range(n):
+                k = i % 3
+                x = rng.integers(0, 90, (32, 32, 3)).astype(np.uint8)
+                x[..., k] += 150
+                buf = io.BytesIO()
+                Image.fromarray(x).save(buf, "PNG")
+                sink.write({"__key__": f"{split}{i:05d}", "png": buf.getvalue(), "cls": k})
+                labels[split].append(k)
+    (root / "classes.txt").write_text("\n".join(CLASSES) + "\n")
+    assert len(list(root.glob("train-*.tar"))) == 3
+    res = _probe(ckpt, root, tmp_path / "p", "--workers", "0")
+    data = res["settings"]["data"]
+    assert data["format"] == "webdataset" and data["data_mode"] == "lazy"
+    assert data["class_names"] == CLASSES and (data["n_train"], data["n_test"]) == (30, 12)
+    acc = res["results"]["checkpoints"]["mae_pretrain_vit_tiny"]["accuracies"]
+    assert acc["mean_classifier_accuracy"] > 50  # colour classes: chance is 33%
+    out = tmp_path / "sweep"
+    assert main(["mask-ratio-sweep", "--data", str(root / "train-{000000..000002}.tar"), "--pairs", "6",
+                 "--views", "2", "--ratios", "0:0.5:0.25", "--label-images", "6", "--label-train", "6",
+                 "--graph-images", "6", "--bootstrap", "10", "--device", "cpu", "--out", str(out)]) == 0
+    sweep = json.loads((out / "results.json").read_text())["settings"]["data"]
+    assert sweep["format"] == "webdataset" and sweep["class_names"] == CLASSES
