@@ -70,7 +70,7 @@ def _ratio_text(ratios: list[float]) -> str:
 def figure_note(settings: dict[str, Any]) -> str:
     """The settings stamp written inside every figure (two lines)."""
     ck = settings.get("checkpoint")
-    ck_text = f"{Path(ck['path']).name} sha256 {ck['sha256'][:12]}" if ck else "none (pixel space)"
+    ck_text = f"{ck.get('name', Path(ck['path']).name)} sha256 {ck['sha256'][:12]}" if ck else "none (pixel space)"
     v = settings["versions"]
     line1 = (f"data={settings['data']['source']} ({settings['data']['fingerprint'][:12]}) · "
              f"space={settings['space']} · estimators={','.join(settings['estimators'])} · "
@@ -210,7 +210,10 @@ def mask_ratio_sweep(
         encoder = checkpoint_view_encoder(loaded.model, img_size=arch.img_size, patch_size=arch.patch_size,
                                           mean=loaded.info.mean, std=loaded.info.std, device=dev,
                                           batch_size=batch_size, pool=pool)
-        ckpt_settings = {"path": str(checkpoint), "sha256": loaded.info.sha256, "layout": loaded.info.layout,
+        from umae_eval.checkpoints.naming import metadata_name
+
+        ckpt_settings = {"path": str(checkpoint), "name": metadata_name(loaded.info) or Path(checkpoint).name,
+                         "sha256": loaded.info.sha256, "layout": loaded.info.layout,
                          "arch": arch.describe(), "img_size": arch.img_size, "mean": list(loaded.info.mean),
                          "std": list(loaded.info.std), "pool": pool}
         say(f"checkpoint: {loaded.info.summary()}")
