@@ -258,3 +258,28 @@ def test_at_least_forty_cases_across_every_command() -> None:
     assert len(CASES) >= 40 and len({c.id for c in CASES}) == len(CASES)
     commands = {next(a for a in c.argv if not a.startswith("-")) for c in CASES}
     assert {"train", "probe", "collapse-report", "compare", "mask-ratio-sweep", "demo", "convert"} <= commands
+
+
+def test_a_symlink_loop_inside_an_imagefolder_is_skipped_and_noted(
+        assets: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 11 item 3: was 'internal error: OSError: [Errno 40] Too many levels of symbolic links'."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    root = tmp_path / "folder"
+    for split in ("train", "test"):
+        for cls in ("cat", "dog"):
+            (root / split / cls).mkdir(parents=True)
+            for i in range(3):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / split / cls / f"{i}.png")
+    (root / "train" / "cat" / "up").symlink_to("..")  # train/cat/up/cat/up/... forever
+    out = tmp_path / "out"
+    code = main(["probe", str(assets["ckpt"]), "--data", str(root), "--methods", "mean", "--device", "cpu",
+                 "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0 and "Traceback" not in err and "internal error" not in err, err
+    import json
+
+    data = json.loads((out / "results.json").read_text())["settings"]["data"]
+    assert data["n_train"] == 6 and data["n_test"] == 6
+    assert any("train/cat/up" in note and "loop" in note for note in data["notes"]), data["notes"]

@@ -718,6 +718,14 @@ class _Run:
         if point.path is not None and point.checkpoint is not None:
             self._restore(point.path, point.checkpoint)
             self._note_resume_turns(point.path, point.skipped)
+        if self.main and c.resume is not None and self.run_dir.is_dir():
+            # a kill during a write leaves its temporary file (a checkpoint's worth of bytes)
+            removed = remove_stale_temp_files(self.run_dir)
+            if removed:
+                self.resume_note["removed_temp_files"] = [p.name for p in removed]
+                if self.on_note is not None:
+                    self.on_note(f"removed {len(removed)} temporary file(s) of interrupted writes from "
+                                 f"{self.run_dir}")
         self.init_report = None
         if self.resumed_from is None and c.init is not None:
             from trainer.init_from import init_from_checkpoint
@@ -745,11 +753,6 @@ class _Run:
             self.resume_note["changed"] = self.schedule_changes
             say("resuming with a changed schedule: " + ", ".join(
                 f"{k} {old} -> {new}" for k, (old, new) in self.schedule_changes.items()))
-        if self.main:
-            removed = remove_stale_temp_files(self.run_dir)
-            if removed:
-                self.resume_note["removed_temp_files"] = [p.name for p in removed]
-                say(f"removed {len(removed)} temporary file(s) of interrupted writes from {self.run_dir}")
 
     def _restore(self, path: Path, ckpt: dict[str, Any]) -> None:
         self.schedule_changes = _check_resume_compatible(ckpt["umae"], self.preset, self.data.fingerprint,

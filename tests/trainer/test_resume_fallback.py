@@ -149,3 +149,16 @@ def test_other_fields_still_refuse_a_resume(data: Path, reference: Path, tmp_pat
     shutil.copytree(reference, out)
     with pytest.raises(UmaeError, match="the checkpoint has lam=0.01 but this run asks for 0.02"):
         train_run(TrainConfig(data=str(data), out=out, resume="auto", **dict(_COMMON, lam=0.02, epochs=4)))
+
+
+def test_a_kill_during_the_first_checkpoint_leaves_nothing_for_resume_auto(data: Path, tmp_path: Path) -> None:
+    """No checkpoint yet, only the temporary file of the first one: --resume auto starts over, cleanly."""
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = out / ".checkpoint-1.pth.x81kd0.tmp"
+    stale.write_bytes(b"\0" * 5000)
+    notes: list[str] = []
+    result = train_run(TrainConfig(data=str(data), out=out, resume="auto", **dict(_COMMON, epochs=1)),
+                       on_note=notes.append)
+    assert result.resumed_from is None and not stale.exists()
+    assert notes == [f"removed 1 temporary file(s) of interrupted writes from {out}"]
