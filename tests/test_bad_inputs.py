@@ -176,9 +176,7 @@ SEMANTIC = [
     Case("probe-nan-weights", ("probe", "{tmp}/diverged.pth", "--data", "{npz}"), "diverged.pth: weights hold NaN",
          setup=_nan_weights),
     Case("probe-pickle-needs-trust", ("probe", "{tmp}/hostile.pth", "--data", "{npz}"), "--trust-pickle",
-         setup=_pickle_running_os_system,
-         marks=(pytest.mark.xfail(reason="checkpoints work: a refused reduce-global says 'truncated or not a "
-                                         "PyTorch checkpoint' instead of naming --trust-pickle", strict=False),)),
+         setup=_pickle_running_os_system),
     Case("sweep-more-pairs-than-exist", ("mask-ratio-sweep", "--data", "{npz}", "--pairs", "13"), "--pairs 13"),
 ]
 

@@ -23,7 +23,7 @@ from umae_eval.errors import UmaeError
 
 #: The only global unpickled without --trust-pickle: the ``args`` of MAE/U-MAE training files.
 _SAFE_GLOBALS: list[Any] = [argparse.Namespace]
-_UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+) was not an allowed global")
+_UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+) (?:was not an allowed global|whose module [\w.]+ is blocked)")
 
 #: Weight files of a Hugging Face folder, in the order ``from_pretrained`` prefers them.
 HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
