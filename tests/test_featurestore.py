@@ -461,6 +461,54 @@ def test_empty_split_gives_an_empty_complete_store(enc, tmp_path) -> None:
     assert store.read().shape == (0, D) and store.valid().shape == (0,)
 
 
+def test_two_concurrent_extractions_of_one_store_take_turns(enc, ref, tmp_path) -> None:
+    """Two commands on the same data at once: the lock makes the second wait, then read."""
+    import threading
+
+    results: list = []
+    with Counter(enc) as c:
+        threads = [threading.Thread(target=lambda: results.append(extract(enc, tmp_path / "s")))
+                   for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=600)
+    assert len(results) == 2 and c.rows == N  # each image encoded once in all
+    for store in results:
+        np.testing.assert_array_equal(store.read(), ref)
+
+
+class FailingImages(Dataset):
+    """ArrayImages whose item 9 cannot be read (an error raised in a DataLoader worker)."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.inner = ArrayImages(x)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+    def __getitem__(self, i: int):
+        if i == 9:
+            raise UmaeError("cannot read image 9")
+        return self.inner[i]
+
+
+def test_failed_extraction_with_workers_does_not_leave_the_store_locked(enc, ref, tmp_path) -> None:
+    """Forked workers inherit the store's flock; an error must not leave them holding it."""
+    import threading
+
+    with pytest.raises(UmaeError, match="cannot read image 9") as failure:
+        extract(enc, tmp_path / "s", data=FailingImages(images()), workers=2)
+    done: list = []  # `failure` keeps the traceback (and its frames) alive meanwhile
+    t = threading.Thread(target=lambda: done.append(extract(enc, tmp_path / "s", workers=2)),
+                         daemon=True)
+    t.start()
+    t.join(timeout=300)
+    assert done, "the second extraction is stuck waiting for the store's lock"
+    np.testing.assert_array_equal(done[0].read(), ref)
+    assert failure.value is not None
+
+
 def test_torn_manifest_rebuilds_the_store(enc, ref, tmp_path) -> None:
     extract(enc, tmp_path / "s")
     (tmp_path / "s" / "manifest.json").write_text('{"format": "umae-feat')

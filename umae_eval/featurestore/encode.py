@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset
 from umae_eval.checkpoints import LoadedEncoder
 from umae_eval.errors import UmaeError
 from umae_eval.features import encode_batch
+from umae_eval.featurestore.prepare import drop_inherited_locks
 from umae_eval.progress import ProgressFactory
 
 #: Default chunk size in bytes of float32 features (16 MiB). The chunk is the unit of lost work
@@ -160,15 +161,16 @@ def encode_chunks(encoder: LoadedEncoder, images: Dataset, chunks: Sequence[tupl
     np_dtype = np.dtype(dtype)
     dim = encoder.info.arch.embed_dim
     loader = DataLoader(images, batch_sampler=batches, num_workers=workers,
-                        pin_memory=device.type == "cuda")
+                        pin_memory=device.type == "cuda", worker_init_fn=drop_inherited_locks)
     encoder.model.to(device).eval()
     feats_buf = valid_buf = None
     t_chunk = time.perf_counter()
     writer = _Writer(write)
+    batches_in = iter(loader)
     try:
         with torch.inference_mode(), progress("extracting features", total=total) as advance:
-            for (i, off, rows), item in zip(owner, loader):
-                imgs, ok = _unpack(item, images)
+            for i, off, rows in owner:
+                imgs, ok = _unpack(next(batches_in), images)
                 if off == 0:  # a fresh buffer per chunk: the writer thread owns the last one
                     feats_buf = np.empty((rows, dim), dtype=np_dtype)
                     valid_buf = np.empty(rows, dtype=bool)
@@ -183,5 +185,11 @@ def encode_chunks(encoder: LoadedEncoder, images: Dataset, chunks: Sequence[tupl
     except BaseException:
         writer.close(raise_errors=False)  # let recorded chunks finish; the first error wins
         raise
+    finally:
+        # Stop the workers now, not when a traceback that holds this frame is collected.
+        shutdown = getattr(batches_in, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        del batches_in
     writer.close()
     return total

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,36 @@ def locked(store_dir: Path) -> Iterator[None]:
     with fh:
         if fcntl is not None:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        yield
+        HELD_LOCK_FDS.add(fh.fileno())
+        try:
+            yield
+        finally:
+            HELD_LOCK_FDS.discard(fh.fileno())
+
+
+#: Descriptors of the store locks this process holds. A flock belongs to the open file, not the
+#: process, so a forked DataLoader worker inherits the lock with the descriptor: if it outlived
+#: its extraction (kept alive by an exception's traceback) the store would stay locked and the
+#: next extraction in this process would wait forever. Workers drop them at start.
+HELD_LOCK_FDS: set[int] = set()
+
+
+def drop_inherited_locks(worker_id: int = 0) -> None:
+    """``worker_init_fn`` of the extraction's DataLoader: let go of the parent's store locks.
+
+    Each descriptor is pointed at ``/dev/null`` (``dup2``) rather than closed, so its number is
+    not reused by the worker while the parent's file object still names it.
+    """
+    if not HELD_LOCK_FDS:
+        return
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        for fd in list(HELD_LOCK_FDS):
+            with contextlib.suppress(OSError):
+                os.dup2(null, fd)
+    finally:
+        os.close(null)
+    HELD_LOCK_FDS.clear()
 
 
 def prepare(store_dir: Path, key: StoreKey, chunk_rows: int, verify: bool) -> FeatureStore:
