@@ -311,3 +311,16 @@ def test_official_finetuned_layout_uses_fc_norm_without_final_norm(tmp_path: Pat
     with torch.no_grad():  # blocks unchanged, no final norm on the tokens
         want = original.blocks(original._pos_embed(original.patch_embed(images())))
         torch.testing.assert_close(enc.model.forward_features(images()), want, rtol=0, atol=0)
+
+
+def test_blocked_module_global_names_trust_pickle(tmp_path: Path) -> None:
+    """torch blocks some modules outright (os.system -> 'posix.system ... is blocked'): same advice."""
+    import os
+
+    class Hostile:  # unpickling it would run a shell command
+        def __reduce__(self) -> tuple:
+            return (os.system, ("echo pwned",))
+
+    torch.save({"model": tiny_vit().state_dict(), "extra": Hostile()}, tmp_path / "hostile.pth")
+    msg = str(refusal(tmp_path / "hostile.pth"))
+    assert f"needs full unpickling of {os.system.__module__}.system" in msg and "--trust-pickle" in msg

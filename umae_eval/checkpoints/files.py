@@ -23,6 +23,7 @@ from umae_eval.errors import UmaeError
 
 #: The only global unpickled without --trust-pickle: the ``args`` of MAE/U-MAE training files.
 _SAFE_GLOBALS: list[Any] = [argparse.Namespace]
+#: torch's weights-only refusals: a global not allow-listed, or one from a blocked module (os, ...).
 _UNSAFE_GLOBAL = re.compile(r"GLOBAL ([\w.]+) (?:was not an allowed global|whose module [\w.]+ is blocked)")
 
 #: Weight files of a Hugging Face folder, in the order ``from_pretrained`` prefers them.
