@@ -1,11 +1,14 @@
-"""A generated report opens in a real headless Chromium: no console errors, every figure drawn.
+"""Generated reports open in a real headless Chromium with WebGL disabled, as a researcher sees them.
 
-Chromium is driven over the DevTools protocol on ``--remote-debugging-pipe`` (fd 3 in, fd 4
-out, JSON messages ended by NUL), so no websocket package and no TCP port are needed. The test
-collects console errors, uncaught exceptions, log errors and JavaScript dialogs (an ``alert``
-from an injected class name would open one), then counts one SVG ``.main-svg`` per figure div.
+Chromium runs with ``--disable-3d-apis`` (no WebGL, as on VMs, remote desktops and browsers
+with acceleration off) and is driven over the DevTools protocol on ``--remote-debugging-pipe``
+(fd 3 in, fd 4 out, JSON messages ended by NUL), so no websocket package and no TCP port are
+needed. Each test collects console errors, uncaught exceptions, log errors and JavaScript
+dialogs (an ``alert`` from an injected class name would open one), counts one SVG
+``.main-svg`` per figure div and no WebGL canvas, and measures overflow: at 1,280 px no table
+scrolls sideways, at 800 px the page itself does not.
 
-Set ``UMAE_SCREENSHOT=/path/shot.png`` to also save a full-page screenshot for a human look.
+Set ``UMAE_SCREENSHOTS=/some/folder`` to also save full-page screenshots for a human look.
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import ckpt_factory as CF
+
 from umae_eval.report import figures as F
 from umae_eval.report.writer import HtmlReport
 
@@ -33,7 +38,7 @@ pytestmark = pytest.mark.browser
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-quic", "--remote-debugging-pipe",
+    "--disable-quic", "--remote-debugging-pipe", "--disable-3d-apis", "--hide-scrollbars",
 ]
 EVIL = ["<img src=x onerror=alert(1)>", "</script><script>alert(1)</script>", "plain cat"]
 
@@ -146,32 +151,48 @@ def _problems(events: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def render_in_chromium(html_path: Path, user_data_dir: Path, screenshot: Path | None = None) -> dict[str, Any]:
-    """Load ``html_path`` in headless Chromium; return figure/SVG counts and any problems."""
+_STATE_JS = """JSON.stringify({
+  figures: document.querySelectorAll('.umae-figure').length,
+  drawn: Array.from(document.querySelectorAll('.umae-figure')).filter(d => d.querySelector('svg.main-svg') !== null).length,
+  webgl: document.querySelectorAll('.umae-figure canvas').length,
+  plotly: typeof Plotly, injected: document.querySelectorAll('img').length,
+  tables: document.querySelectorAll('table').length,
+  scrolling_tables: Array.from(document.querySelectorAll('.tablewrap')).filter(w => w.scrollWidth > w.clientWidth + 1)
+      .map(w => (w.previousElementSibling ? w.previousElementSibling.textContent : '') + ' ' + w.scrollWidth + '>' + w.clientWidth),
+  page_width: document.documentElement.scrollWidth, viewport: window.innerWidth,
+  first_h2: (document.querySelector('h2') || {}).textContent || '',
+  toc_links: document.querySelectorAll('nav.toc a').length,
+  broken_anchors: Array.from(document.querySelectorAll('nav.toc a')).filter(a => !document.getElementById(a.getAttribute('href').slice(1))).length,
+  viewport_meta: !!document.querySelector('meta[name=viewport]'),
+})"""
+
+
+def render_in_chromium(html_path: Path, user_data_dir: Path, *, width: int = 1280,
+                       screenshot: Path | None = None) -> dict[str, Any]:
+    """Load ``html_path`` in headless Chromium at ``width`` px; return counts, overflow and problems."""
     binary = _chromium()
     assert binary is not None
     cdp = DevToolsPipe(binary, user_data_dir)
+    state: dict[str, Any] = {}
     try:
         target = cdp.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         for domain in ("Runtime", "Log", "Page"):
             cdp.send(f"{domain}.enable", session=session)
         cdp.send("Emulation.setDeviceMetricsOverride",
-                 {"width": 1200, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=session)
+                 {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": False}, session=session)
         cdp.send("Page.navigate", {"url": html_path.resolve().as_uri()}, session=session)
         cdp.wait_event("Page.loadEventFired", timeout=60)
-        expr = ("JSON.stringify({figures: document.querySelectorAll('.umae-figure').length,"
-                " drawn: Array.from(document.querySelectorAll('.umae-figure'))"
-                ".filter(d => d.querySelector('svg.main-svg') !== null).length,"
-                " plotly: typeof Plotly, injected: document.querySelectorAll('img').length})")
-        state: dict[str, Any] = {}
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            res = cdp.send("Runtime.evaluate", {"expression": expr, "returnByValue": True}, session=session)
+            res = cdp.send("Runtime.evaluate", {"expression": _STATE_JS, "returnByValue": True}, session=session)
             state = json.loads(res["result"]["value"])
-            if state["figures"] and state["drawn"] == state["figures"]:
+            if state["drawn"] == state["figures"]:
                 break
             time.sleep(0.2)
+        time.sleep(0.5)  # responsive plots settle to the viewport width
+        res = cdp.send("Runtime.evaluate", {"expression": _STATE_JS, "returnByValue": True}, session=session)
+        state = json.loads(res["result"]["value"])
         if screenshot is not None:
             shot = cdp.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True},
                             session=session, timeout=60)
@@ -183,6 +204,26 @@ def render_in_chromium(html_path: Path, user_data_dir: Path, screenshot: Path | 
         state_err = cdp.close()
     state["stderr"] = state_err
     return state
+
+
+def _shot(name: str) -> Path | None:
+    folder = os.environ.get("UMAE_SCREENSHOTS")
+    if not folder:
+        return None
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    return Path(folder) / name
+
+
+def _check_page(state: dict[str, Any], n_figures: int | None = None) -> None:
+    """What every report must satisfy in the browser, whatever its width."""
+    assert state["problems"] == [], state["problems"]
+    assert state["plotly"] == "object", state
+    if n_figures is not None:
+        assert state["figures"] == n_figures, state
+    assert state["drawn"] == state["figures"], f"only {state['drawn']} of {state['figures']} figures drew an SVG"
+    assert state["webgl"] == 0, "a plot needs WebGL (scattergl); with WebGL off it shows a grey box"
+    assert state["injected"] == 0, "a class name was parsed as an <img> element"
+    assert state["viewport_meta"] and state["toc_links"] > 0 and state["broken_anchors"] == 0, state
 
 
 def _demo_report(path: Path) -> int:
@@ -209,16 +250,81 @@ def _demo_report(path: Path) -> int:
     return rep.n_figures
 
 
-@pytest.mark.timeout(120)
-def test_report_renders_in_chromium(tmp_path: Path) -> None:
+def _needs_chromium() -> None:
     if _chromium() is None:
         pytest.skip("Chromium not installed (Debian: apt-get install -y chromium)")
+
+
+@pytest.mark.timeout(120)
+def test_report_renders_in_chromium(tmp_path: Path) -> None:
+    _needs_chromium()
     html_path = tmp_path / "report.html"
     n = _demo_report(html_path)
-    shot = Path(os.environ["UMAE_SCREENSHOT"]) if os.environ.get("UMAE_SCREENSHOT") else None
-    state = render_in_chromium(html_path, tmp_path / "profile", screenshot=shot)
-    assert state["plotly"] == "object", state
-    assert state["figures"] == n == 6, state
-    assert state["drawn"] == n, f"only {state['drawn']} of {n} figures drew an SVG: {state}"
-    assert state["injected"] == 0, "a class name was parsed as an <img> element"
-    assert state["problems"] == [], state["problems"]
+    state = render_in_chromium(html_path, tmp_path / "profile", screenshot=_shot("synthetic.png"))
+    _check_page(state, n_figures=n)
+    assert n == 6
+
+
+# ----------------------------------------------------------------------------- real reports
+
+
+def _images(rng: np.random.Generator, labels: np.ndarray, size: int) -> np.ndarray:
+    base = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200]], dtype=np.float64)[labels]
+    x = base[:, None, None, :] + rng.normal(0, 45, size=(len(labels), size, size, 3))
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def real_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A compare report (two checkpoints + random init, t-SNE, a run with metrics.jsonl) and a
+    mask-ratio sweep, written by the commands themselves."""
+    from umae_eval.cli import main
+
+    if _chromium() is None:
+        pytest.skip("Chromium not installed (Debian: apt-get install -y chromium)")
+    root = tmp_path_factory.mktemp("reports")
+    rng = np.random.default_rng(0)
+    y_train, y_test = np.repeat(np.arange(3), 30), np.repeat(np.arange(3), 20)
+    npz = root / "tiny.npz"
+    np.savez(npz, x_train=_images(rng, y_train, 32), y_train=y_train, x_test=_images(rng, y_test, 32),
+             y_test=y_test, class_names=np.array(EVIL))
+    run = root / "runs" / "u-mae"
+    run.mkdir(parents=True)
+    rows = [{"epoch": e, "loss": 1.0 / e, "effective_rank": 10.0 + e, "rankme": 11.0 + e,
+             "linear_accuracy": 30.0 + 2 * e, "knn_accuracy": 28.0 + e} for e in (1, 2, 3, 4)]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (run / "config.json").write_text(json.dumps({"train_config": {"eval_images": 500}, "data": {"test_images": 60}}))
+    CF.make_umae(run / "checkpoint-4.pth", seed=1)
+    CF.make_official_encoder(root / "mae_pretrain_vit_tiny.pth", seed=2)
+    out = {"compare": root / "compare", "sweep": root / "sweep"}
+    assert main(["compare", str(run / "checkpoint-4.pth"), str(root / "mae_pretrain_vit_tiny.pth"),
+                 "--data", str(npz), "--random-init", "--embed", "tsne", "--per-class", "15", "--max-views", "20",
+                 "--bootstrap", "200", "--device", "cpu", "--label", "U-MAE <i>tiny</i>", "--label", "MAE",
+                 "--out", str(out["compare"])]) == 0
+    assert main(["mask-ratio-sweep", "--data", str(npz), "--ratios", "0:0.75:0.25", "--patch-size", "8",
+                 "--pairs", "12", "--views", "2", "--bootstrap", "50", "--label-images", "9", "--graph-images", "6",
+                 "--device", "cpu", "--out", str(out["sweep"])]) == 0
+    return out
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("which", ["compare", "sweep"])
+def test_real_report_at_1280_px_no_table_scrolls(real_reports: dict[str, Path], which: str, tmp_path: Path) -> None:
+    state = render_in_chromium(real_reports[which] / "report.html", tmp_path / "profile", width=1280,
+                               screenshot=_shot(f"{which}-1280.png"))
+    _check_page(state)
+    assert state["figures"] >= 4
+    assert state["scrolling_tables"] == [], state["scrolling_tables"]
+    assert state["page_width"] <= 1280, state
+    if which == "compare":
+        assert state["first_h2"].startswith("Summary"), state["first_h2"]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("which", ["compare", "sweep"])
+def test_real_report_at_800_px_page_does_not_scroll(real_reports: dict[str, Path], which: str,
+                                                    tmp_path: Path) -> None:
+    state = render_in_chromium(real_reports[which] / "report.html", tmp_path / "profile", width=800,
+                               screenshot=_shot(f"{which}-800.png"))
+    _check_page(state)
+    assert state["page_width"] <= 800, f"the page scrolls sideways at 800 px: {state['page_width']} px wide"

@@ -16,6 +16,7 @@ import pytest
 
 import ckpt_factory as CF
 from umae_eval import analysis as A
+from umae_eval.pipeline import curves as C
 from umae_eval.cli import main
 from umae_eval.provenance import sha256_file
 
@@ -79,9 +80,12 @@ def _n_figures(html: str) -> int:
 
 
 def _assert_figures_carry_settings(html: str, sha256s: list[str]) -> None:
-    """Each figure is followed, before the next section, by its settings incl. sha256 and versions."""
-    for chunk in html.split("<div class='umae-figure'>")[1:]:
-        section = chunk.split("<h2>")[0]
+    """Each section with figures (one, or a row of maps) carries its settings incl. sha256 and versions."""
+    import re as _re
+
+    sections = [s for s in _re.split(r"<h[23][ >]", html) if "<div class='umae-figure'>" in s]
+    assert sections
+    for section in sections:
         assert "class='figsettings'" in section
         settings = section.split("class='figsettings'>")[1]
         assert ("seed=" in settings or "source=metrics.jsonl" in settings) and "versions=umae " in settings
@@ -95,8 +99,8 @@ def _assert_escaped(html: str) -> None:
     assert "<script>alert(1)" not in html
     assert "</script><script>alert" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html  # settings table / legend text
-    # plotly.js itself is one <script>; every figure adds exactly one more
-    assert html.count("<script") == _n_figures(html) + 1
+    # plotly.js itself and the print helper are one <script> each; every figure adds exactly one more
+    assert html.count("<script") == _n_figures(html) + 2
     assert html.count("</script>") == html.count("<script")
 
 
@@ -262,12 +266,12 @@ def test_read_training_curves_aligns_sparse_columns(tmp_path: Path) -> None:
     rows = [{"epoch": 2, "effective_rank": 5.0, "knn_accuracy": 30.0}, {"epoch": 1, "effective_rank": 4.0},
             {"epoch": 3, "effective_rank": 6.0, "knn_accuracy": 31.0}]
     (tmp_path / "metrics.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\nnot json\n")
-    c = A.read_training_curves(tmp_path)
+    c = C.read_training_curves(tmp_path)
     assert c is not None
     assert c["epoch"] == [1.0, 2.0, 3.0] and c["effective_rank"] == [4.0, 5.0, 6.0]
     assert c["knn_accuracy:epoch"] == [2.0, 3.0] and c["knn_accuracy"] == [30.0, 31.0]
-    assert A.curve_for({"run": c}, "knn_accuracy") == {"run": {"epoch": [2.0, 3.0], "knn_accuracy": [30.0, 31.0]}}
-    assert A.read_training_curves(tmp_path / "absent") is None
+    assert C.curve_for({"run": c}, "knn_accuracy") == {"run": {"epoch": [2.0, 3.0], "knn_accuracy": [30.0, 31.0]}}
+    assert C.read_training_curves(tmp_path / "absent") is None
 
 
 def test_num_heads_and_norm_options_reach_the_loader(tmp_path, capsys) -> None:

@@ -40,7 +40,10 @@ def test_demo_analyses_the_shipped_pair_and_a_smoke_run(tiny_demo: None, tmp_pat
     prov = json.loads((demo_cmd.shipped_encoders()[0].parent / "provenance.json").read_text())
     assert shas["MAE (CIFAR-10, 20 ep)"] == prov["mae-cifar10-vit96x6-p4-e20.pth"]["sha256"]
     html = (out / "report.html").read_text()
-    assert "What this shows" in html and html.index("What this shows") < html.index("Ranking")
+    # the summary opens the page, with what the full study found first, then this run's verdict
+    order = ["summary", "what-this-shows", "on-these-test-images", "differences-between-checkpoints", "checkpoints"]
+    at = [html.index(f"id='{a}'") for a in order]
+    assert at == sorted(at), dict(zip(order, at))
 
     # A second call with the same --out continues the finished smoke run instead of training again.
     mtime = (run / "last.pth").stat().st_mtime_ns

@@ -34,8 +34,8 @@ def test_user_strings_never_become_markup() -> None:
     assert "<img src=x" not in html and "<b>x</b>" not in html and "<!-- c" not in html
     assert "</script><script>alert" not in html and "<script>alert" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
-    # two figures + plotly.js: three scripts, all closed by their own end tag
-    assert html.count("<script") == html.count("</script>") == 3
+    # two figures + plotly.js + the print helper: four scripts, all closed by their own end tag
+    assert html.count("<script") == html.count("</script>") == 4
 
 
 def test_figure_json_is_script_safe_and_round_trips() -> None:
@@ -86,12 +86,19 @@ def test_write_outputs_writes_json_csv_html(tmp_path: Path) -> None:
     rep = _report_with_everything()
     df = pd.DataFrame({"checkpoint": ["a", "b"], "linear_accuracy": [50.0, 60.0]})
     written = write_outputs(tmp_path / "out", "probe", {"pool": "cls"}, {"x": np.float32(1.5)}, {"accuracy": df}, rep)
-    assert set(written) == {"accuracy", "report", "results"}
+    assert set(written) == {"accuracy", "report", "results", "figures"}
     res = json.loads(written["results"].read_text())
     assert res["command"] == "probe" and res["settings"] == {"pool": "cls"} and res["results"] == {"x": 1.5}
     assert "torch" in res["versions"] and res["created"]
+    assert res["project"]["version"] and res["project"]["revision"]
     assert pd.read_csv(written["accuracy"]).equals(df)
-    assert written["report"].read_text().startswith("<!DOCTYPE html>")
+    page = written["report"].read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    # every file written is linked from the page, figures included
+    stems = sorted(p.stem for p in written["figures"].glob("*.pdf"))
+    assert stems == ["map", "sv"]
+    for name in ["results.json", "accuracy.csv"] + [f"figures/{s}.{e}" for s in stems for e in ("pdf", "svg", "png")]:
+        assert f"href='{name}'" in page, name
 
 
 def test_singular_values_figure_is_log_scale_and_drops_zeros() -> None:

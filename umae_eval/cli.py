@@ -158,6 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     """
     args = sys.argv[1:] if argv is None else argv
     _state["debug"] = "--debug" in args
+    from umae_eval.provenance import record_command_line
+
+    record_command_line(["umae", *args])  # for results.json and the report
     code = 1
     try:
         with warnings.catch_warnings():

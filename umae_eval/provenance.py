@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -132,10 +133,52 @@ def default_out_dir(command: str, root: str | Path = "reports") -> Path:
     return Path(root) / f"{command}-{stamp}"
 
 
+_invocation: list[str] = []
+
+
+def record_command_line(argv: list[str]) -> None:
+    """Remember the command line of this process (``umae_eval.cli.main`` calls it once)."""
+    _invocation[:] = [str(a) for a in argv]
+
+
+def command_line() -> list[str]:
+    """The recorded command line (``['umae', 'compare', ...]``), or [] when umae was called as a library."""
+    return list(_invocation)
+
+
+def command_line_text(argv: list[str] | None = None) -> str:
+    """The command line as one shell-quoted string a reader can paste back."""
+    import shlex
+
+    return shlex.join(command_line() if argv is None else argv)
+
+
+@functools.lru_cache(maxsize=1)
+def project_revision() -> dict[str, str]:
+    """The umae version and, when it runs from a git checkout, the commit (``-dirty`` with edits).
+
+    ``{'version': '0.1.0', 'revision': 'ac5706f' | 'ac5706f-dirty' | 'unknown (not a git checkout)'}``.
+    """
+    import subprocess
+
+    out = {"version": versions().get("umae", "unknown")}
+    root = Path(__file__).resolve().parent.parent
+    try:
+        rev = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12",
+                              "--exclude", "*"], capture_output=True, text=True, timeout=5, check=True)
+        out["revision"] = rev.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        out["revision"] = "unknown (not a git checkout)"
+    return out
+
+
 def results_envelope(command: str, settings: dict[str, Any], results: dict[str, Any]) -> dict[str, Any]:
-    """The common shape of every ``results.json``: command, settings, versions, time, results."""
+    """The common shape of every ``results.json``: command, command line, project revision,
+    settings, versions, time, results."""
     return {
         "command": command,
+        "command_line": command_line(),
+        "project": project_revision(),
         "created": now_iso(),
         "settings": settings,
         "versions": versions(),

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from umae_eval.commands.common import NumHeadsOpt, TrustPickleOpt
+from umae_eval.options import NumHeadsOpt, TrustPickleOpt
 from umae_eval.progress import say, stdout
 
 

@@ -19,8 +19,8 @@ from typing import Annotated, Any
 
 import typer
 
-from umae_eval.commands.common import DeviceOpt, OutOpt, SeedOpt
 from umae_eval.errors import UmaeError
+from umae_eval.options import DeviceOpt, OutOpt, SeedOpt
 from umae_eval.progress import console, say
 from umae_eval.provenance import default_out_dir
 from umae_eval.staging import check_writable
@@ -55,8 +55,8 @@ def shipped_encoders() -> list[Path]:
 
 def study_summary() -> str:
     """What the full-test-split study of the shipped encoders found (umae_eval/demo/encoders/study.json)."""
-    from importlib import resources
     import json
+    from importlib import resources
 
     path = Path(str(resources.files("umae_eval").joinpath("demo", "encoders", "study.json")))
     try:
@@ -84,8 +84,13 @@ def demo(
     Example:  umae demo --epochs 10 --embed tsne,umap --out reports/demo-long
     """
     from trainer.loop import TrainConfig, train_run
-    from umae_eval.commands.compare import compare
-    from umae_eval.commands.train import TrainDisplay
+    from umae_eval.analysis import load_data, load_subjects
+    from umae_eval.options import analysis_config
+    from umae_eval.pipeline import run_analysis, timed
+    from umae_eval.progress import TrainDisplay, rich_progress
+    from umae_eval.report.analysis import write_analysis
+    from umae_eval.report.console import announce, print_analysis
+    from umae_eval.staging import begin_output
 
     out_dir = Path(out) if out is not None else default_out_dir("demo")
     if out_dir.exists() and not out_dir.is_dir():
@@ -108,9 +113,19 @@ def demo(
 
     say("[bold]comparing[/] the shipped MAE and U-MAE, an untrained encoder of their architecture, "
         "and the smoke run")
-    compare(
-        [*shipped, result.checkpoint], data="demo", label=[*(label for label, _ in SHIPPED), SMOKE_LABEL],
-        random_init=True, embed=embed, per_class=100, device=device, seed=seed, out=out_dir,
-        preface=study_summary() + "\n\nThe smoke run (a few epochs on the 3,000 sample images at 16 px) only "
-        "shows that training works; its numbers say nothing about the methods.",
-    )
+    config = analysis_config(pool="cls", methods="mean,linear,knn", embed=embed, per_class=100, device=device,
+                             seed=seed)
+    timings: dict[str, float] = {}
+    with timed(timings, "load_checkpoints"):
+        subjects = load_subjects([*shipped, result.checkpoint], labels=[*(label for label, _ in SHIPPED), SMOKE_LABEL],
+                                 random_init=True, seed=seed)
+    announce(subjects)
+    with timed(timings, "load_data"):
+        ds = load_data("demo", seed=seed, progress=rich_progress)
+    res = run_analysis(subjects, ds, config, spec="demo", progress=rich_progress, notify=say, timings=timings)
+    preface = (study_summary() + "\n\nThe smoke run (a few epochs on the 3,000 sample images at 16 px) only "
+               "shows that training works; its numbers say nothing about the methods.")
+    stage = begin_output(out_dir)  # merged into out_dir beside runs/ when complete
+    written = stage.commit(write_analysis(stage.path, "compare", res, random_init=True, preface=preface,
+                                          title="umae demo: MAE vs U-MAE vs an untrained encoder"))
+    print_analysis(res, written)

@@ -12,7 +12,8 @@ from typing import Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from umae_eval.commands.common import (
+from umae_eval.errors import UmaeError
+from umae_eval.options import (
     DataModeOpt,
     DataOpt,
     DeviceOpt,
@@ -23,7 +24,6 @@ from umae_eval.commands.common import (
     TrustPickleOpt,
     loader_options,
 )
-from umae_eval.errors import UmaeError
 from umae_eval.progress import rich_progress, say, stdout
 
 COMMAND = "mask-ratio-sweep"
@@ -195,7 +195,8 @@ def mask_ratio_sweep(
     ckpt_settings: dict[str, Any] | None = None
     if checkpoint is not None:
         from umae_eval.checkpoints import load_encoder
-        from umae_eval.commands.shared import check_encoder, warn_metadata_conflicts
+        from umae_eval.options import check_encoder
+        from umae_eval.report.console import warn_metadata_conflicts
 
         loaded = load_encoder(checkpoint, trust_pickle=trust_pickle, **loader_options(num_heads, norm))
         check_encoder(loaded)
@@ -319,7 +320,10 @@ def mask_ratio_sweep(
                       settings={**fig_settings, "graph_images": graph_images, "graph_views": graph_views})
     report.add_table("Distances per estimator and mask ratio", tables["distances"], float_format="{:.4g}")
     report.add_table("Label error per mask ratio", tables["label_error"], float_format="{:.4g}")
-    report.add_table("Graph per mask ratio", tables["graph"], float_format="{:.4g}")
+    graph_cols = [c for c in tables["graph"].columns if not c.startswith("lambda_")] + \
+        [f"lambda_{i}" for i in range(1, 9) if f"lambda_{i}" in tables["graph"].columns]
+    report.add_table("Graph per mask ratio", tables["graph"][graph_cols],
+                     caption="The top eight eigenvalues; all of them are in graph.csv.")
     report.add_settings(settings["versions"], title="Versions")
 
     written = stage.commit(write_outputs(stage.path, COMMAND, settings, results, tables, report))

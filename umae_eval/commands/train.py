@@ -7,112 +7,32 @@ final figures. Everything else lives in ``trainer/``.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from umae_eval.commands.common import (
+from umae_eval.errors import UmaeError
+from umae_eval.options import (
     DataModeOpt,
     DataOpt,
     DeviceOpt,
     SeedOpt,
     TrustPickleOpt,
 )
-from umae_eval.errors import UmaeError
-from umae_eval.progress import Advance, console, null_progress, say, stdout
+from umae_eval.progress import TrainDisplay, console, null_progress, say, stdout
 
 if TYPE_CHECKING:  # the trainer (and torch) load only when the command runs
-    from trainer.loop import StepInfo, TrainResult
+    from trainer.loop import TrainResult
 
 
 _UNIF_FORMS = ("code", "paper", "released")
 _METHODS = ("mae", "simmim")
 _PRECISIONS = ("auto", "bf16", "fp32")
-
-
-class TrainDisplay:
-    """A rich display for a training run: one bar for the whole run (with ETA) and one per epoch.
-
-    Works as a :class:`~umae_eval.progress.ProgressFactory` (for data loading and the epoch bars)
-    and takes :meth:`on_step` / :meth:`on_epoch` callbacks from :func:`trainer.loop.train_run`.
-    """
-
-    def __init__(self, out: Console) -> None:
-        self.out = out
-        self.bar = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            console=out,
-            transient=False,
-        )
-        self.run_task: TaskID | None = None
-        self.current: TaskID | None = None
-
-    def __enter__(self) -> TrainDisplay:
-        self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.bar.stop()
-
-    @contextlib.contextmanager
-    def __call__(self, description: str, total: int | None = None) -> Iterator[Advance]:
-        task = self.bar.add_task(description, total=total, info="")
-        self.current = task
-        try:
-            yield lambda n=1: self.bar.advance(task, n)
-        finally:
-            self.bar.remove_task(task)
-            self.current = None
-
-    def on_step(self, info: StepInfo) -> None:
-        """Show one optimiser step's figures (a :class:`trainer.loop.StepInfo`)."""
-        text = (f"loss {info.loss:.4f} (recon {info.loss_recon:.4f}, unif {info.loss_unif:.4f}) "
-                f"lr {info.lr:.2e} {info.img_per_s:,.0f} img/s")
-        if self.run_task is None:
-            self.run_task = self.bar.add_task("run", total=info.total_steps, info="")
-        self.bar.update(self.run_task, completed=info.step, info=f"epoch {info.epoch}/{info.epochs}")
-        if self.current is not None:
-            self.bar.update(self.current, info=text)
-        if info.note:
-            self.bar.console.print(f"warning: {info.note}", highlight=False, soft_wrap=True)
-
-    def note(self, message: str) -> None:
-        """A one-line message from the run (e.g. which checkpoint a resume fell back to)."""
-        self.bar.console.print(message, highlight=False, markup=False, soft_wrap=True)
-
-    def on_epoch(self, record: dict[str, Any]) -> None:
-        """One line per finished epoch."""
-        parts = [f"epoch {record['epoch']}", f"loss {record['loss']:.4f}",
-                 f"effective_rank {record['effective_rank']:.2f}", f"rankme {record['rankme']:.2f}"]
-        for key in ("linear_accuracy", "knn_accuracy", "mean_classifier_accuracy"):
-            if key in record:
-                parts.append(f"{key} {record[key]:.2f}%")
-        if record.get("img_per_s"):
-            parts.append(f"{record['img_per_s']:,.0f} img/s")
-        self.bar.console.print("  ".join(parts), highlight=False)
 
 
 def _default_out(preset: str, method: str, lam: float) -> Path:

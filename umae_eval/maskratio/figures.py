@@ -97,7 +97,7 @@ def relative_figure(result: SweepResult, note: str = "") -> go.Figure:
     fig.add_hline(y=0, line_color="#bbb", row=1, col=2)
     fig.update_yaxes(title_text="intra / inter", row=1, col=1)
     fig.update_yaxes(title_text="Δ intra / inter", row=1, col=2)
-    fig.update_layout(title="Relative distance intra/inter (Fig. 2c); ★ = sweet spot (argmin); "
+    fig.update_layout(title="Relative distance intra/inter (Fig. 2c); star = sweet spot (argmin); "
                             "dashed: the paper's 0.7")
     return _stamp(fig, note, 540)
 

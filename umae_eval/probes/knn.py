@@ -182,9 +182,11 @@ def knn_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test_y:
     sims, idx = knn_search(tr, te, k_max, backend=which)
     labels = torch.from_numpy(ytr).to(idx.device)[idx]
     by_k: dict[int, float] = {}
+    preds: dict[str, np.ndarray] = {}
     for k in ks_list:
         pred = _vote(sims, labels, min(k, n_train), temperature, c)
         by_k[k] = accuracy_percent(pred, yte)
+        preds[f"knn_accuracy@{k}"] = np.asarray(pred, dtype=np.int64)
     return ProbeResult(
         method="knn",
         accuracy=by_k[report_k],
@@ -194,6 +196,7 @@ def knn_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test_y:
                   "num_classes": c, "num_train": n_train, "num_test": int(te.shape[0]),
                   "dim": int(tr.shape[1])},
         extras={"accuracy_by_k": by_k},
+        test_predictions=preds,
     )
 
 

@@ -275,6 +275,10 @@ def _fit_lbfgs(z: torch.Tensor, y: torch.Tensor, weight_decay: float, pre: _Prec
     return x[: c * d].view(c, d) @ p, x[c * d:].clone(), n_iter, loss
 
 
+#: Where the private recipes hand the test predictions to :func:`_result` (never in results.json).
+_PRED_KEY = "_test_predictions"
+
+
 def _predict(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     with torch.no_grad():
         return torch.addmm(b, z, w.T).argmax(dim=1).cpu().numpy()
@@ -316,8 +320,9 @@ def _fast_torch(xtr: torch.Tensor, ytr: np.ndarray, xte: torch.Tensor, yte: np.n
         t1 = time.perf_counter()
         w, b, n_iter, loss = _fit_lbfgs(ztr, y_all, chosen, pre, w, b, max_iter, tol)
         advance(1)
-    acc = accuracy_percent(_predict(zte, w, b), yte)
-    extras = {"chosen_weight_decay": chosen, "val_curve": curve,
+    pred_te = _predict(zte, w, b)
+    acc = accuracy_percent(pred_te, yte)
+    extras = {"chosen_weight_decay": chosen, "val_curve": curve, _PRED_KEY: pred_te,
               "train_accuracy": accuracy_percent(_predict(ztr, w, b), ytr),
               "refit_iterations": n_iter, "refit_loss": loss,
               "seconds": {"preprocess": t_prep, "refit": time.perf_counter() - t1,
@@ -380,8 +385,10 @@ def _fast_sklearn(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.nda
         clf.fit(ztr, ytr)
         advance(1)
     n_iter = int(np.max(clf.n_iter_))
-    acc = accuracy_percent(clf.predict(zte), yte)
+    pred_te = clf.predict(zte)
+    acc = accuracy_percent(pred_te, yte)
     extras = {"chosen_weight_decay": chosen, "chosen_C": 1.0 / (chosen * len(ytr)), "val_curve": curve,
+              _PRED_KEY: pred_te,
               "train_accuracy": accuracy_percent(clf.predict(ztr), ytr), "refit_iterations": n_iter,
               "converged": bool(converged and n_iter < max_iter),
               "seconds": {"refit": time.perf_counter() - t1, "total": time.perf_counter() - t0}}
@@ -452,7 +459,7 @@ def _mae_protocol(xtr: torch.Tensor, ytr: np.ndarray, xte: torch.Tensor, yte: np
                 "epochs": epochs, "warmup_epochs": warmup_epochs, "batch_size": batch_size,
                 "base_lr": base_lr, "lr": lr, "lr_schedule": "linear warm-up, half-cycle cosine, per step",
                 "steps_per_epoch": steps_per_epoch, "drop_last": True, "device": str(device)}
-    extras = {"train_accuracy": accuracy_percent(pred_tr, ytr), "loss_by_epoch": losses,
+    extras = {"train_accuracy": accuracy_percent(pred_tr, ytr), "loss_by_epoch": losses, _PRED_KEY: pred_te,
               "seconds": {"total": time.perf_counter() - t0}}
     return accuracy_percent(pred_te, yte), settings, extras
 
@@ -544,7 +551,7 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
             to_tensor(tr, dev), ytr, to_tensor(te, dev), yte, c, epochs, warmup_epochs, bs, base_lr,
             seed, progress)
         settings.update(extra_settings)
-        return ProbeResult(method="linear", accuracy=acc, settings=settings, extras=extras)
+        return _result(acc, settings, extras)
 
     grid = _check_grid(weight_decays)
     val_fraction = _check_fraction(val_fraction, len(grid))
@@ -570,4 +577,11 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
         acc, extra_settings, extras = _fast_sklearn(to_np(tr), ytr, to_np(te), yte, grid, fit_idx, val_idx,
                                                     max_iter, tol, progress)
     settings.update(extra_settings)
-    return ProbeResult(method="linear", accuracy=acc, settings=settings, extras=extras)
+    return _result(acc, settings, extras)
+
+
+def _result(acc: float, settings: dict[str, Any], extras: dict[str, Any]) -> ProbeResult:
+    """The ProbeResult, with the test predictions moved from ``extras`` to ``test_predictions``."""
+    pred = np.asarray(extras.pop(_PRED_KEY), dtype=np.int64)
+    return ProbeResult(method="linear", accuracy=acc, settings=settings, extras=extras,
+                       test_predictions={"linear_accuracy": pred})

@@ -97,6 +97,7 @@ def mean_classifier(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, t
                   "dim": int(xtr.shape[1]),
                   "classes_without_train_samples": [int(k) for k in np.flatnonzero(~present.cpu().numpy())]},
         extras={"train_accuracy": accuracy_percent(pred_tr, ytr), "per_class_accuracy": per_class},
+        test_predictions={"mean_classifier_accuracy": np.asarray(pred_te, dtype=np.int64)},
     )
 
 

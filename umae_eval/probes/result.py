@@ -38,12 +38,18 @@ class ProbeResult:
     extras : dict
         Further measurements: per-k accuracies (kNN), the validation curve and the chosen weight
         decay (linear), train accuracy, per-class accuracy, timings.
+    test_predictions : dict of str to ndarray
+        The predicted class of every test row, ``(M,)`` int64, keyed by result name
+        (``mean_classifier_accuracy``, ``linear_accuracy``, ``knn_accuracy@<k>``): what bootstrap
+        intervals and paired differences over test images are computed from. Not in
+        :meth:`to_dict` (results.json keeps the numbers, not the M predictions).
     """
 
     method: str
     accuracy: float
     settings: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
+    test_predictions: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict (string keys, Python numbers and lists)."""

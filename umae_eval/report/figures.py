@@ -7,9 +7,12 @@ Figures follow the paper ("How Mask Matters", NeurIPS 2022):
 - :func:`rank_bars_figure`: effective rank and RankMe per checkpoint.
 - :func:`accuracy_figure`: mean classifier / linear / kNN accuracy per checkpoint.
 - :func:`alignment_uniformity_figure`: alignment vs uniformity of two masked views.
-- :func:`embedding_figure`: Fig. 3a, a t-SNE/UMAP map coloured by class (class names in the legend).
+- :func:`embedding_figure`: Fig. 3a, a t-SNE/UMAP map coloured by class, drawn as SVG
+  (``go.Scatter``, never WebGL), equal axes, the class and test-image index in the tooltip;
+  :func:`maps_figure` puts several side by side for figures/.
 - :func:`training_curve_figure`: Fig. 1c (effective rank along training) and Fig. 3b
-  (online accuracy along training), one line per run.
+  (online linear-probe accuracy along training, kNN dashed), one colour per run, integer epoch
+  ticks, accuracy with its 95% band, rank axes from 0 so noise does not look like collapse.
 
 Every user-supplied string (checkpoint names, class names, paths) goes through :func:`label`
 before it reaches plotly: plotly renders a small HTML subset in labels (``<b>``, ``<a href>``,
@@ -26,18 +29,21 @@ from typing import Any
 import numpy as np
 import plotly.graph_objects as go
 
-#: A qualitative palette with 20 distinct colours (classes beyond 20 reuse them).
+#: A qualitative palette with 20 distinct colours (lines and bars; classes: :func:`class_colors`).
 PALETTE: tuple[str, ...] = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
     "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
 )
 
+#: Legend above the plot, horizontal: it wraps on narrow screens instead of covering an axis.
+_LEGEND: dict[str, Any] = dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom")
+
 _LAYOUT: dict[str, Any] = dict(
     template="plotly_white",
-    margin=dict(l=60, r=20, t=50, b=50),
-    height=420,
-    legend=dict(orientation="v"),
+    margin=dict(l=60, r=20, t=110, b=50),
+    height=440,
+    legend=_LEGEND,
     showlegend=True,  # plotly hides a one-trace legend: the run/checkpoint name would be lost
 )
 
@@ -54,6 +60,23 @@ def _base(title: str, xaxis: str, yaxis: str, settings_line: str = "") -> go.Fig
         full_title += f"<br><sup>{label(settings_line)}</sup>"
     fig.update_layout(title=dict(text=full_title, x=0.01), xaxis_title=xaxis, yaxis_title=yaxis, **_LAYOUT)
     return fig
+
+
+def class_colors(n: int) -> list[str]:
+    """``n`` class colours: the 10 / 20 distinct qualitative ones up to 20 classes; beyond, hues
+    spaced by the golden angle at three lightness levels, so neighbouring labels (often related
+    classes, e.g. CIFAR-100's) still differ and no two of 200 colours coincide."""
+    if n <= 20:
+        return list(PALETTE[:n])
+    import colorsys
+
+    out = []
+    for i in range(n):
+        hue = (i * 0.618033988749895) % 1.0
+        light = (0.38, 0.55, 0.70)[i % 3]
+        r, g, b = colorsys.hls_to_rgb(hue, light, 0.75)
+        out.append(f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}")
+    return out
 
 
 def singular_values_figure(
@@ -79,21 +102,31 @@ def singular_values_figure(
         idx = np.arange(1, sv.size + 1)[keep]
         fig.add_trace(go.Scatter(x=idx, y=sv[keep], mode="lines", name=label(name),
                                  line=dict(color=PALETTE[i % len(PALETTE)], width=2)))
-    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_yaxes(type="log", exponentformat="power", dtick=1)  # decades only: no 2 / 5 minor labels
     return fig
 
 
-def _grouped_bars(fig: go.Figure, values: Mapping[str, Mapping[str, float]], columns: Sequence[str]) -> None:
-    """Add one bar trace per column to ``fig``: x = checkpoint names, missing values as NaN, labelled."""
+def _grouped_bars(fig: go.Figure, values: Mapping[str, Mapping[str, float]], columns: Sequence[str],
+                  intervals: Mapping[str, Mapping[str, tuple[float, float]]] | None = None) -> None:
+    """Add one bar trace per column to ``fig``: x = checkpoint names, missing values as NaN, labelled.
+
+    ``intervals`` (optional) maps checkpoint -> column -> (lo, hi), drawn as error bars.
+    """
+    from umae_eval.report.tables import header
+
     names = list(values)
     for j, col in enumerate(columns):
+        y = [float(values[n].get(col, float("nan"))) for n in names]
+        error_y = None
+        if intervals:
+            lo = [intervals.get(n, {}).get(col, (v, v))[0] for n, v in zip(names, y)]
+            hi = [intervals.get(n, {}).get(col, (v, v))[1] for n, v in zip(names, y)]
+            error_y = dict(type="data", array=[h - v for h, v in zip(hi, y)],
+                           arrayminus=[v - lo_ for lo_, v in zip(lo, y)], visible=True, thickness=1.2, width=4)
         fig.add_trace(go.Bar(
-            x=[label(n) for n in names],
-            y=[float(values[n].get(col, float("nan"))) for n in names],
-            name=label(col),
-            marker_color=PALETTE[j % len(PALETTE)],
-            texttemplate="%{y:.1f}",
-            textposition="outside",
+            x=[label(n) for n in names], y=y, name=label(header(col)),
+            marker_color=PALETTE[j % len(PALETTE)], texttemplate="%{y:.1f}",
+            textposition="inside" if error_y else "outside", insidetextanchor="end", error_y=error_y,
         ))
     fig.update_layout(barmode="group")
 
@@ -111,6 +144,7 @@ def rank_bars_figure(
     """
     fig = _base(title, "checkpoint", "rank (number of dimensions)", settings_line)
     _grouped_bars(fig, ranks, metrics)
+    fig.update_yaxes(rangemode="tozero")
     return fig
 
 
@@ -119,17 +153,19 @@ def accuracy_figure(
     *,
     title: str = "Probe accuracy",
     settings_line: str = "",
+    intervals: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
 ) -> go.Figure:
     """Grouped bars of accuracy (percent): one group per checkpoint, one bar per probe.
 
-    ``accuracies`` maps checkpoint name -> ``{probe column (e.g. 'knn_accuracy@20'): percent}``.
+    ``accuracies`` maps checkpoint name -> ``{probe column (e.g. 'knn_accuracy@20'): percent}``;
+    ``intervals`` (optional) the 95% interval of each, drawn as error bars.
     """
     fig = _base(title, "checkpoint", "test accuracy (%)", settings_line)
     columns: list[str] = []
     for per in accuracies.values():
         columns.extend(c for c in per if c not in columns)
-    _grouped_bars(fig, accuracies, columns)
-    fig.update_yaxes(range=[0, 105])
+    _grouped_bars(fig, accuracies, columns, intervals)
+    fig.update_yaxes(range=[0, 100], ticksuffix="%")
     return fig
 
 
@@ -143,13 +179,36 @@ def alignment_uniformity_figure(
 
     ``points`` maps checkpoint name -> ``(alignment, uniformity)``.
     """
-    fig = _base(title, "uniformity (log E exp(-2||z-z'||²), lower = more uniform)",
-                "alignment (E ||z1-z2||², lower = better aligned)", settings_line)
+    fig = _base(title, "uniformity: log E exp(-2||z-z'||²) (lower = more uniform)",
+                "alignment: E ||z1-z2||² (lower = better)", settings_line)
     for i, (name, (align, unif)) in enumerate(points.items()):
         fig.add_trace(go.Scatter(x=[float(unif)], y=[float(align)], mode="markers+text",
                                  name=label(name), text=[label(name)], textposition="top center",
                                  marker=dict(size=12, color=PALETTE[i % len(PALETTE)])))
     return fig
+
+
+def _map_traces(coords: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
+                test_index: np.ndarray | None, marker_size: int, legend: bool) -> list[go.Scatter]:
+    """SVG scatter traces of one map: one per class up to 20 classes, else one coloured trace."""
+    colors = class_colors(max(len(class_names), int(labels.max()) + 1 if labels.size else 1))
+    index = np.arange(len(labels)) if test_index is None else np.asarray(test_index)
+    names = [class_names[int(c)] if 0 <= int(c) < len(class_names) else str(int(c)) for c in labels]
+    hover = "%{text}<br>test image %{customdata}<extra></extra>"
+    if len(colors) <= 20:
+        out = []
+        for c in np.unique(labels):
+            sel = labels == c
+            name = names[int(np.flatnonzero(sel)[0])]
+            out.append(go.Scatter(
+                x=coords[sel, 0], y=coords[sel, 1], mode="markers", name=label(name), legendgroup=label(name),
+                showlegend=legend, text=[label(name)] * int(sel.sum()), customdata=index[sel],
+                marker=dict(size=marker_size, color=colors[int(c)], opacity=0.8), hovertemplate=hover))
+        return out
+    return [go.Scatter(x=coords[:, 0], y=coords[:, 1], mode="markers", name="test images", showlegend=False,
+                       text=[label(n) for n in names], customdata=index,
+                       marker=dict(size=marker_size, color=[colors[int(c)] for c in labels], opacity=0.8),
+                       hovertemplate=hover)]
 
 
 def embedding_figure(
@@ -160,8 +219,10 @@ def embedding_figure(
     title: str,
     settings_line: str = "",
     marker_size: int = 4,
+    test_index: np.ndarray | None = None,
+    legend: bool = True,
 ) -> go.Figure:
-    """Fig. 3a: a 2-D map (t-SNE or UMAP) of features, one colour and legend entry per class.
+    """Fig. 3a: a 2-D map (t-SNE or UMAP) of features, coloured by class, as SVG (no WebGL).
 
     Parameters
     ----------
@@ -170,23 +231,68 @@ def embedding_figure(
     labels:
         (N,) integer class of each point (indexes ``class_names``).
     class_names:
-        Names shown in the legend (escaped here).
+        Names shown in the legend and tooltip (escaped here). Up to 20 classes get one legend
+        entry each; more get one trace coloured by :func:`class_colors` and no legend (the
+        tooltip names the class).
+    test_index:
+        (N,) row of each point in the test split, shown in the tooltip.
+    legend:
+        False to leave the class key to the page (maps side by side share one key).
     """
-    coords = np.asarray(coords)
+    coords = np.asarray(coords, dtype=np.float64)
     labels = np.asarray(labels)
     fig = _base(title, "dim 1", "dim 2", settings_line)
-    for c in np.unique(labels):
-        sel = labels == c
-        name = class_names[int(c)] if 0 <= int(c) < len(class_names) else str(int(c))
-        fig.add_trace(go.Scattergl(
-            x=coords[sel, 0], y=coords[sel, 1], mode="markers", name=label(name),
-            marker=dict(size=marker_size, color=PALETTE[int(c) % len(PALETTE)], opacity=0.8),
-            hovertemplate=label(name) + "<extra></extra>",
-        ))
-    fig.update_layout(height=520, legend=dict(itemsizing="constant", title_text="class"))
-    fig.update_xaxes(showticklabels=False)
-    fig.update_yaxes(showticklabels=False, scaleanchor="x", scaleratio=1)
+    for tr in _map_traces(coords, labels, class_names, test_index, marker_size, legend):
+        fig.add_trace(tr)
+    fig.update_layout(height=460, legend=dict(itemsizing="constant", title_text="class"),
+                      margin=dict(l=30, r=10, t=110 if legend else 70, b=30),
+                      showlegend=legend and len(class_names) <= 20)
+    fig.update_xaxes(showticklabels=False, title_text="", zeroline=False)
+    fig.update_yaxes(showticklabels=False, title_text="", zeroline=False, scaleanchor="x", scaleratio=1)
     return fig
+
+
+def maps_figure(
+    maps: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]],
+    class_names: Sequence[str],
+    *,
+    title: str,
+    settings_line: str = "",
+    marker_size: int = 3,
+) -> go.Figure:
+    """Several maps side by side (three per row), equal axes, one shared class legend.
+
+    ``maps``: (panel title, coords (N, 2), labels (N,), test_index (N,) or None) per panel.
+    """
+    from plotly.subplots import make_subplots
+
+    cols = min(3, max(1, len(maps)))
+    rows = -(-len(maps) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[label(m[0]) for m in maps],
+                        horizontal_spacing=0.03, vertical_spacing=0.08)
+    for i, (_, coords, labels, idx) in enumerate(maps):
+        r, c = i // cols + 1, i % cols + 1
+        for tr in _map_traces(np.asarray(coords, dtype=np.float64), np.asarray(labels), class_names, idx,
+                              marker_size, legend=i == 0):
+            fig.add_trace(tr, row=r, col=c)
+        axis = "" if i == 0 else str(i + 1)
+        fig.update_xaxes(showticklabels=False, zeroline=False, row=r, col=c)
+        fig.update_yaxes(showticklabels=False, zeroline=False, scaleanchor=f"x{axis}", scaleratio=1, row=r, col=c)
+    full = label(title) + (f"<br><sup>{label(settings_line)}</sup>" if settings_line else "")
+    fig.update_layout(template="plotly_white", title=dict(text=full, x=0.01), height=380 * rows + 120,
+                      legend=dict(_LEGEND, itemsizing="constant", y=-0.02, yanchor="top"),
+                      showlegend=len(class_names) <= 20, margin=dict(l=20, r=20, t=90, b=80))
+    return fig
+
+
+def _curve_range(values: Sequence[float], lo: Sequence[float], hi: Sequence[float], span: float) -> list[float]:
+    """A y range that holds every band and is at least ``span`` wide (so noise looks like noise)."""
+    bottom, top = float(np.nanmin(lo)), float(np.nanmax(hi))
+    if top - bottom < span:
+        mid = (top + bottom) / 2
+        bottom, top = mid - span / 2, mid + span / 2
+    pad = 0.05 * (top - bottom)
+    return [max(0.0, bottom - pad), min(100.0, top + pad)]
 
 
 def training_curve_figure(
@@ -196,17 +302,55 @@ def training_curve_figure(
     y_title: str,
     title: str,
     settings_line: str = "",
+    extra_metric: str | None = None,
+    eval_images: Mapping[str, int | None] | None = None,
 ) -> go.Figure:
-    """Fig. 1c / 3b: a metric along training, one line per run.
+    """Fig. 1c / 3b: a metric along training, one colour per run.
 
     ``curves`` maps run name -> ``{'epoch': [...], metric: [...]}`` (from ``metrics.jsonl``);
-    runs without the metric are skipped.
+    runs without the metric are skipped. ``extra_metric`` (e.g. ``knn_accuracy`` on the linear
+    panel) is drawn dashed in the same colour from ``'<extra_metric>:epoch'`` / its column.
+    Accuracies (percent) get a 95% Wilson band when ``eval_images`` gives the run's test images;
+    their axis spans at least 20 points, a rank axis starts at 0. Epoch ticks are integers.
     """
+    from umae_eval.pipeline.intervals import wilson_interval
+
     fig = _base(title, "epoch", y_title, settings_line)
+    percent = "accuracy" in metric
+    lows: list[float] = []
+    highs: list[float] = []
+    vals: list[float] = []
     for i, (name, curve) in enumerate(curves.items()):
-        if metric not in curve:
-            continue
-        fig.add_trace(go.Scatter(x=list(curve["epoch"]), y=list(curve[metric]), mode="lines+markers",
-                                 name=label(name), marker=dict(size=5),
-                                 line=dict(color=PALETTE[i % len(PALETTE)], width=2)))
+        color = PALETTE[i % len(PALETTE)]
+        n = (eval_images or {}).get(name)
+        for m, dash, suffix in ((metric, "solid", ""), (extra_metric, "dash", " (kNN)")):
+            if not m or m not in curve:
+                continue
+            epochs = list(curve.get(f"{m}:epoch", curve["epoch"]))
+            ys = [float(v) for v in curve[m]]
+            vals.extend(ys)
+            if percent and n and m == metric:  # one band per run: the extra line would only blur it
+                band = [wilson_interval(v, int(n)) for v in ys]
+                lo, hi = [b.lo for b in band], [b.hi for b in band]
+                fig.add_trace(go.Scatter(x=epochs + epochs[::-1], y=hi + lo[::-1], fill="toself", mode="lines",
+                                         fillcolor=_rgba(color, 0.15), line=dict(width=0), hoverinfo="skip",
+                                         showlegend=False, name=f"{label(name)}{suffix} 95% band"))
+                lows.extend(lo)
+                highs.extend(hi)
+            fig.add_trace(go.Scatter(x=epochs, y=ys, mode="lines+markers", name=label(name) + suffix,
+                                     marker=dict(size=5), line=dict(color=color, width=2, dash=dash)))
+    fig.update_xaxes(tickformat="d")
+    epochs_all = [e for c in curves.values() for e in c.get("epoch", [])]
+    if epochs_all and max(epochs_all) - min(epochs_all) <= 12:
+        fig.update_xaxes(dtick=1)
+    if percent and vals:
+        fig.update_yaxes(range=_curve_range(vals, lows or vals, highs or vals, 20.0), ticksuffix="%")
+    else:
+        fig.update_yaxes(rangemode="tozero")
     return fig
+
+
+def _rgba(hex_color: str, alpha: float) -> str:
+    h = hex_color.lstrip("#")
+    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    return f"rgba({r},{g},{b},{alpha})"

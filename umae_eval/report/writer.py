@@ -1,30 +1,79 @@
-"""A self-contained HTML report (plotly.js embedded once) plus results.json and CSVs.
+"""A self-contained HTML report (plotly.js embedded once) plus results.json, CSVs and figures/.
 
 Every user-supplied string (paths, class names, settings) is HTML-escaped here, in one place.
+The page opens offline, draws every plot as SVG (no WebGL), has a table of contents with
+anchors, links to every file written, prints without splitting figures, and stacks its
+side-by-side panels on screens narrower than 900 px. Each figure is also written to
+``figures/`` as PDF, SVG and PNG (2x) by :mod:`umae_eval.report.static`.
 """
 
 from __future__ import annotations
 
 import html
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from umae_eval.provenance import atomic_write_json, atomic_write_text, now_iso, results_envelope, versions
+from umae_eval.provenance import (
+    atomic_write_json,
+    atomic_write_text,
+    command_line_text,
+    now_iso,
+    project_revision,
+    results_envelope,
+    versions,
+)
+from umae_eval.report.tables import formatted
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1100px;color:#222;padding:0 1rem}
-h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
-table{border-collapse:collapse;margin:.5rem 0;font-size:.9rem} th,td{border:1px solid #ddd;padding:.25rem .5rem;text-align:left;vertical-align:top}
-th{background:#f4f4f4} td.num{text-align:right;font-variant-numeric:tabular-nums}
-.caption{color:#555;font-size:.85rem;margin:.2rem 0 1rem} .meta{color:#666;font-size:.85rem}
-code{background:#f4f4f4;padding:0 .2rem}
-.figsettings{color:#666;font-size:.78rem;margin:.1rem 0 1rem;word-break:break-all}
-.umae-figure{min-height:420px} .tablewrap{overflow-x:auto}
+*{box-sizing:border-box}
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:1.5rem auto;max-width:1200px;
+color:#222;padding:0 1rem;line-height:1.4}
+h1{font-size:1.6rem;margin-bottom:.2rem} h2{font-size:1.25rem;margin-top:2.2rem;border-bottom:1px solid #ddd;
+padding-bottom:.2rem} h3{font-size:1.05rem;margin-top:1.5rem}
+h2 a.anchor,h3 a.anchor{color:#bbb;text-decoration:none;margin-left:.4rem;font-weight:normal}
+table{border-collapse:collapse;margin:.5rem 0;font-size:.88rem;max-width:100%}
+th,td{border:1px solid #ddd;padding:.25rem .45rem;text-align:left;vertical-align:top;overflow-wrap:break-word}
+td{overflow-wrap:anywhere} th{background:#f4f4f4;font-weight:600;hyphens:manual} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+th.num{text-align:right}
+.caption{color:#555;font-size:.85rem;margin:.2rem 0 1rem} .meta{color:#555;font-size:.85rem}
+code{background:#f4f4f4;padding:0 .2rem;overflow-wrap:anywhere}
+.figsettings{color:#666;font-size:.76rem;margin:.1rem 0 .3rem;overflow-wrap:anywhere}
+.figlinks{font-size:.8rem;margin:.1rem 0 1rem} .figlinks a{margin-right:.6rem}
+.umae-figure{min-height:320px;min-width:0} .tablewrap{overflow-x:auto;max-width:100%}
+nav.toc{background:#fafafa;border:1px solid #e4e4e4;padding:.4rem 1rem;margin:1rem 0;font-size:.9rem}
+nav.toc ol{margin:.3rem 0;padding-left:1.4rem;columns:2;column-gap:2rem} nav.toc li{break-inside:avoid}
+.sentences{font-size:1rem;margin:.4rem 0 .8rem;padding-left:1.2rem} .sentences li{margin:.25rem 0}
+.verdict{border-left:4px solid #3b6ea8;background:#f5f8fc;padding:.5rem 1rem;margin:.6rem 0}
+.figgrid{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:.8rem}
+.figgrid>div{min-width:0}
+.swatches{display:flex;flex-wrap:wrap;gap:.2rem .9rem;font-size:.8rem;margin:.3rem 0}
+.swatch{display:inline-block;width:.8rem;height:.8rem;border-radius:50%;margin-right:.3rem;vertical-align:-1px}
+details{margin:.8rem 0;border:1px solid #e4e4e4;padding:.3rem .8rem} details>summary{cursor:pointer;font-weight:600}
+ul.files{columns:3;font-size:.88rem} ul.files li{overflow-wrap:anywhere} ul.files a{margin-right:.4rem}
+@media (max-width:900px){body{margin:.8rem auto;padding:0 .6rem}.figgrid{grid-template-columns:1fr}
+nav.toc ol,ul.files{columns:1} h1{font-size:1.3rem}}
+@media print{body{max-width:none;margin:0;padding:0;font-size:10pt} nav.toc{break-after:page}
+.modebar,.modebar-container,.figlinks{display:none!important}
+.umae-figure,.figgrid>div,table,.verdict,details{break-inside:avoid;page-break-inside:avoid}
+h2,h3{break-after:avoid;page-break-after:avoid} .tablewrap{overflow:visible} a{color:inherit;text-decoration:none}}
+"""
+
+#: Before printing: open collapsed sections and size every plot to the paper width; after: restore.
+_PRINT_JS = """
+(function(){function plots(){return document.querySelectorAll('.plotly-graph-div');}
+window.addEventListener('beforeprint',function(){document.querySelectorAll('details').forEach(function(d){
+d.dataset.wasOpen=d.open;d.open=true;});if(window.Plotly){plots().forEach(function(p){
+var w=p.closest('.figgrid')?330:680;Plotly.relayout(p,{width:w});});}});
+window.addEventListener('afterprint',function(){document.querySelectorAll('details').forEach(function(d){
+d.open=d.dataset.wasOpen==='true';});if(window.Plotly){plots().forEach(function(p){
+Plotly.relayout(p,{width:null,autosize:true});});}});})();
 """
 
 
@@ -55,6 +104,22 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def slug(text: str) -> str:
+    """A URL fragment / file stem from a title: ``'Singular values (Fig. 1b)'`` -> ``'singular-values-fig-1b'``."""
+    s = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
+    return s[:60].rstrip("-") or "section"
+
+
+@dataclass
+class StaticFigure:
+    """A figure to write to ``figures/<stem>.{pdf,svg,png}``."""
+
+    stem: str
+    fig: Any
+    title: str
+    settings: dict[str, str]
+
+
 @dataclass
 class HtmlReport:
     """Sections added in order, rendered to one offline HTML page.
@@ -62,79 +127,112 @@ class HtmlReport:
     Example::
 
         rep = HtmlReport("collapse report", command="collapse-report")
-        rep.add_settings({"data": "demo", "pool": "cls"})
         rep.add_figure("Singular values (Fig. 1b)", fig, caption="centred features, log scale")
         rep.add_table("Effective rank", df)
+        with rep.collapsed("Settings"):
+            rep.add_settings({"data": "demo", "pool": "cls"})
         rep.write(out_dir / "report.html")
     """
 
     title: str
     command: str
     _parts: list[str] = field(default_factory=list)
+    _toc: list[tuple[int, str, str]] = field(default_factory=list)
+    _ids: set[str] = field(default_factory=set)
     _n_figures: int = 0
+    static_figures: list[StaticFigure] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
 
-    def add_heading(self, text: str) -> None:
-        self._parts.append(f"<h2>{html.escape(text)}</h2>")
+    # ------------------------------------------------------------------ structure
+
+    def _anchor(self, text: str) -> str:
+        base = slug(text)
+        anchor, i = base, 2
+        while anchor in self._ids:
+            anchor, i = f"{base}-{i}", i + 1
+        self._ids.add(anchor)
+        return anchor
+
+    def _heading_html(self, text: str, level: int = 2) -> str:
+        anchor = self._anchor(text)
+        self._toc.append((level, anchor, text))
+        return (f"<h{level} id='{anchor}'>{html.escape(text)}"
+                f"<a class='anchor' href='#{anchor}' aria-label='link to this section'>#</a></h{level}>")
+
+    def add_heading(self, text: str, level: int = 2) -> None:
+        """A section heading with an anchor; level 2 headings go into the table of contents."""
+        self._parts.append(self._heading_html(text, level))
 
     def add_text(self, text: str) -> None:
         """A plain paragraph (escaped; blank lines split paragraphs)."""
         for para in str(text).split("\n\n"):
             self._parts.append(f"<p>{html.escape(para)}</p>")
 
-    def add_settings(self, settings: Mapping[str, Any], title: str = "Settings") -> None:
+    def add_sentences(self, sentences: Sequence[str], *, verdict: bool = False) -> None:
+        """A bulleted list of plain sentences (escaped); ``verdict`` frames it as the report's answer."""
+        if not sentences:
+            return
+        items = "".join(f"<li>{html.escape(s)}</li>" for s in sentences)
+        cls = " class='verdict'" if verdict else ""
+        self._parts.append(f"<div{cls}><ul class='sentences'>{items}</ul></div>")
+
+    @contextmanager
+    def collapsed(self, summary: str, *, open_: bool = False) -> Iterator[None]:
+        """Everything added inside the block goes into a ``<details>`` section (opened for print)."""
+        anchor = self._anchor(summary)
+        self._toc.append((2, anchor, summary))
+        self._parts.append(f"<details id='{anchor}'{' open' if open_ else ''}><summary>{html.escape(summary)}"
+                           f"</summary>")
+        try:
+            yield
+        finally:
+            self._parts.append("</details>")
+
+    def add_settings(self, settings: Mapping[str, Any], title: str = "Settings", *, level: int = 3) -> None:
         """A two-column table of the settings that produced this report (escaped)."""
         rows = "".join(
             f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
             for k, v in settings.items()
         )
-        self._parts.append(f"<h2>{html.escape(title)}</h2><table class='settings'>{rows}</table>")
+        self._parts.append(f"{self._heading_html(title, level)}<table class='settings'>{rows}</table>")
+
+    # ------------------------------------------------------------------ tables
+
+    def table_html(self, df: pd.DataFrame) -> str:
+        """A data table: headers in words, one number format per column, numbers right-aligned."""
+        heads, rows = formatted(df)
+        numeric = [all(r[j][1] for r in rows) and bool(rows) for j in range(len(heads))]
+        head = "".join(f"<th{' class=num' if numeric[j] else ''}>{html.escape(h)}</th>"
+                       for j, h in enumerate(heads))
+        body = "".join("<tr>" + "".join(f"<td class='num'>{html.escape(t)}</td>" if num
+                                        else f"<td>{html.escape(t)}</td>" for t, num in r) + "</tr>"
+                       for r in rows)
+        return f"<div class='tablewrap'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
     def add_table(
         self,
         title: str,
         df: pd.DataFrame,
         caption: str = "",
-        float_format: str = "{:.2f}",
+        float_format: str | None = None,
         settings: Mapping[str, Any] | None = None,
+        *,
+        level: int = 2,
     ) -> None:
-        """A data table; numbers right-aligned, every cell escaped.
+        """A data table under its own heading; every cell escaped.
 
         ``settings`` (optional) is shown under the table: the options that produced it.
+        ``float_format`` is accepted for old callers and ignored: each column picks one format.
         """
-        head = "".join(f"<th>{html.escape(str(c))}</th>" for c in df.columns)
-        body = []
-        for _, row in df.iterrows():
-            cells = []
-            for v in row.tolist():
-                if isinstance(v, float):
-                    cells.append(f"<td class='num'>{html.escape(float_format.format(v))}</td>")
-                elif isinstance(v, int) and not isinstance(v, bool):
-                    cells.append(f"<td class='num'>{v}</td>")
-                else:
-                    cells.append(f"<td>{html.escape(str(v))}</td>")
-            body.append("<tr>" + "".join(cells) + "</tr>")
         self._parts.append(
-            f"<h2>{html.escape(title)}</h2><div class='tablewrap'><table><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table></div>"
+            (self._heading_html(title, level) if title else "") + self.table_html(df)
             + (f"<div class='caption'>{html.escape(caption)}</div>" if caption else "")
             + _settings_line(settings)
         )
 
-    def add_figure(
-        self,
-        title: str,
-        fig: Any,
-        caption: str = "",
-        settings: Mapping[str, Any] | None = None,
-    ) -> None:
-        """A plotly figure. Its div gets class ``umae-figure`` (the browser test counts them).
+    # ------------------------------------------------------------------ figures
 
-        The figure is serialised to JSON with ``<``, ``>`` and ``&`` written as ``\\uXXXX``
-        escapes, so no string inside it can close the ``<script>`` element. Plotly draws a
-        small HTML subset in labels: pass user strings through
-        :func:`umae_eval.report.figures.label` (the figure functions there already do).
-        ``settings`` (optional) is shown under the figure and stored in ``layout.meta``.
-        """
+    def _figure_div(self, fig: Any, settings: Mapping[str, Any] | None, stem: str) -> str:
         self._n_figures += 1
         div_id = f"umae-fig-{self._n_figures}"
         if settings:
@@ -142,38 +240,136 @@ class HtmlReport:
         import plotly.io as pio
 
         fig_json = json.loads(pio.to_json(fig, validate=False, pretty=False))
-        config = {"displaylogo": False, "responsive": True}
+        config = {"displaylogo": False, "responsive": True,
+                  "toImageButtonOptions": {"format": "svg", "filename": stem}}
         script = (
             f"Plotly.newPlot({_script_json(div_id)}, {_script_json(fig_json.get('data', []))}, "
             f"{_script_json(fig_json.get('layout', {}))}, {_script_json(config)});"
         )
+        return (f"<div class='umae-figure'><div id='{div_id}' class='plotly-graph-div'></div>"
+                f"<script type='text/javascript'>{script}</script></div>")
+
+    def _static(self, stem: str, fig: Any, title: str, settings: Mapping[str, Any] | None) -> str:
+        """Register ``fig`` for figures/ and return the links to its files."""
+        stem = self._unique_stem(stem)
+        self.static_figures.append(StaticFigure(stem, fig, title, {str(k): _fmt(v) for k, v in (settings or {}).items()}))
+        links = " ".join(f"<a href='figures/{html.escape(stem)}.{ext}'>{ext.upper()}</a>" for ext in ("pdf", "svg", "png"))
+        return f"<div class='figlinks'>figure files: {links}</div>"
+
+    def _unique_stem(self, stem: str) -> str:
+        taken = {s.stem for s in self.static_figures}
+        out, i = stem, 2
+        while out in taken:
+            out, i = f"{stem}-{i}", i + 1
+        return out
+
+    def add_figure(
+        self,
+        title: str,
+        fig: Any,
+        caption: str = "",
+        settings: Mapping[str, Any] | None = None,
+        *,
+        name: str | None = None,
+        static: Any | None = None,
+        level: int = 2,
+    ) -> None:
+        """A plotly figure under its own heading; its div gets class ``umae-figure``.
+
+        The figure is serialised to JSON with ``<``, ``>`` and ``&`` written as ``\\uXXXX``
+        escapes, so no string inside it can close the ``<script>`` element. Plotly draws a
+        small HTML subset in labels: pass user strings through
+        :func:`umae_eval.report.figures.label` (the figure functions there already do).
+        ``settings`` (optional) is shown under the figure and stored in ``layout.meta``. The
+        figure (or ``static``, a version typeset for print) is also written to
+        ``figures/<name>.{pdf,svg,png}`` (``name`` defaults to the title's slug).
+        """
+        stem = name or slug(title)
         self._parts.append(
-            f"<h2>{html.escape(title)}</h2>"
-            f"<div class='umae-figure'><div id='{div_id}' class='plotly-graph-div'></div>"
-            f"<script type='text/javascript'>{script}</script></div>"
+            self._heading_html(title, level) + self._figure_div(fig, settings, stem)
+            + (f"<div class='caption'>{html.escape(caption)}</div>" if caption else "")
+            + _settings_line(settings) + self._static(stem, static if static is not None else fig, title, settings)
+        )
+
+    def add_figure_grid(
+        self,
+        title: str,
+        figs: Sequence[Any],
+        *,
+        caption: str = "",
+        settings: Mapping[str, Any] | None = None,
+        swatches: Sequence[tuple[str, str]] = (),
+        name: str | None = None,
+        static: Any | None = None,
+    ) -> None:
+        """Several figures side by side (stacked below 900 px), an optional colour key
+        (``swatches``: (label, colour)) and one static file of ``static`` (all panels in one)."""
+        stem = name or slug(title)
+        cells = "".join(f"<div>{self._figure_div(f, settings, stem)}</div>" for f in figs)
+        key = ""
+        if swatches:
+            key = "<div class='swatches'>" + "".join(
+                f"<span><span class='swatch' style='background:{html.escape(color)}'></span>{html.escape(name_)}</span>"
+                for name_, color in swatches) + "</div>"
+        self._parts.append(
+            self._heading_html(title) + f"<div class='figgrid'>{cells}</div>" + key
             + (f"<div class='caption'>{html.escape(caption)}</div>" if caption else "")
             + _settings_line(settings)
+            + (self._static(stem, static, title, settings) if static is not None else "")
         )
 
     @property
     def n_figures(self) -> int:
         return self._n_figures
 
+    # ------------------------------------------------------------------ page
+
+    def _toc_html(self) -> str:
+        items = "".join(f"<li><a href='#{a}'>{html.escape(t)}</a></li>" for lvl, a, t in self._toc if lvl == 2)
+        return f"<nav class='toc' aria-label='contents'><b>Contents</b><ol>{items}</ol></nav>" if items else ""
+
+    def _files_html(self) -> str:
+        """Links to every file written: results.json and the CSVs, then each figure's PDF / SVG / PNG."""
+        if not self.files:
+            return ""
+        heading = self._heading_html("Files written")
+        data = [f for f in self.files if not f.startswith("figures/")]
+        figs: dict[str, list[str]] = {}
+        for f in self.files:
+            if f.startswith("figures/"):
+                figs.setdefault(f.rsplit(".", 1)[0], []).append(f)
+        items = "".join(f"<li><a href='{html.escape(f)}'>{html.escape(f)}</a></li>" for f in data)
+        fig_items = "".join(
+            f"<li>{html.escape(stem)}: " + "".join(f"<a href='{html.escape(f)}'>{html.escape(f.rsplit('.', 1)[1].upper())}</a>"
+                                                   for f in files) + "</li>"
+            for stem, files in figs.items())
+        return (f"{heading}<p class='meta'>Tables (CSV, as in results.json) and the run record:</p>"
+                f"<ul class='files'>{items}</ul>"
+                + (f"<p class='meta'>Figures for a paper (PDF and SVG vector, PNG at 2x), in figures/:</p>"
+                   f"<ul class='files'>{fig_items}</ul>" if fig_items else ""))
+
     def render(self) -> str:
         """The whole page as a string. plotly.js is inlined once, only if a figure exists."""
+        files = self._files_html()  # adds its heading to the contents before they are drawn
         script = ""
         if self._n_figures:
             from plotly.offline import get_plotlyjs
 
             script = f"<script type='text/javascript'>{get_plotlyjs()}</script>"
         v = versions()
-        stamp = (f"umae {html.escape(v.get('umae', '?'))} · torch {html.escape(v.get('torch', '?'))}"
-                 f" · {html.escape(now_iso())}")
+        rev = project_revision()
+        cmd = command_line_text()
+        stamp = (f"umae {html.escape(rev['version'])} (revision {html.escape(rev['revision'])}) · "
+                 f"torch {html.escape(v.get('torch', '?'))} · {html.escape(now_iso())}")
+        cmd_html = f"<div class='meta'>command: <code>{html.escape(cmd)}</code></div>" if cmd else ""
+        tail = f"<script type='text/javascript'>{_PRINT_JS}</script>" if self._n_figures else ""
         return (
             "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'>"
             f"<title>{html.escape(self.title)}</title><style>{_CSS}</style>{script}</head><body>"
             f"<h1>{html.escape(self.title)}</h1><div class='meta'>umae {html.escape(self.command)} · {stamp}</div>"
-            + "".join(self._parts)
+            + cmd_html + self._toc_html()
+            + "".join(self._parts) + files + tail
             + "</body></html>"
         )
 
@@ -189,17 +385,28 @@ def write_outputs(
     results: Mapping[str, Any],
     tables: Mapping[str, pd.DataFrame] | None = None,
     report: HtmlReport | None = None,
+    *,
+    figures: bool = True,
 ) -> dict[str, Path]:
-    """Write ``results.json`` (settings, versions, results), one CSV per table, and ``report.html``.
+    """Write one CSV per table, ``figures/`` (PDF, SVG, PNG of each figure), ``report.html``
+    (linking all of them) and ``results.json`` (settings, command line, revision, versions, results).
 
-    Returns the paths written, keyed by ``'results'``, ``'report'`` and each table name.
+    Returns the paths written, keyed by ``'results'``, ``'report'``, ``'figures'`` and each table name.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
     for name, df in (tables or {}).items():
         written[name] = atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
+    figure_files: list[Path] = []
+    if report is not None and figures and report.static_figures:
+        from umae_eval.report.static import export_figures
+
+        figure_files = export_figures(report.static_figures, out / "figures", title=report.title)
+        written["figures"] = out / "figures"
     if report is not None:
+        report.files = (["results.json"] + [f"{n}.csv" for n in (tables or {})]
+                        + [str(p.relative_to(out)) for p in figure_files])
         written["report"] = report.write(out / "report.html")
     written["results"] = atomic_write_json(
         out / "results.json", results_envelope(command, dict(settings), dict(results))

@@ -1,0 +1,255 @@
+"""One evaluation pipeline under ``probe``, ``collapse-report``, ``compare`` and ``demo``.
+
+    checkpoints + images --features--> per checkpoint: probes / spectrum / masked views / maps
+        + training curves --> summary (intervals, paired differences, paper numbers)
+        --> one :class:`AnalysisResults`
+
+The commands parse options into an :class:`AnalysisConfig`, call :func:`run_analysis` and hand
+the results to :func:`umae_eval.report.analysis.analysis_report`. Nothing here prints: progress
+goes through ``progress`` and one-line status messages through ``notify``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from umae_eval.analysis import DataSubset, FeatureSet, Subject, compute_features, subset_indices
+from umae_eval.errors import UmaeError
+from umae_eval.pipeline.collapse import (
+    FeatureMap,
+    SpectrumStats,
+    ViewGeometry,
+    feature_maps,
+    masked_view_geometry,
+    spectrum_stats,
+    umap_compiles,
+)
+from umae_eval.pipeline.curves import eval_images, read_training_curves
+from umae_eval.pipeline.intervals import DEFAULT_BOOTSTRAP
+from umae_eval.pipeline.probing import ProbeSummary, run_probes
+from umae_eval.pipeline.recipe import Recipe, recipe_of
+from umae_eval.pipeline.reference import Reference, reference_for
+from umae_eval.pipeline.summary import Summary, build_summary, main_metric
+from umae_eval.progress import ProgressFactory, null_progress
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """What to measure. ``methods`` empty = no probes; ``collapse`` False = no spectrum / views / maps."""
+
+    methods: tuple[str, ...] = ("mean", "linear", "knn")
+    ks: tuple[int, ...] = (10, 20, 200)
+    temperature: float = 0.07
+    protocol: str = "fast"
+    backend: str = "torch"
+    pool: str = "cls"
+    collapse: bool = True
+    embed: tuple[str, ...] = ()
+    per_class: int = 500
+    mask_ratio: float = 0.75
+    max_views: int = 2000
+    device: str = "auto"
+    batch_size: int = 256
+    seed: int = 0
+    n_boot: int = DEFAULT_BOOTSTRAP
+
+    def settings(self, n_test: int) -> dict[str, Any]:
+        """The options that shaped the results, by their CLI names (for results.json)."""
+        from umae_eval.features import resolve_device
+
+        out: dict[str, Any] = {"pool": self.pool}
+        if self.methods:
+            out.update(methods=list(self.methods), k=list(self.ks), temperature=self.temperature,
+                       protocol=self.protocol, backend=self.backend)
+        if self.collapse:
+            out.update(embed=list(self.embed), per_class=self.per_class, mask_ratio=self.mask_ratio,
+                       max_views=self.max_views, max_views_used=min(self.max_views, n_test))
+        out.update(seed=self.seed, device=str(resolve_device(self.device)), batch_size=self.batch_size,
+                   bootstrap_resamples=self.n_boot)
+        return out
+
+
+@dataclass
+class CheckpointResult:
+    """Everything measured for one checkpoint."""
+
+    subject: Subject
+    recipe: Recipe
+    probes: ProbeSummary | None = None
+    spectrum: SpectrumStats | None = None
+    views: ViewGeometry | None = None
+    maps: list[FeatureMap] = field(default_factory=list)
+    curves: dict[str, list[float]] | None = None
+    eval_images: int | None = None
+    reference: Reference | None = None
+
+    @property
+    def name(self) -> str:
+        return self.subject.name
+
+    def collapse_scalars(self) -> dict[str, float]:
+        """Spectrum and masked-view scalars by result name (empty without the collapse stage)."""
+        out: dict[str, float] = {}
+        if self.spectrum is not None:
+            out.update(self.spectrum.scalars())
+        if self.views is not None:
+            out.update(self.views.scalars())
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-safe: accuracies + probe settings, collapse scalars, spectra, map settings, curves."""
+        out: dict[str, Any] = {"recipe": self.recipe.to_json()}
+        if self.probes is not None:
+            out.update(accuracies=self.probes.accuracies, probes=self.probes.results, seconds=self.probes.seconds)
+        if self.spectrum is not None:
+            sp = self.spectrum
+            out.update(self.collapse_scalars())
+            out.update(alpha_req_fit_range=list(sp.alpha_req_fit_range), n_features=sp.n, dim=sp.dim,
+                       spectrum_settings=sp.settings,
+                       singular_values_centered=sp.singular_values_centered.tolist(),
+                       singular_values_raw=sp.singular_values_raw.tolist())
+        if self.views is not None:
+            out["masked_views"] = {"mask_ratio": self.views.mask_ratio, "n_images": self.views.n_images,
+                                   "seed": self.views.seed}
+        if self.spectrum is not None or self.maps:
+            out["maps"] = [{**m.settings, "knn_accuracy_in_map": m.knn_accuracy} for m in self.maps]
+            out["training_curves"] = self.curves
+        if self.reference is not None:
+            out["paper_reference"] = self.reference.to_json()
+        return out
+
+
+@dataclass
+class AnalysisResults:
+    """The pipeline's one result: per-checkpoint results, the summary, the data, the options."""
+
+    checkpoints: list[CheckpointResult]
+    data: dict[str, Any]
+    config: AnalysisConfig
+    summary: Summary
+    class_names: list[str]
+    timings: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.checkpoints]
+
+    @property
+    def ranked_by(self) -> str | None:
+        """The accuracy that ranks the checkpoints (None without probes)."""
+        first = next((c.probes for c in self.checkpoints if c.probes is not None), None)
+        return main_metric(list(first.accuracies)) if first else None
+
+    def settings(self, **extra: Any) -> dict[str, Any]:
+        """results.json's ``settings``: checkpoints (sha256, layout, arch, recipe), data, options."""
+        ckpts = [{**c.subject.settings(), "recipe": c.recipe.to_json()} for c in self.checkpoints]
+        out = {"checkpoints": ckpts, "data": dict(self.data), **self.config.settings(int(self.data["n_test"]))}
+        out.update(extra)
+        if self.ranked_by:
+            out["ranked_by"] = self.ranked_by
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """results.json's ``results``: the summary, each checkpoint's results, stage timings."""
+        out: dict[str, Any] = {"summary": self.summary.to_json()}
+        if self.ranked_by:
+            out["ranked_by"] = self.ranked_by
+            out["ranking"] = [h.name for h in self.summary.headlines]
+        out["checkpoints"] = {c.name: c.to_json() for c in self.checkpoints}
+        out["timings_s"] = dict(self.timings)
+        return out
+
+
+@contextmanager
+def timed(store: dict[str, float], key: str) -> Iterator[None]:
+    """Add the wall time of the block to ``store[key]`` (seconds)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        store[key] = store.get(key, 0.0) + time.perf_counter() - t0
+
+
+def _quiet(message: str) -> None:
+    return None
+
+
+def run_analysis(
+    subjects: Sequence[Subject],
+    data: DataSubset,
+    config: AnalysisConfig,
+    *,
+    spec: str,
+    progress: ProgressFactory = null_progress,
+    notify: Callable[[str], None] = _quiet,
+    timings: dict[str, float] | None = None,
+) -> AnalysisResults:
+    """Features -> probes / spectrum / masked views / maps -> summary, for every subject.
+
+    ``spec`` is the ``--data`` text (recorded in the data settings); ``timings`` (optional)
+    already holds the load times and receives one entry per stage and checkpoint.
+    """
+    if not 0.0 <= config.mask_ratio < 1.0:
+        raise UmaeError(f"--mask-ratio {config.mask_ratio}: must be in [0, 1), e.g. --mask-ratio 0.75")
+    if not config.methods and not config.collapse:
+        raise ValueError("run_analysis needs probes (config.methods) or the collapse stage")
+    times = timings if timings is not None else {}
+    t_start = time.perf_counter()
+    from umae_eval.features import resolve_device
+
+    probe_device = str(resolve_device(config.device))
+    if "umap" in config.embed and umap_compiles():
+        notify("UMAP compiles its code on first use: about 15 s before the first map")
+    view_idx = subset_indices(len(data.y_test), config.max_views, config.seed + 2)
+    x_views = data.x_test if view_idx is None else data.x_test[view_idx]
+    results: list[CheckpointResult] = []
+    for s in subjects:
+        recipe = recipe_of(s.info.layout, s.info.metadata)
+        r = CheckpointResult(s, recipe)
+        with timed(times, f"features:{s.name}"):
+            fs: FeatureSet = compute_features(s, data, pool=config.pool, device=config.device,  # type: ignore[arg-type]
+                                              batch_size=config.batch_size, with_train=bool(config.methods),
+                                              progress=progress)
+        if config.methods:
+            notify(f"{s.name}: probing ({', '.join(config.methods)}) on {len(data.y_train)} train / "
+                   f"{len(data.y_test)} test features")
+            with timed(times, f"probes:{s.name}"):
+                r.probes = run_probes(fs, methods=config.methods, ks=config.ks, temperature=config.temperature,
+                                      protocol=config.protocol, backend=config.backend, seed=config.seed,
+                                      device=probe_device, progress=progress)
+        if config.collapse:
+            with timed(times, f"spectrum:{s.name}"):
+                r.spectrum = spectrum_stats(fs.test)
+            with timed(times, f"masked_views:{s.name}"):
+                r.views = masked_view_geometry(s, x_views, mask_ratio=config.mask_ratio, seed=config.seed,
+                                               pool=config.pool, device=config.device,  # type: ignore[arg-type]
+                                               batch_size=config.batch_size, progress=progress)
+            for method in config.embed:
+                notify(f"{s.name}: {method} map of up to {config.per_class} test images per class")
+                with timed(times, f"map_{method}:{s.name}"):
+                    # rows of fs.test are the subset's test images (less any a lazy set could not decode)
+                    index = data.test_idx if len(fs.y_test) == len(data.y_test) else None
+                    r.maps.extend(feature_maps(fs, methods=(method,), per_class=config.per_class,
+                                               seed=config.seed, test_index=index, progress=progress))
+            r.curves = read_training_curves(s.info.run_dir)
+            r.eval_images = eval_images(s.info.run_dir)
+        results.append(r)
+    data_settings = data.settings(spec)  # after the features: a lazy set adds its notes (transform, skips)
+    for r in results:
+        r.reference = reference_for(data_settings, r.subject.info.to_json()["arch"], r.recipe.method,
+                                    epochs=r.recipe.epochs, mask_ratio=r.recipe.mask_ratio,
+                                    protocol=config.protocol if config.methods else None)
+    with timed(times, "summary"):
+        summary = build_summary(
+            [r.name for r in results], {r.name: r.recipe for r in results},
+            {r.name: r.probes for r in results if r.probes is not None},
+            {r.name: {k: v for k, v in r.collapse_scalars().items() if k in ("effective_rank", "rankme")}
+             for r in results},
+            {r.name: r.spectrum.dim for r in results if r.spectrum is not None},
+            {r.name: r.reference for r in results}, data_settings, n_boot=config.n_boot, seed=config.seed)
+    times["pipeline"] = time.perf_counter() - t_start
+    return AnalysisResults(results, data_settings, config, summary, list(data.images.class_names), times)

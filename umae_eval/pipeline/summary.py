@@ -1,0 +1,203 @@
+"""The verdict of an analysis: headline numbers with 95% intervals, paired differences, sentences.
+
+Accuracy intervals come from a bootstrap over test images (:mod:`umae_eval.pipeline.intervals`)
+with one set of resamples shared by all checkpoints, so every difference is paired. Each
+comparison gets one plain sentence saying whether the difference is more than noise at this
+number of test images; the paper's Table 1 number is attached where the setting matches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from umae_eval.pipeline.intervals import Interval, bootstrap_accuracies, interval
+from umae_eval.pipeline.probing import ProbeSummary, knn_column
+from umae_eval.pipeline.recipe import Recipe
+from umae_eval.pipeline.reference import Reference, table1_rows, table1_setting
+
+#: Words for each result name, in sentences and column headers.
+METRIC_WORDS: dict[str, str] = {
+    "linear_accuracy": "linear accuracy",
+    "mean_classifier_accuracy": "mean-classifier accuracy",
+    "effective_rank": "effective rank",
+    "rankme": "RankMe",
+}
+#: Pairwise comparisons up to this many checkpoints; beyond it, each against the best only.
+ALL_PAIRS_UP_TO = 5
+
+
+def metric_words(name: str) -> str:
+    """``'knn_accuracy@20'`` -> ``'kNN accuracy (k=20)'``; known names from :data:`METRIC_WORDS`."""
+    if name.startswith("knn_accuracy@"):
+        return f"kNN accuracy (k={name.split('@', 1)[1]})"
+    return METRIC_WORDS.get(name, name.replace("_", " "))
+
+
+def headline_metrics(accuracy_names: Sequence[str]) -> list[str]:
+    """The accuracies the summary shows, in order: linear, one kNN (k=20 if run), mean classifier."""
+    names = list(accuracy_names)
+    knn = [n for n in names if n.startswith("knn_accuracy@")]
+    main_knn = knn_column(20) if knn_column(20) in knn else (knn[0] if knn else None)
+    return [n for n in ("linear_accuracy", main_knn, "mean_classifier_accuracy") if n and n in names]
+
+
+def main_metric(accuracy_names: Sequence[str]) -> str | None:
+    """The accuracy that ranks checkpoints: linear, else the headline kNN, else the mean classifier."""
+    head = headline_metrics(accuracy_names)
+    return head[0] if head else None
+
+
+@dataclass
+class Headline:
+    """One checkpoint's row of the summary panel."""
+
+    name: str
+    recipe: Recipe
+    accuracies: dict[str, Interval] = field(default_factory=dict)
+    ranks: dict[str, float] = field(default_factory=dict)
+    dim: int | None = None
+    reference: Reference | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "recipe": self.recipe.to_json(),
+                "accuracies": {k: v.to_json() for k, v in self.accuracies.items()},
+                "ranks": dict(self.ranks), "dim": self.dim,
+                "paper_reference": self.reference.to_json() if self.reference else None}
+
+
+@dataclass
+class Comparison:
+    """``better`` minus ``worse`` in ``metric`` (percentage points), paired over the test images."""
+
+    metric: str
+    better: str
+    worse: str
+    difference: Interval
+    n_test: int
+
+    @property
+    def beyond_noise(self) -> bool:
+        """True when the 95% interval of the difference excludes 0."""
+        return self.difference.excludes(0.0)
+
+    def sentence(self) -> str:
+        """E.g. 'U-MAE is 1.9 points above MAE in linear accuracy (95% interval -1.1 to 4.8):
+        within noise at 1,000 test images.'"""
+        d = self.difference
+        verdict = (f"more than noise at {self.n_test:,} test images" if self.beyond_noise
+                   else f"within noise at {self.n_test:,} test images")
+        if abs(d.estimate) < 0.05:
+            head = f"{self.better} and {self.worse} are level in {metric_words(self.metric)}"
+        else:
+            head = f"{self.better} is {d.estimate:.1f} points above {self.worse} in {metric_words(self.metric)}"
+        return f"{head} (95% interval {d.lo:.1f} to {d.hi:.1f}): {verdict}."
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "better": self.better, "worse": self.worse,
+                "difference": self.difference.to_json(), "n_test": self.n_test,
+                "beyond_noise": self.beyond_noise, "sentence": self.sentence()}
+
+
+@dataclass
+class Summary:
+    """Everything the summary panel shows, in the order it shows it."""
+
+    metric: str | None
+    n_test: int
+    n_boot: int
+    headlines: list[Headline]
+    comparisons: list[Comparison]
+    notes: list[str] = field(default_factory=list)
+
+    def sentences(self) -> list[str]:
+        """The comparison sentences of the main metric, then the notes (ranks, the paper)."""
+        return [c.sentence() for c in self.comparisons if c.metric == self.metric] + list(self.notes)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.metric, "n_test": self.n_test, "bootstrap_resamples": self.n_boot,
+                "interval": "95% percentile bootstrap over test images (paired across checkpoints)",
+                "headlines": [h.to_json() for h in self.headlines],
+                "comparisons": [c.to_json() for c in self.comparisons], "sentences": self.sentences()}
+
+
+def _pairs(order: Sequence[str]) -> list[tuple[str, str]]:
+    if len(order) <= ALL_PAIRS_UP_TO:
+        return [(a, b) for i, a in enumerate(order) for b in order[i + 1:]]
+    return [(order[0], b) for b in order[1:]]
+
+
+def build_summary(
+    names: Sequence[str],
+    recipes: Mapping[str, Recipe],
+    probes: Mapping[str, ProbeSummary],
+    ranks: Mapping[str, Mapping[str, float]],
+    dims: Mapping[str, int],
+    references: Mapping[str, Reference | None],
+    data: Mapping[str, Any],
+    *,
+    n_boot: int,
+    seed: int,
+) -> Summary:
+    """Headlines with intervals, paired differences (best first) and the notes of the summary.
+
+    ``probes`` may be empty (collapse-report): then the panel shows ranks only.
+    """
+    accuracy_names = next((list(p.accuracies) for p in probes.values()), [])
+    heads = headline_metrics(accuracy_names)
+    metric = main_metric(accuracy_names)
+    n_test = int(data.get("n_test", 0))
+    headlines = {n: Headline(n, recipes[n], ranks=dict(ranks.get(n, {})), dim=dims.get(n),
+                             reference=references.get(n)) for n in names}
+    comparisons: list[Comparison] = []
+    if heads and all(n in probes for n in names):
+        for m in heads:
+            correct = np.stack([probes[n].correct(m) for n in names])
+            boot = bootstrap_accuracies(correct, n_boot=n_boot, seed=seed)
+            for i, n in enumerate(names):
+                headlines[n].accuracies[m] = interval(100.0 * correct[i].mean(), boot[:, i])
+            col = {n: i for i, n in enumerate(names)}
+            order = sorted(names, key=lambda n: -headlines[n].accuracies[m].estimate)
+            for a, b in _pairs(order):
+                diff = interval(headlines[a].accuracies[m].estimate - headlines[b].accuracies[m].estimate,
+                                boot[:, col[a]] - boot[:, col[b]])
+                comparisons.append(Comparison(m, a, b, diff, n_test))
+    ordered = (sorted(names, key=lambda n: -headlines[n].accuracies[metric].estimate)
+               if metric and comparisons else list(names))
+    notes = _rank_notes([headlines[n] for n in ordered]) + _paper_notes([headlines[n] for n in ordered], data)
+    return Summary(metric, n_test, n_boot, [headlines[n] for n in ordered], comparisons, notes)
+
+
+def _rank_notes(headlines: Sequence[Headline]) -> list[str]:
+    with_rank = [h for h in headlines if "effective_rank" in h.ranks]
+    if not with_rank:
+        return []
+    dims = {h.dim for h in with_rank if h.dim}
+    of = f" (of {dims.pop()} feature dimensions)" if len(dims) == 1 else ""
+    values = ", ".join(f"{h.name} {h.ranks['effective_rank']:.1f}" for h in with_rank)
+    return [f"Effective rank of the test features{of}: {values}; higher means less dimensional collapse."]
+
+
+def _paper_notes(headlines: Sequence[Headline], data: Mapping[str, Any]) -> list[str]:
+    refs = [h for h in headlines if h.reference is not None]
+    if refs:
+        out = []
+        for h in refs:
+            r = h.reference
+            assert r is not None
+            here = h.accuracies.get("linear_accuracy")
+            measured = f"; here {here.estimate:.1f}" if here else ""
+            caveat = f" This run differs: {'; '.join(r.differences)}." if r.differences else ""
+            out.append(f"Paper, {r.source}, {r.dataset} {r.backbone}: {r.method} {r.linear_accuracy:.1f}"
+                       f"{measured} ({h.name}).{caveat}")
+        return out
+    ds = table1_setting(data)
+    if ds is None:
+        return ["The paper's Table 1 has no row for this dataset (it reports CIFAR-10, ImageNet-100 and "
+                "ImageNet-1K), so no reference number is shown."]
+    rows = "; ".join(f"{bb}: MAE {v['MAE']:.1f}, U-MAE {v['U-MAE']:.1f}" for bb, v in table1_rows(ds).items())
+    return [f"The paper's Table 1 ({ds}, linear probe: {rows}) does not apply here: no checkpoint is an "
+            f"MAE or U-MAE with one of those backbones, so the numbers are not comparable."]

@@ -1,0 +1,89 @@
+"""The summary panel that opens every analysis report: the verdict first.
+
+Per checkpoint: its recipe and headline numbers (linear, kNN, mean classifier with 95%
+bootstrap intervals over test images; effective rank; RankMe; the paper's number where the
+setting matches); then the paired differences between checkpoints with their intervals, and
+one plain sentence per comparison. Built from :class:`umae_eval.pipeline.AnalysisResults`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import pandas as pd
+
+from umae_eval.pipeline import AnalysisResults
+from umae_eval.pipeline.intervals import Interval
+from umae_eval.pipeline.summary import metric_words
+from umae_eval.report.writer import HtmlReport
+
+
+def _iv(iv: Interval | None) -> str:
+    return "–" if iv is None else f"{iv.estimate:.1f} ({iv.lo:.1f} to {iv.hi:.1f})"
+
+
+def headline_frame(res: AnalysisResults) -> pd.DataFrame:
+    """The panel's table: one row per checkpoint, best first; accuracies as 'estimate (lo to hi)'."""
+    metrics = []
+    for h in res.summary.headlines:
+        metrics.extend(m for m in h.accuracies if m not in metrics)
+    rows = []
+    for h in res.summary.headlines:
+        row: dict[str, Any] = {"checkpoint": h.name, "recipe": h.recipe.label() or "not recorded"}
+        for m in metrics:
+            row[f"{metric_words(m)}, % (95% interval)"] = _iv(h.accuracies.get(m))
+        if "effective_rank" in h.ranks:
+            row["effective rank"] = h.ranks["effective_rank"]
+        if "rankme" in h.ranks:
+            row["RankMe"] = h.ranks["rankme"]
+        if h.dim:
+            row["feature dims"] = h.dim
+        if any(x.reference for x in res.summary.headlines):
+            row["paper, linear %"] = (f"{h.reference.linear_accuracy:.1f} ({h.reference.dataset} "
+                                      f"{h.reference.backbone}, Table 1)") if h.reference else "–"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def differences_table(res: AnalysisResults) -> pd.DataFrame:
+    """One row per paired comparison and metric: difference (points), interval, verdict."""
+    rows = [{"comparison": f"{c.better} − {c.worse}", "measure": metric_words(c.metric),
+             "difference (points)": round(c.difference.estimate, 1),
+             "95% interval": f"{c.difference.lo:.1f} to {c.difference.hi:.1f}",
+             "verdict": "beyond noise" if c.beyond_noise else "within noise"}
+            for c in res.summary.comparisons]
+    return pd.DataFrame(rows)
+
+
+def add_summary(report: HtmlReport, res: AnalysisResults, fig_settings: Mapping[str, Any],
+                preface: str | None = None) -> None:
+    """The summary section: sentences, headline table, differences, accuracy bars with intervals.
+
+    ``preface`` (optional) is shown first, as context for the sentences.
+    """
+    from umae_eval.report import figures as F
+
+    s = res.summary
+    report.add_heading("Summary")
+    if preface:
+        report.add_heading("What this shows", level=3)
+        report.add_text(preface)
+        report.add_heading("On these test images", level=3)
+    report.add_sentences(s.sentences(), verdict=True)
+    n_test = f"{s.n_test:,} test images"
+    cap = (f"Best first. Accuracies in % on the {n_test} with 95% bootstrap intervals over the test images "
+           f"({s.n_boot:,} resamples). Effective rank (Roy & Vetterli) and RankMe of the test features.")
+    report.add_table("", headline_frame(res), caption=cap)
+    if s.comparisons:
+        report.add_table("Differences between checkpoints", differences_table(res), level=3,
+                         caption="Paired bootstrap: both checkpoints are resampled on the same test images, "
+                                 "so the interval is that of the difference itself. 'Within noise' = the 95% "
+                                 "interval includes 0.")
+    if s.headlines and any(h.accuracies for h in s.headlines):
+        values = {h.name: {m: iv.estimate for m, iv in h.accuracies.items()} for h in s.headlines}
+        bounds = {h.name: {m: (iv.lo, iv.hi) for m, iv in h.accuracies.items()} for h in s.headlines}
+        line = f"{n_test} · error bars: 95% bootstrap intervals · pool={res.config.pool} · seed={res.config.seed}"
+        report.add_figure("Accuracy with 95% intervals", F.accuracy_figure(
+            values, intervals=bounds, title="Test accuracy of probes on frozen features", settings_line=line),
+            settings=fig_settings, level=3, name="accuracy")
