@@ -167,8 +167,16 @@ _STATE_JS = """JSON.stringify({
 })"""
 
 
+_PRINT_JS = """JSON.stringify({
+  modebars_shown: Array.from(document.querySelectorAll('.modebar-container, .modebar'))
+      .filter(m => getComputedStyle(m).display !== 'none').length,
+  figures_that_may_split: Array.from(document.querySelectorAll('.umae-figure'))
+      .filter(f => getComputedStyle(f).breakInside !== 'avoid').length,
+})"""
+
+
 def render_in_chromium(html_path: Path, user_data_dir: Path, *, width: int = 1280,
-                       screenshot: Path | None = None) -> dict[str, Any]:
+                       screenshot: Path | None = None, print_media: bool = False) -> dict[str, Any]:
     """Load ``html_path`` in headless Chromium at ``width`` px; return counts, overflow and problems."""
     binary = _chromium()
     assert binary is not None
@@ -193,6 +201,12 @@ def render_in_chromium(html_path: Path, user_data_dir: Path, *, width: int = 128
         time.sleep(0.5)  # responsive plots settle to the viewport width
         res = cdp.send("Runtime.evaluate", {"expression": _STATE_JS, "returnByValue": True}, session=session)
         state = json.loads(res["result"]["value"])
+        if print_media:
+            cdp.send("Emulation.setEmulatedMedia", {"media": "print"}, session=session)
+            res = cdp.send("Runtime.evaluate", {"expression": _PRINT_JS, "returnByValue": True}, session=session)
+            state["print"] = json.loads(res["result"]["value"])
+            pdf = cdp.send("Page.printToPDF", {"printBackground": False}, session=session, timeout=120)
+            state["print"]["pdf_bytes"] = len(base64.b64decode(pdf["data"]))
         if screenshot is not None:
             shot = cdp.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True},
                             session=session, timeout=60)
@@ -328,3 +342,13 @@ def test_real_report_at_800_px_page_does_not_scroll(real_reports: dict[str, Path
                                screenshot=_shot(f"{which}-800.png"))
     _check_page(state)
     assert state["page_width"] <= 800, f"the page scrolls sideways at 800 px: {state['page_width']} px wide"
+
+
+@pytest.mark.timeout(300)
+def test_real_report_prints_without_modebars_or_split_figures(real_reports: dict[str, Path], tmp_path: Path) -> None:
+    state = render_in_chromium(real_reports["compare"] / "report.html", tmp_path / "profile", width=1280,
+                               print_media=True)
+    _check_page(state)
+    assert state["print"]["modebars_shown"] == 0, state["print"]
+    assert state["print"]["figures_that_may_split"] == 0, state["print"]
+    assert state["print"]["pdf_bytes"] > 10_000

@@ -41,7 +41,7 @@ def test_demo_analyses_the_shipped_pair_and_a_smoke_run(tiny_demo: None, tmp_pat
     assert shas["MAE (CIFAR-10, 20 ep)"] == prov["mae-cifar10-vit96x6-p4-e20.pth"]["sha256"]
     html = (out / "report.html").read_text()
     # the summary opens the page, with what the full study found first, then this run's verdict
-    order = ["summary", "what-this-shows", "on-these-test-images", "differences-between-checkpoints", "checkpoints"]
+    order = ["summary", "what-this-shows", "on-these-test-images", "differences-in-linear-accuracy", "checkpoints"]
     at = [html.index(f"id='{a}'") for a in order]
     assert at == sorted(at), dict(zip(order, at))
 

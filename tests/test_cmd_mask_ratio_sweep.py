@@ -67,10 +67,22 @@ def test_pixel_sweep_writes_results_csv_and_report(tiny_npz: Path, tmp_path: Pat
     assert len(pd.read_csv(out / "label_error.csv")) == 4
     assert len(pd.read_csv(out / "graph.csv")) == 4
     html = (out / "report.html").read_text()
-    assert html.count("class='umae-figure'") == 4
-    for needle in ("all-pairs", "masked-image", "int(L(1 - rho))", "D^-1/2 A D^-1/2", "sweet spot"):
+    assert html.count("class='umae-figure'") == 5  # Fig. 2c, its change panel, Fig. 2b, label error, graph
+    for needle in ("all-pairs (the paper&#x27;s text)", "masked-image", "int(L(1 - rho))", "D^-1/2 A D^-1/2",
+                   "sweet spot"):
         assert needle in html
     assert "<b>red</b>" not in html  # class names are escaped
+    # the verdict opens the page: one sentence per estimator, the settings come last, collapsed
+    body = html.split("</nav>", 1)[1]
+    assert body.index("id='summary'") < body.index("id='fig-2c-relative-distance-intra-inter'") \
+        < body.index("id='settings-and-versions'")
+    sweet = pd.read_csv(out / "sweet_spots.csv")
+    for _, row in sweet.iterrows():
+        boundary = row["sweet_spot"] in (0.0, 0.75)
+        words = "no interior minimum (smallest at" if boundary else f"sweet spot at ρ = {row['sweet_spot']:g} (95%"
+        assert f"{row['estimator']}" in html and words in html, words
+    for stem in ("fig2c-relative-distance", "fig2c-change", "fig2b-distances", "label-error", "graph-spectrum"):
+        assert (out / "figures" / f"{stem}.pdf").stat().st_size > 1000 and (out / "figures" / f"{stem}.svg").is_file()
 
 
 def test_feature_sweep_matches_unmasked_features_at_rho_zero(tiny_npz: Path, tmp_path: Path) -> None:
@@ -101,7 +113,7 @@ def test_feature_sweep_matches_unmasked_features_at_rho_zero(tiny_npz: Path, tmp
     for e in ("own-masks", "shared-mask", "closest-view"):
         assert r["distances"][f"{e}/l2"]["intra"]["mean"][0] == pytest.approx(ref, rel=1e-4)
     html = (out / "report.html").read_text()
-    assert html.count("class='umae-figure'") == 4 and s["checkpoint"]["sha256"][:12] in html
+    assert html.count("class='umae-figure'") == 5 and s["checkpoint"]["sha256"][:12] in html
 
 
 @pytest.mark.parametrize(

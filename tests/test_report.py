@@ -134,3 +134,49 @@ def test_bar_and_scatter_figures_build(make) -> None:  # type: ignore[no-untyped
         # a missing value is a gap (NaN), never a silent 0
         ys = [list(t.y) for t in fig.data]
         assert any(np.isnan(v) for y in ys for v in y) or len(ys[0]) == 1
+
+
+def test_tables_use_words_and_one_number_format_per_column() -> None:
+    from umae_eval.report.tables import formatted, header
+
+    df = pd.DataFrame({"checkpoint": ["a", "b", "c"], "linear_accuracy": [27.0, 27.5, 27.25],
+                       "knn_accuracy@20": [30.0, 31.0, 29.0], "effective_rank": [6.861, 12.3, 150.2],
+                       "lam": [0.01, 0.0, float("nan")], "epochs": [200, 3, 0], "beyond_noise": [True, False, True]})
+    heads, rows = formatted(df)
+    assert heads == ["checkpoint", "linear (%)", "kNN k=20 (%)", "effective rank", "λ", "epochs", "beyond noise"]
+    cols = list(zip(*[[t for t, _ in r] for r in rows]))
+    assert cols[1] == ("27.0", "27.5", "27.2") and cols[2] == ("30.0", "31.0", "29.0")  # percent: one decimal
+    assert cols[3] == ("6.9", "12.3", "150.2")  # one format: three digits of the median, for the whole column
+    assert cols[4] == ("0.01", "0.00", "–") and cols[5] == ("200", "3", "0") and cols[6] == ("yes", "no", "yes")
+    assert header("knn_accuracy@20_lo") == "kNN k=20 95% low" and header("some_new_field") == "some new field"
+
+
+def test_page_has_toc_anchors_viewport_print_css_and_collapsed_sections() -> None:
+    rep = HtmlReport("t", command="compare")
+    rep.add_heading("Summary")
+    rep.add_sentences(["A is 1.0 points above B <b>."], verdict=True)
+    rep.add_figure("Fig. 1b", F.singular_values_figure({"a": np.array([1.0, 0.5])}))
+    with rep.collapsed("Settings, versions and provenance"):
+        rep.add_settings({"seed": 0})
+    html = rep.render()
+    assert "<meta name='viewport' content='width=device-width, initial-scale=1'>" in html
+    assert "<nav class='toc'" in html and "href='#summary'" in html and "id='summary'" in html
+    assert "href='#fig-1b'" in html and "href='#settings-versions-and-provenance'" in html
+    assert "<details id='settings-versions-and-provenance'>" in html
+    assert "@media print" in html and ".modebar" in html and "break-inside:avoid" in html
+    assert "@media (max-width:900px)" in html
+    assert "A is 1.0 points above B &lt;b&gt;." in html
+    assert "toImageButtonOptions" in html and '"format": "svg"' in html
+
+
+def test_sweep_verdict_calls_a_boundary_argmin_no_sweet_spot() -> None:
+    from umae_eval.report.sweep import sweet_text, verdict_sentences
+
+    ratios = [0.0, 0.25, 0.5, 0.75]
+    assert sweet_text(0.0, 0.0, 0.0, ratios).startswith("no interior minimum (smallest at ρ = 0")
+    assert sweet_text(0.5, 0.25, 0.75, ratios) == "ρ = 0.5 (95% 0.25 to 0.75)"
+    table = pd.DataFrame([{"estimator": "all-pairs", "sweet_spot": 0.0, "sweet_lo": 0.0, "sweet_hi": 0.0,
+                           "intra_falls": False, "inter_falls": True, "relative_falls_then_rises": False,
+                           "sweet_in_0.6_0.8": False, "reproduces_paper_shape": False}])
+    (line,) = verdict_sentences(table, ratios)
+    assert line.startswith("all-pairs (the paper's text): no interior minimum") and "sweet spot 0" not in line

@@ -52,6 +52,7 @@ def _all_figures() -> dict[str, object]:
                                          y_title="accuracy (%)", title="Fig. 3b", eval_images={"MAE": 1000}),
         "fig2b": MF.intra_inter_figure(sweep, "note line 1<br>note line 2"),
         "fig2c": MF.relative_figure(sweep, "note"),
+        "fig2c_change": MF.relative_change_figure(sweep, "note"),
         "label_error": MF.label_error_figure(sweep, "note"),
         "graph": MF.spectrum_figure(sweep, "note"),
     }
@@ -72,7 +73,8 @@ def test_every_figure_is_written_as_pdf_svg_and_png(exported: tuple[Path, list[s
     assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.{e}" for n in names for e in ("pdf", "svg", "png"))
 
 
-NAMES = ["sv", "ranks", "accuracy", "align", "map", "map150", "maps", "fig3b", "fig2b", "fig2c", "label_error", "graph"]
+NAMES = ["sv", "ranks", "accuracy", "align", "map", "map150", "maps", "fig3b", "fig2b", "fig2c", "fig2c_change",
+         "label_error", "graph"]
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -59,78 +59,6 @@ BatchOpt = Annotated[int, typer.Option(
 PoolOpt = Annotated[str, typer.Option("--pool", help="Feature space: cls or avg (visible patch tokens).")]
 
 
-def _ratio_text(ratios: list[float]) -> str:
-    if len(ratios) > 2:
-        steps = {round(b - a, 6) for a, b in zip(ratios, ratios[1:])}
-        if len(steps) == 1:
-            return f"{ratios[0]:g}:{ratios[-1]:g}:{steps.pop():g} ({len(ratios)})"
-    return ",".join(f"{r:g}" for r in ratios)
-
-
-def figure_note(settings: dict[str, Any]) -> str:
-    """The settings stamp written inside every figure (two lines)."""
-    ck = settings.get("checkpoint")
-    ck_text = f"{ck.get('name', Path(ck['path']).name)} sha256 {ck['sha256'][:12]}" if ck else "none (pixel space)"
-    v = settings["versions"]
-    line1 = (f"data={settings['data']['source']} ({settings['data']['fingerprint'][:12]}) · "
-             f"space={settings['space']} · estimators={','.join(settings['estimators'])} · "
-             f"patch={settings['patch_size']} (L={settings['num_patches']})")
-    line2 = (f"pairs={settings['pairs']} intra + {settings['pairs']} inter · views K={settings['views']} · "
-             f"seed={settings['seed']} · ratios={_ratio_text(settings['mask_ratios'])} · "
-             f"bootstrap B={settings['bootstrap']} · checkpoint={ck_text} · "
-             f"umae {v.get('umae', '?')}, torch {v.get('torch', '?')}")
-    return f"{line1}<br>{line2}"
-
-
-def _estimator_text(space: str) -> str:
-    from umae_eval.maskratio.estimators import FEATURE_ESTIMATORS, PIXEL_ESTIMATORS
-
-    table = PIXEL_ESTIMATORS if space == "pixel" else FEATURE_ESTIMATORS
-    head = ("Notation: a pair of images (a, b) cut into L patches a_i, b_i (" + PIXEL_SCALING + "); "
-            "K mask draws k per pair and ratio; V_a^k, V_b^k are the visible patch sets of the two "
-            "views (own masks, drawn independently, each keeping n = int(L(1 - rho)) patches chosen "
-            "uniformly at random, MAE's rule); the shared mask of draw k is V^k = V_a^k. Each view's "
-            "noise is drawn once and thresholded at every rho, so masks are nested across ratios."
-            if space == "pixel" else
-            "Notation: f(x, V) is the encoder's feature of image x seen through the visible patches V "
-            "only (MAE's encoder input); dist is l2 or cosine distance (1 - cos); V_a^k, V_b^k are "
-            "own masks, V^k = V_a^k the shared mask; K mask draws per pair and ratio.")
-    lines = [head]
-    for e in table.values():
-        lines.append(f"{e.name}: {e.formula}; per pair: {e.views}.")
-    lines.append("Relative distance = mean intra / mean inter. Intervals: bootstrap over pairs (intra "
-                 "and inter resampled separately, each pair carrying its whole curve), 2.5-97.5 "
-                 "percentiles. Sweet spot = argmin of the relative distance; its interval is that of "
-                 "the argmin over the resamples. Shape checks (95% bootstrap): intra falls and inter "
-                 "falls = d(first rho) - d(last rho) > 0; relative falls then rises = interior argmin "
-                 "below both ends; near the paper = sweet spot in [0.6, 0.8].")
-    return "\n\n".join(lines)
-
-
-def _label_error_text(space: str) -> str:
-    if space == "pixel":
-        return ("Label error alpha (Thm 4.1) made concrete: mu_c = mean of the unmasked train images "
-                "of class c (pixels in [0, 1], per patch); a masked view x1 with visible patches V is "
-                "assigned y(x1) = argmin_c sum_{i in V} ||x_i - mu_{c,i}||^2; alpha(rho) = share of "
-                "(test image, view) pairs with y(x1) != y(x). Raw pixels separate CIFAR-10 poorly, so "
-                "alpha is high already at rho = 0; read how it grows with rho.")
-    return ("Label error alpha (Thm 4.1): W_c = mean feature of one masked view (same rho) of each "
-            "sampled train image of class c (the paper's W_y = E_{x1|y} f(x1)); y(x1) = argmin_c "
-            "||f(x1) - W_c||^2; alpha(rho) = share of (test image, view) pairs with y(x1) != y(x).")
-
-
-def _graph_text(space: str, k: int) -> str:
-    dist = ("l2 between the zero-filled masked images (the masked-image distance)" if space == "pixel"
-            else "l2 between the encoder features of the views")
-    return (f"Augmentation graph on sampled views: nodes = class-balanced test images x graph views "
-            f"(own MAE masks); view distance d_uv = {dist}; A_uv = exp(-d_uv^2 / (2 h^2)) with "
-            f"h = median of d_uv over u < v at that rho (median heuristic), self-loops kept; "
-            f"A_bar = D^-1/2 A D^-1/2, D = diag(A 1) (positive semi-definite, eigenvalues in [0, 1]). "
-            f"Shown: its top eigenvalues per rho, the residual sum_(i>k) lambda_i^2 (Thm 4.2's lower "
-            f"bound, k = {k} classes) and the share of edge weight between different images that "
-            f"joins images of the same class (chance ~ 1/k).")
-
-
 def mask_ratio_sweep(
     data: DataOpt,
     ratios: RatiosOpt = "0:0.95:0.05",
@@ -166,7 +94,7 @@ def mask_ratio_sweep(
     """
     from umae_eval.data.choose import open_dataset
     from umae_eval.features import resolve_device
-    from umae_eval.maskratio import export, figures
+    from umae_eval.maskratio import export
     from umae_eval.maskratio.masks import parse_ratios, validate_ratios
     from umae_eval.maskratio.pairs import check_pairs
     from umae_eval.maskratio.sweep import (
@@ -176,7 +104,8 @@ def mask_ratio_sweep(
         run_sweep,
     )
     from umae_eval.provenance import default_out_dir, versions
-    from umae_eval.report import HtmlReport, write_outputs
+    from umae_eval.report import write_outputs
+    from umae_eval.report.sweep import sweep_report
     from umae_eval.staging import begin_output
 
     t_start = time.perf_counter()
@@ -284,48 +213,7 @@ def mask_ratio_sweep(
         "label_error": export.label_error_table(result),
         "graph": export.graph_table(result),
     }
-    note = figure_note(settings)
-    fig_settings = {k: settings[k] for k in ("space", "estimators", "patch_size", "pairs", "views", "seed",
-                                             "mask_ratios", "bootstrap")}
-    fig_settings["checkpoint_sha256"] = ckpt_settings["sha256"] if ckpt_settings else "none"
-    fig_settings["data_fingerprint"] = ds.fingerprint[:12]
-    fig_settings["versions"] = {k: settings["versions"].get(k, "?") for k in ("umae", "torch", "numpy")}
-
-    report = HtmlReport("Mask-ratio sweep (How Mask Matters, Sec. 4.2)", command=COMMAND)
-    flat = {k: v for k, v in settings.items() if k not in ("data", "checkpoint", "versions")}
-    flat.update({f"data.{k}": v for k, v in settings["data"].items()})
-    if ckpt_settings:
-        flat.update({f"checkpoint.{k}": v for k, v in ckpt_settings.items()})
-    report.add_settings(flat)
-    report.add_heading("Estimators")
-    report.add_text(_estimator_text(space))
-    report.add_table("Sweet spots and shape checks", tables["sweet_spots"], float_format="{:.3g}",
-                     caption="Sweet spot = argmin of intra/inter; lo-hi = 95% bootstrap interval of the argmin.",
-                     settings=fig_settings)
-    report.add_figure("Fig. 2b: intra- and inter-class distance", figures.intra_inter_figure(result, note),
-                      caption="Mean distance between masked views of same-class and different-class "
-                              "pairs; bands: 95% bootstrap intervals over pairs.", settings=fig_settings)
-    report.add_figure("Fig. 2c: relative distance and sweet spot", figures.relative_figure(result, note),
-                      caption="Mean intra / mean inter; star = argmin (sweet spot); dashed: the paper's 0.7.",
-                      settings=fig_settings)
-    report.add_heading("Label error alpha")
-    report.add_text(_label_error_text(space))
-    report.add_figure("Label error alpha per mask ratio", figures.label_error_figure(result, note),
-                      caption=f"{result.n_label_images} test images x K={views} views; band: 95% bootstrap "
-                              "over images.", settings=fig_settings)
-    report.add_heading("Augmentation graph spectrum")
-    report.add_text(_graph_text(space, ds.num_classes))
-    report.add_figure("Spectrum of the mask-induced augmentation graph", figures.spectrum_figure(result, note),
-                      caption=f"{result.n_graph_nodes} nodes ({graph_images} images x {graph_views} views).",
-                      settings={**fig_settings, "graph_images": graph_images, "graph_views": graph_views})
-    report.add_table("Distances per estimator and mask ratio", tables["distances"], float_format="{:.4g}")
-    report.add_table("Label error per mask ratio", tables["label_error"], float_format="{:.4g}")
-    graph_cols = [c for c in tables["graph"].columns if not c.startswith("lambda_")] + \
-        [f"lambda_{i}" for i in range(1, 9) if f"lambda_{i}" in tables["graph"].columns]
-    report.add_table("Graph per mask ratio", tables["graph"][graph_cols],
-                     caption="The top eight eigenvalues; all of them are in graph.csv.")
-    report.add_settings(settings["versions"], title="Versions")
-
+    report = sweep_report(result, settings, tables, n_classes=ds.num_classes)
     written = stage.commit(write_outputs(stage.path, COMMAND, settings, results, tables, report))
 
     table = Table(title=f"mask-ratio sweep ({space} space): sweet spot = argmin intra/inter",
@@ -334,8 +222,9 @@ def mask_ratio_sweep(
         table.add_column(col, no_wrap=True)
     yes = {True: "yes", False: "no"}
     for _, row in tables["sweet_spots"].iterrows():
-        table.add_row(str(row["estimator"]), f"{row['sweet_spot']:g}",
-                      f"{row['sweet_lo']:g}-{row['sweet_hi']:g}", yes[bool(row["intra_falls"])],
+        boundary = row["sweet_spot"] in (min(ratio_list), max(ratio_list))
+        table.add_row(str(row["estimator"]), "none (boundary)" if boundary else f"{row['sweet_spot']:g}",
+                      "" if boundary else f"{row['sweet_lo']:g}-{row['sweet_hi']:g}", yes[bool(row["intra_falls"])],
                       yes[bool(row["inter_falls"])], yes[bool(row["relative_falls_then_rises"])],
                       yes[bool(row["reproduces_paper_shape"])])
     stdout.print(table)
@@ -344,7 +233,7 @@ def mask_ratio_sweep(
     say(f"done in {time.perf_counter() - t_start:.1f} s")
 
 
-__all__ = ["mask_ratio_sweep", "figure_note"]
+__all__ = ["mask_ratio_sweep"]
 
 
 def _sweep_arrays(ds: Any, *, encoder_size: int | None, label_train: int, seed: int) -> tuple[Any, Any, Any, Any]:

@@ -17,10 +17,13 @@ from plotly.subplots import make_subplots
 
 from umae_eval.maskratio.sweep import SweepResult
 
-__all__ = ["intra_inter_figure", "relative_figure", "label_error_figure", "spectrum_figure"]
+__all__ = ["intra_inter_figure", "relative_figure", "relative_change_figure", "label_error_figure",
+           "spectrum_figure"]
 
 _COLORS = qualitative.D3
 _PAPER_SWEET = 0.7
+#: The estimator that reads the paper's text literally ("every pair of patches").
+PAPER_ESTIMATOR = "all-pairs"
 
 
 def _rgba(hex_color: str, alpha: float) -> str:
@@ -33,15 +36,15 @@ def _band(fig: go.Figure, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, color: 
           name: str, row: int | None = None, col: int | None = None) -> None:
     kw = {"row": row, "col": col} if row is not None else {}
     fig.add_trace(go.Scatter(x=np.concatenate([x, x[::-1]]), y=np.concatenate([hi, lo[::-1]]),
-                             fill="toself", fillcolor=_rgba(color, 0.18), line={"width": 0},
+                             fill="toself", mode="lines", fillcolor=_rgba(color, 0.18), line={"width": 0},
                              hoverinfo="skip", showlegend=False, name=f"{name} 95% CI"), **kw)
 
 
 def _stamp(fig: go.Figure, note: str, height: int) -> go.Figure:
-    fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=-0.02, yshift=-60,
+    fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=0, yshift=-105,
                        xanchor="left", yanchor="top", showarrow=False, align="left",
                        font={"size": 10, "color": "#555"})
-    fig.update_layout(height=height, margin={"b": 130, "t": 60}, template="plotly_white")
+    fig.update_layout(height=height + 50, margin={"b": 180, "t": 70}, template="plotly_white")
     return fig
 
 
@@ -51,8 +54,8 @@ def intra_inter_figure(result: SweepResult, note: str = "") -> go.Figure:
     names = list(result.curves)
     cols = min(len(names), 3)
     rows = math.ceil(len(names) / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=names, horizontal_spacing=0.08,
-                        vertical_spacing=0.16)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[_title(n) for n in names], horizontal_spacing=0.08,
+                        vertical_spacing=0.2 if rows > 1 else 0.1)
     x = result.ratios
     for i, name in enumerate(names):
         c = result.curves[name]
@@ -64,42 +67,81 @@ def intra_inter_figure(result: SweepResult, note: str = "") -> go.Figure:
                           row=row, col=col)
         fig.update_xaxes(title_text="mask ratio ρ", row=row, col=col)
         fig.update_yaxes(title_text="mean distance", row=row, col=col)
-    fig.update_layout(title="Intra- vs inter-class distance of masked views (Fig. 2b)")
+    fig.update_layout(title="Intra- vs inter-class distance of masked views (Fig. 2b)",
+                      legend={"orientation": "h", "x": 0, "y": -0.2 if rows == 1 else -0.08, "yanchor": "top"})
     return _stamp(fig, note, 360 * rows + 120)
 
 
+def _grid(names: list[str], titles: list[str]) -> tuple[go.Figure, int, int]:
+    cols = min(len(names), 3)
+    rows = math.ceil(len(names) / cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.08,
+                        vertical_spacing=0.2 if rows > 1 else 0.1)
+    return fig, rows, cols
+
+
+def _title(name: str) -> str:
+    return f"{name} (the paper's text)" if name == PAPER_ESTIMATOR else name
+
+
 def relative_figure(result: SweepResult, note: str = "") -> go.Figure:
-    """Fig. 2c: intra/inter per mask ratio for every estimator (left; sweet spots starred, the
-    paper's 0.7 dashed) and its change from the first ratio with the paired bootstrap band (right)."""
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.1,
-                        subplot_titles=("intra / inter (95% bands)",
-                                        f"change from ρ={result.ratios[0]:g} (paired 95% bands)"))
+    """Fig. 2c: intra/inter per mask ratio, one panel per estimator (one band each), the interior
+    minimum starred with its bootstrap interval, "no interior minimum" where the smallest value is
+    at an end of the range, the paper's 0.7 dashed."""
+    names = list(result.curves)
+    fig, rows, cols = _grid(names, [_title(n) for n in names])
     x = result.ratios
-    for i, (name, c) in enumerate(result.curves.items()):
-        color = _COLORS[i % len(_COLORS)]
-        _band(fig, x, c.ratio.lo, c.ratio.hi, color, name, 1, 1)
-        fig.add_trace(go.Scatter(x=x, y=c.ratio.mean, mode="lines+markers", name=name,
-                                 line={"color": color}, legendgroup=name), row=1, col=1)
+    for i, name in enumerate(names):
+        c = result.curves[name]
+        row, col = i // cols + 1, i % cols + 1
+        color = _COLORS[0]
+        _band(fig, x, c.ratio.lo, c.ratio.hi, color, name, row, col)
+        fig.add_trace(go.Scatter(x=x, y=c.ratio.mean, mode="lines+markers", name="intra / inter",
+                                 line={"color": color}, legendgroup="ratio", showlegend=i == 0), row=row, col=col)
         s = c.sweet_spot
         best = int(np.argmin(np.abs(x - s.ratio)))
-        fig.add_trace(go.Scatter(
-            x=[s.ratio], y=[c.ratio.mean[best]], mode="markers", legendgroup=name, showlegend=False,
-            marker={"symbol": "star", "size": 16, "color": color, "line": {"width": 1, "color": "#222"}},
-            name=f"{name} sweet spot",
-            hovertext=f"{name}: sweet spot ρ={s.ratio:g} (95% CI {s.lo:g}-{s.hi:g})", hoverinfo="text"),
-            row=1, col=1)
-        _band(fig, x, c.ratio_change.lo, c.ratio_change.hi, color, name, 1, 2)
-        fig.add_trace(go.Scatter(x=x, y=c.ratio_change.mean, mode="lines+markers", name=name,
-                                 line={"color": color}, legendgroup=name, showlegend=False), row=1, col=2)
-    for col in (1, 2):
-        fig.add_vline(x=_PAPER_SWEET, line_dash="dash", line_color="#888", row=1, col=col)
-        fig.update_xaxes(title_text="mask ratio ρ", row=1, col=col)
-    fig.add_hline(y=0, line_color="#bbb", row=1, col=2)
-    fig.update_yaxes(title_text="intra / inter", row=1, col=1)
-    fig.update_yaxes(title_text="Δ intra / inter", row=1, col=2)
-    fig.update_layout(title="Relative distance intra/inter (Fig. 2c); star = sweet spot (argmin); "
-                            "dashed: the paper's 0.7")
-    return _stamp(fig, note, 540)
+        interior = 0 < best < len(x) - 1
+        if interior:
+            fig.add_trace(go.Scatter(
+                x=[s.ratio], y=[c.ratio.mean[best]], mode="markers", name="interior minimum (95% interval)",
+                legendgroup="sweet", showlegend=i == 0,
+                error_x={"type": "data", "array": [s.hi - s.ratio], "arrayminus": [s.ratio - s.lo], "visible": True},
+                marker={"symbol": "star", "size": 15, "color": _COLORS[1], "line": {"width": 1, "color": "#222"}},
+                hovertext=f"{name}: minimum at ρ={s.ratio:g} (95% {s.lo:g}-{s.hi:g})", hoverinfo="text"),
+                row=row, col=col)
+        else:
+            axis = "" if i == 0 else str(i + 1)
+            fig.add_annotation(text=f"no interior minimum<br>(smallest at ρ={s.ratio:g})", showarrow=False,
+                               xref=f"x{axis} domain", yref=f"y{axis} domain", x=0.5, y=0.95, yanchor="top",
+                               font={"size": 11, "color": "#b33"})
+        fig.add_vline(x=_PAPER_SWEET, line_dash="dash", line_color="#888", row=row, col=col)
+        fig.update_xaxes(title_text="mask ratio ρ", row=row, col=col)
+        fig.update_yaxes(title_text="intra / inter", row=row, col=col)
+    fig.update_layout(title="Relative distance intra / inter of masked views (Fig. 2c); dashed: the paper's 0.7",
+                      legend={"orientation": "h", "x": 0, "y": -0.2 if rows == 1 else -0.08, "yanchor": "top"})
+    return _stamp(fig, note, 340 * rows + 160)
+
+
+def relative_change_figure(result: SweepResult, note: str = "") -> go.Figure:
+    """Change of intra/inter from the first ratio, one panel per estimator, each with its paired
+    bootstrap band (every resample moves a pair's whole curve)."""
+    names = list(result.curves)
+    fig, rows, cols = _grid(names, [_title(n) for n in names])
+    x = result.ratios
+    for i, name in enumerate(names):
+        c = result.curves[name]
+        row, col = i // cols + 1, i % cols + 1
+        _band(fig, x, c.ratio_change.lo, c.ratio_change.hi, _COLORS[2], name, row, col)
+        fig.add_trace(go.Scatter(x=x, y=c.ratio_change.mean, mode="lines+markers", name=f"change from ρ={x[0]:g}",
+                                 line={"color": _COLORS[2]}, legendgroup="change", showlegend=i == 0),
+                      row=row, col=col)
+        fig.add_hline(y=0, line_color="#bbb", row=row, col=col)
+        fig.add_vline(x=_PAPER_SWEET, line_dash="dash", line_color="#888", row=row, col=col)
+        fig.update_xaxes(title_text="mask ratio ρ", row=row, col=col)
+        fig.update_yaxes(title_text="Δ intra / inter", row=row, col=col)
+    fig.update_layout(title=f"Change of intra / inter from ρ={x[0]:g} (paired 95% bands)",
+                      legend={"orientation": "h", "x": 0, "y": -0.2 if rows == 1 else -0.08, "yanchor": "top"})
+    return _stamp(fig, note, 340 * rows + 160)
 
 
 def label_error_figure(result: SweepResult, note: str = "") -> go.Figure:
@@ -120,16 +162,24 @@ def label_error_figure(result: SweepResult, note: str = "") -> go.Figure:
 def spectrum_figure(result: SweepResult, note: str = "") -> go.Figure:
     """Augmentation-graph spectrum: top eigenvalues of D^-1/2 A D^-1/2 per rho (left), and the
     residual sum_{i>k} lambda_i^2 and same-class edge share per rho (right)."""
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12, specs=[[{}, {"secondary_y": True}]],
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.16, specs=[[{}, {"secondary_y": True}]],
                         subplot_titles=("top eigenvalues λ_i of D^-1/2 A D^-1/2",
                                         f"residual Σ_(i>{result.n_classes}) λ_i² and same-class edge share"))
     n = len(result.ratios)
     colors = sample_colorscale("Viridis", [i / max(n - 1, 1) for i in range(n)])
     for rho, g, color in zip(result.ratios, result.graph, colors):
         lam = np.asarray(g.eigenvalues)
-        fig.add_trace(go.Scatter(x=np.arange(1, len(lam) + 1), y=lam, mode="lines+markers",
+        fig.add_trace(go.Scatter(x=np.arange(1, len(lam) + 1), y=lam, mode="lines+markers", showlegend=False,
                                  name=f"ρ={rho:g}", line={"color": color}, marker={"size": 4}),
                       row=1, col=1)
+    # one colour bar for the ratios instead of a legend entry per ratio
+    lo, hi = float(np.min(result.ratios)), float(np.max(result.ratios))
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
+                             marker={"color": [lo, hi], "colorscale": "Viridis", "cmin": lo, "cmax": hi, "size": 0,
+                                     "showscale": True,
+                                     "colorbar": {"title": {"text": "mask ratio ρ"}, "x": 0.44, "len": 0.9,
+                                                  "thickness": 12}}),
+                  row=1, col=1)
     fig.add_vline(x=result.n_classes + 0.5, line_dash="dash", line_color="#888", row=1, col=1)
     fig.add_trace(go.Scatter(x=result.ratios, y=[g.residual for g in result.graph], mode="lines+markers",
                              name=f"Σ_(i>{result.n_classes}) λ_i²", line={"color": "#222"}),
@@ -143,6 +193,7 @@ def spectrum_figure(result: SweepResult, note: str = "") -> go.Figure:
     fig.update_xaxes(title_text="mask ratio ρ", row=1, col=2)
     fig.update_yaxes(title_text="residual", row=1, col=2, secondary_y=False)
     fig.update_yaxes(title_text="same-class share", row=1, col=2, secondary_y=True)
+    fig.update_layout(legend={"orientation": "h", "x": 0.58, "y": -0.2, "yanchor": "top"})
     fig.update_layout(title=f"Mask-induced augmentation graph ({result.n_graph_nodes} views; "
                             f"Gaussian kernel, median bandwidth)")
     return _stamp(fig, note, 520)

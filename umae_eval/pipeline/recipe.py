@@ -86,7 +86,8 @@ def recipe_of(layout: str, metadata: dict[str, Any] | None) -> Recipe:
         epoch = _num(meta.get("epoch"))
         ratio = _num(meta.get("mask_ratio", fields.get("mask_ratio")))
         return Recipe(method=_method_name(base, lam), base_method=base, lam=lam,
-                      unif_form=str(meta["unif_form"]) if meta.get("unif_form") else None,
+                      # a form means nothing without the term (λ = 0: plain MAE / SimMIM)
+                      unif_form=str(meta["unif_form"]) if meta.get("unif_form") and lam else None,
                       epochs=int(epoch) if epoch is not None else None,
                       preset=str(meta["preset"]) if meta.get("preset") else None,
                       mask_ratio=ratio, source="umae metadata")

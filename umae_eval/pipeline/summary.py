@@ -90,6 +90,7 @@ class Comparison:
         d = self.difference
         verdict = (f"more than noise at {self.n_test:,} test images" if self.beyond_noise
                    else f"within noise at {self.n_test:,} test images")
+        # the interval is over test images only (not pre-training or probe seeds): said in the report
         if abs(d.estimate) < 0.05:
             head = f"{self.better} and {self.worse} are level in {metric_words(self.metric)}"
         else:

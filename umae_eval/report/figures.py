@@ -126,7 +126,8 @@ def _grouped_bars(fig: go.Figure, values: Mapping[str, Mapping[str, float]], col
         fig.add_trace(go.Bar(
             x=[label(n) for n in names], y=y, name=label(header(col)),
             marker_color=PALETTE[j % len(PALETTE)], texttemplate="%{y:.1f}",
-            textposition="inside" if error_y else "outside", insidetextanchor="end", error_y=error_y,
+            # with error bars the value sits mid-bar, clear of the whisker
+            textposition="inside" if error_y else "outside", insidetextanchor="middle", error_y=error_y,
         ))
     fig.update_layout(barmode="group")
 
@@ -182,9 +183,11 @@ def alignment_uniformity_figure(
     fig = _base(title, "uniformity: log E exp(-2||z-z'||²) (lower = more uniform)",
                 "alignment: E ||z1-z2||² (lower = better)", settings_line)
     for i, (name, (align, unif)) in enumerate(points.items()):
-        fig.add_trace(go.Scatter(x=[float(unif)], y=[float(align)], mode="markers+text",
-                                 name=label(name), text=[label(name)], textposition="top center",
-                                 marker=dict(size=12, color=PALETTE[i % len(PALETTE)])))
+        # names in the legend and tooltip: text beside close markers would overlap
+        fig.add_trace(go.Scatter(x=[float(unif)], y=[float(align)], mode="markers", name=label(name),
+                                 hovertemplate=label(name) + ": uniformity %{x:.3f}, alignment %{y:.3f}<extra></extra>",
+                                 marker=dict(size=12, color=PALETTE[i % len(PALETTE)],
+                                             symbol=("circle", "square", "diamond", "triangle-up")[i % 4])))
     return fig
 
 
@@ -329,7 +332,15 @@ def training_curve_figure(
             epochs = list(curve.get(f"{m}:epoch", curve["epoch"]))
             ys = [float(v) for v in curve[m]]
             vals.extend(ys)
-            if percent and n and m == metric:  # one band per run: the extra line would only blur it
+            if percent and n and m == metric and len(ys) == 1:  # one point: an error bar, not a band
+                iv = wilson_interval(ys[0], int(n))
+                fig.add_trace(go.Scatter(x=epochs, y=ys, mode="markers", showlegend=False, hoverinfo="skip",
+                                         marker=dict(size=1, color=color), name=f"{label(name)} 95% interval",
+                                         error_y=dict(type="data", array=[iv.hi - ys[0]], arrayminus=[ys[0] - iv.lo],
+                                                      visible=True, color=color)))
+                lows.append(iv.lo)
+                highs.append(iv.hi)
+            elif percent and n and m == metric:  # one band per run: the extra line would only blur it
                 band = [wilson_interval(v, int(n)) for v in ys]
                 lo, hi = [b.lo for b in band], [b.hi for b in band]
                 fig.add_trace(go.Scatter(x=epochs + epochs[::-1], y=hi + lo[::-1], fill="toself", mode="lines",

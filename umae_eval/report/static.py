@@ -176,8 +176,19 @@ class _Canvas:
 # ----------------------------------------------------------------------------- traces
 
 
+def _floats(a: np.ndarray) -> np.ndarray:
+    """Numbers as float64 (None -> NaN); anything else (category names) unchanged."""
+    try:
+        return np.array([np.nan if v is None else v for v in a.tolist()], dtype=np.float64) if a.dtype == object \
+            else a.astype(np.float64)
+    except (TypeError, ValueError):
+        return a
+
+
 def _scatter(ax: Axes, tr: dict[str, Any]) -> Any:
-    x, y = _arr(tr.get("x")), _arr(tr.get("y"))
+    x, y = _floats(_arr(tr.get("x"))), _floats(_arr(tr.get("y")))
+    if y.size and y.dtype.kind == "f" and not np.isfinite(y).any():
+        return None  # a carrier of a colour bar or legend entry only
     if x.size == 0 and y.size:
         x = np.arange(y.size)
     mode = str(tr.get("mode", "lines+markers" if y.size < 20 else "lines"))

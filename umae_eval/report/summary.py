@@ -73,13 +73,21 @@ def add_summary(report: HtmlReport, res: AnalysisResults, fig_settings: Mapping[
     report.add_sentences(s.sentences(), verdict=True)
     n_test = f"{s.n_test:,} test images"
     cap = (f"Best first. Accuracies in % on the {n_test} with 95% bootstrap intervals over the test images "
-           f"({s.n_boot:,} resamples). Effective rank (Roy & Vetterli) and RankMe of the test features.")
+           f"({s.n_boot:,} resamples): they say how much the numbers would move on another sample of test "
+           f"images, not how much they would move with another pre-training or probe seed. Effective rank "
+           f"(Roy & Vetterli) and RankMe of the test features.")
     report.add_table("", headline_frame(res), caption=cap)
     if s.comparisons:
-        report.add_table("Differences between checkpoints", differences_table(res), level=3,
+        diffs = differences_table(res)
+        main = diffs[diffs["measure"] == metric_words(s.metric)] if s.metric else diffs
+        report.add_table(f"Differences in {metric_words(s.metric) if s.metric else 'accuracy'}", main, level=3,
                          caption="Paired bootstrap: both checkpoints are resampled on the same test images, "
                                  "so the interval is that of the difference itself. 'Within noise' = the 95% "
-                                 "interval includes 0.")
+                                 "interval includes 0. All measures: differences.csv and below.")
+        rest = diffs.drop(main.index)
+        if len(rest):
+            with report.collapsed("Differences in the other accuracies"):
+                report.add_table("", rest)
     if s.headlines and any(h.accuracies for h in s.headlines):
         values = {h.name: {m: iv.estimate for m, iv in h.accuracies.items()} for h in s.headlines}
         bounds = {h.name: {m: (iv.lo, iv.hi) for m, iv in h.accuracies.items()} for h in s.headlines}

@@ -40,7 +40,7 @@ padding-bottom:.2rem} h3{font-size:1.05rem;margin-top:1.5rem}
 h2 a.anchor,h3 a.anchor{color:#bbb;text-decoration:none;margin-left:.4rem;font-weight:normal}
 table{border-collapse:collapse;margin:.5rem 0;font-size:.88rem;max-width:100%}
 th,td{border:1px solid #ddd;padding:.25rem .45rem;text-align:left;vertical-align:top;overflow-wrap:break-word}
-td{overflow-wrap:anywhere} th{background:#f4f4f4;font-weight:600;hyphens:manual} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.brk,th.brk{overflow-wrap:anywhere} th{background:#f4f4f4;font-weight:600;hyphens:manual} td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
 th.num{text-align:right}
 .caption{color:#555;font-size:.85rem;margin:.2rem 0 1rem} .meta{color:#555;font-size:.85rem}
 code{background:#f4f4f4;padding:0 .2rem;overflow-wrap:anywhere}
@@ -191,7 +191,7 @@ class HtmlReport:
     def add_settings(self, settings: Mapping[str, Any], title: str = "Settings", *, level: int = 3) -> None:
         """A two-column table of the settings that produced this report (escaped)."""
         rows = "".join(
-            f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>"
+            f"<tr><th class='brk'>{html.escape(str(k))}</th><td class='brk'>{html.escape(_fmt(v))}</td></tr>"
             for k, v in settings.items()
         )
         self._parts.append(f"{self._heading_html(title, level)}<table class='settings'>{rows}</table>")
@@ -204,9 +204,14 @@ class HtmlReport:
         numeric = [all(r[j][1] for r in rows) and bool(rows) for j in range(len(heads))]
         head = "".join(f"<th{' class=num' if numeric[j] else ''}>{html.escape(h)}</th>"
                        for j, h in enumerate(heads))
-        body = "".join("<tr>" + "".join(f"<td class='num'>{html.escape(t)}</td>" if num
-                                        else f"<td>{html.escape(t)}</td>" for t, num in r) + "</tr>"
-                       for r in rows)
+        def cell(t: str, num: bool) -> str:
+            if num:
+                return f"<td class='num'>{html.escape(t)}</td>"
+            # hashes and paths may break anywhere; words only between words
+            long = any(len(w) > 22 for w in t.split())
+            return f"<td class='brk'>{html.escape(t)}</td>" if long else f"<td>{html.escape(t)}</td>"
+
+        body = "".join("<tr>" + "".join(cell(t, num) for t, num in r) + "</tr>" for r in rows)
         return f"<div class='tablewrap'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
     def add_table(
@@ -232,7 +237,7 @@ class HtmlReport:
 
     # ------------------------------------------------------------------ figures
 
-    def _figure_div(self, fig: Any, settings: Mapping[str, Any] | None, stem: str) -> str:
+    def _figure_div(self, fig: Any, settings: Mapping[str, Any] | None, stem: str, modebar: bool = True) -> str:
         self._n_figures += 1
         div_id = f"umae-fig-{self._n_figures}"
         if settings:
@@ -240,7 +245,7 @@ class HtmlReport:
         import plotly.io as pio
 
         fig_json = json.loads(pio.to_json(fig, validate=False, pretty=False))
-        config = {"displaylogo": False, "responsive": True,
+        config = {"displaylogo": False, "responsive": True, "displayModeBar": "hover" if modebar else False,
                   "toImageButtonOptions": {"format": "svg", "filename": stem}}
         script = (
             f"Plotly.newPlot({_script_json(div_id)}, {_script_json(fig_json.get('data', []))}, "
@@ -305,7 +310,8 @@ class HtmlReport:
         """Several figures side by side (stacked below 900 px), an optional colour key
         (``swatches``: (label, colour)) and one static file of ``static`` (all panels in one)."""
         stem = name or slug(title)
-        cells = "".join(f"<div>{self._figure_div(f, settings, stem)}</div>" for f in figs)
+        # small panels: no modebar over their titles (drag to zoom, double-click to reset still work)
+        cells = "".join(f"<div>{self._figure_div(f, settings, stem, modebar=False)}</div>" for f in figs)
         key = ""
         if swatches:
             key = "<div class='swatches'>" + "".join(
