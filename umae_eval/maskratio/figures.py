@@ -66,7 +66,8 @@ def intra_inter_figure(result: SweepResult, note: str = "") -> go.Figure:
                                      line={"color": color}, legendgroup=kind, showlegend=i == 0),
                           row=row, col=col)
         fig.update_xaxes(title_text="mask ratio ρ", row=row, col=col)
-        fig.update_yaxes(title_text="mean distance", row=row, col=col)
+        # the y title on the first column only: on narrow screens it would sit on the panel to its left
+        fig.update_yaxes(title_text="mean distance" if col == 1 else None, row=row, col=col)
     fig.update_layout(title="Intra- vs inter-class distance of masked views (Fig. 2b)",
                       legend={"orientation": "h", "x": 0, "y": -0.2 if rows == 1 else -0.08, "yanchor": "top"})
     return _stamp(fig, note, 360 * rows + 120)
@@ -75,7 +76,7 @@ def intra_inter_figure(result: SweepResult, note: str = "") -> go.Figure:
 def _grid(names: list[str], titles: list[str]) -> tuple[go.Figure, int, int]:
     cols = min(len(names), 3)
     rows = math.ceil(len(names) / cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.08,
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.07,
                         vertical_spacing=0.2 if rows > 1 else 0.1)
     return fig, rows, cols
 
@@ -116,7 +117,8 @@ def relative_figure(result: SweepResult, note: str = "") -> go.Figure:
                                font={"size": 11, "color": "#b33"})
         fig.add_vline(x=_PAPER_SWEET, line_dash="dash", line_color="#888", row=row, col=col)
         fig.update_xaxes(title_text="mask ratio ρ", row=row, col=col)
-        fig.update_yaxes(title_text="intra / inter", row=row, col=col)
+        # the y title on the first column only: on narrow screens it would sit on the panel to its left
+        fig.update_yaxes(title_text="intra / inter" if col == 1 else None, row=row, col=col)
     fig.update_layout(title="Relative distance intra / inter of masked views (Fig. 2c); dashed: the paper's 0.7",
                       legend={"orientation": "h", "x": 0, "y": -0.2 if rows == 1 else -0.08, "yanchor": "top"})
     return _stamp(fig, note, 340 * rows + 160)
@@ -138,7 +140,8 @@ def relative_change_figure(result: SweepResult, note: str = "") -> go.Figure:
         fig.add_hline(y=0, line_color="#bbb", row=row, col=col)
         fig.add_vline(x=_PAPER_SWEET, line_dash="dash", line_color="#888", row=row, col=col)
         fig.update_xaxes(title_text="mask ratio ρ", row=row, col=col)
-        fig.update_yaxes(title_text="Δ intra / inter", row=row, col=col)
+        # the y title on the first column only: on narrow screens it would sit on the panel to its left
+        fig.update_yaxes(title_text="Δ intra / inter" if col == 1 else None, row=row, col=col)
     fig.update_layout(title=f"Change of intra / inter from ρ={x[0]:g} (paired 95% bands)",
                       legend={"orientation": "h", "x": 0, "y": -0.2 if rows == 1 else -0.08, "yanchor": "top"})
     return _stamp(fig, note, 340 * rows + 160)
