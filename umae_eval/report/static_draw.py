@@ -1,0 +1,351 @@
+"""Drawing one plotly figure's JSON with matplotlib: axes placed by their domains, the trace
+types the report uses (lines, markers, bands, grouped bars with error bars, text labels), reference
+lines, annotations, log axes, a secondary y axis, colour bars. Used by :mod:`umae_eval.report.static`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+_DASH = {"dash": (0, (4, 2)), "dot": (0, (1, 1.5)), "dashdot": (0, (4, 1.5, 1, 1.5)), "solid": "-",
+         "longdash": (0, (7, 2))}
+_SYMBOL = {"circle": "o", "star": "*", "diamond": "D", "square": "s", "x": "x", "cross": "P",
+           "triangle-up": "^", "triangle-down": "v"}
+BOX = (0.09, 0.97, 0.16, 0.86)  # left, right, bottom, top of the plotting area (figure fraction)
+
+
+# ----------------------------------------------------------------------------- plotly JSON
+
+
+def _arr(value: Any) -> np.ndarray:
+    """A plotly data array (list, typed-array dict with ``bdata``, scalar) as numpy."""
+    if isinstance(value, dict) and "bdata" in value:
+        out = np.frombuffer(base64.b64decode(value["bdata"]), dtype=np.dtype(value["dtype"]))
+        shape = value.get("shape")
+        if shape:
+            out = out.reshape([int(s) for s in str(shape).split(",")] if isinstance(shape, str) else shape)
+        return out
+    if value is None:
+        return np.zeros(0)
+    return np.asarray(value if isinstance(value, (list, tuple, np.ndarray)) else [value])
+
+
+def plain(text: Any) -> str:
+    """Plotly label markup as plain text: ``<br>`` -> newline, tags dropped, entities decoded."""
+    s = re.sub(r"<br\s*/?>", "\n", str(text or ""), flags=re.I)
+    return html.unescape(re.sub(r"<[^>]+>", "", s))
+
+
+def title_parts(layout: dict[str, Any]) -> tuple[str, str]:
+    """(title, settings line) from ``layout.title.text`` = 'Title<br><sup>settings</sup>'."""
+    title = layout.get("title") or {}
+    text = str(title.get("text", "") if isinstance(title, dict) else title)
+    main, _, rest = text.partition("<br>")
+    return plain(main), plain(rest)
+
+
+def _color(value: Any, default: str = "#1f77b4") -> Any:
+    """A plotly colour (hex, ``rgb(...)``, ``rgba(...)``, name) as a matplotlib colour."""
+    if value is None or isinstance(value, (list, tuple, dict, np.ndarray)):
+        return default
+    s = str(value).strip()
+    m = re.fullmatch(r"rgba?\(([^)]*)\)", s)
+    if m:
+        parts = [float(p) for p in m.group(1).split(",")]
+        rgb = [p / 255.0 for p in parts[:3]]
+        return (*rgb, parts[3] if len(parts) > 3 else 1.0)
+    return s
+
+
+def _colormap(scale: Any) -> Any:
+    """A plotly colour scale (name or [[t, colour], ...]) as a matplotlib colormap."""
+    from matplotlib.colors import LinearSegmentedColormap
+
+    if isinstance(scale, str):
+        import plotly.colors as pc
+
+        scale = pc.get_colorscale(scale)
+    stops = [(float(t), _color(c)) for t, c in scale]
+    return LinearSegmentedColormap.from_list("umae", stops)
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+class Canvas:
+    """The matplotlib figure and one Axes per plotly (xaxis, yaxis) pair, placed by their domains."""
+
+    def __init__(self, fig_json: dict[str, Any]) -> None:
+        from matplotlib.figure import Figure
+
+        self.layout = fig_json.get("layout", {})
+        self.data = fig_json.get("data", [])
+        lay = self.layout
+        names = [k for k in lay if re.fullmatch(r"xaxis\d*", k)] or ["xaxis"]
+        pairs = []
+        for xk in names:
+            anchor = (lay.get(xk) or {}).get("anchor", "y")
+            pairs.append((self._short(xk), anchor if anchor != "free" else "y"))
+        for tr in self.data:
+            p = (tr.get("xaxis", "x"), tr.get("yaxis", "y"))
+            overlay = (lay.get(self._long(p[1])) or {}).get("overlaying")
+            if p not in pairs and not overlay:
+                pairs.append(p)
+        self.pairs = pairs
+        xdoms = sorted({tuple((lay.get(self._long(x)) or {}).get("domain", [0, 1])) for x, _ in pairs})
+        ydoms = sorted({tuple((lay.get(self._long(y)) or {}).get("domain", [0, 1])) for _, y in pairs})
+        self.ncols, self.nrows = len(xdoms), len(ydoms)
+        width = 4.8 if self.ncols == 1 else 7.0
+        row_h = 3.0 if self.ncols == 1 else (2.7 if self.ncols == 2 else 2.3)
+        self.fig: Figure = Figure(figsize=(width, row_h * self.nrows + 0.4))
+        self.axes: dict[tuple[str, str], Axes] = {}
+        for x, y in pairs:
+            xd = (lay.get(self._long(x)) or {}).get("domain", [0, 1])
+            yd = (lay.get(self._long(y)) or {}).get("domain", [0, 1])
+            x0, y0 = self.to_fig(xd[0], yd[0])
+            x1, y1 = self.to_fig(xd[1], yd[1])
+            self.axes[(x, y)] = self.fig.add_axes((x0, y0, x1 - x0, y1 - y0))
+        # secondary y axes (overlaying another y): twin of the Axes that owns that y
+        for yk in [k for k in lay if re.fullmatch(r"yaxis\d*", k)]:
+            over = (lay.get(yk) or {}).get("overlaying")
+            if over:
+                host = next(((x, y) for (x, y) in pairs if y == over), None)
+                x_anchor = (lay.get(yk) or {}).get("anchor", host[0] if host else "x")
+                if host is not None:
+                    twin = self.axes[host].twinx()
+                    twin.spines["right"].set_visible(True)
+                    self.axes[(x_anchor, self._short(yk))] = twin
+
+    @staticmethod
+    def _short(axis_key: str) -> str:
+        return axis_key.replace("axis", "")
+
+    @staticmethod
+    def _long(short: str) -> str:
+        return short[0] + "axis" + short[1:]
+
+    @staticmethod
+    def to_fig(px: float, py: float) -> tuple[float, float]:
+        """Plotly paper coordinates -> matplotlib figure fraction."""
+        left, right, bottom, top = BOX
+        return left + px * (right - left), bottom + py * (top - bottom)
+
+    def ax_for(self, trace: dict[str, Any]) -> Axes:
+        key = (trace.get("xaxis", "x"), trace.get("yaxis", "y"))
+        if key in self.axes:
+            return self.axes[key]
+        return next(ax for (x, _), ax in self.axes.items() if x == key[0])
+
+
+# ----------------------------------------------------------------------------- traces
+
+
+def _floats(a: np.ndarray) -> np.ndarray:
+    """Numbers as float64 (None -> NaN); anything else (category names) unchanged."""
+    try:
+        return np.array([np.nan if v is None else v for v in a.tolist()], dtype=np.float64) if a.dtype == object \
+            else a.astype(np.float64)
+    except (TypeError, ValueError):
+        return a
+
+
+def draw_scatter(ax: Axes, tr: dict[str, Any]) -> Any:
+    x, y = _floats(_arr(tr.get("x"))), _floats(_arr(tr.get("y")))
+    if y.size and y.dtype.kind == "f" and not np.isfinite(y).any():
+        return None  # a carrier of a colour bar or legend entry only
+    if x.size == 0 and y.size:
+        x = np.arange(y.size)
+    mode = str(tr.get("mode", "lines+markers" if y.size < 20 else "lines"))
+    line = tr.get("line") or {}
+    marker = tr.get("marker") or {}
+    label = plain(tr.get("name", "")) if tr.get("showlegend", True) is not False else "_nolegend_"
+    if tr.get("fill") == "toself":
+        return ax.fill(x, y, facecolor=_color(tr.get("fillcolor"), "#cccccc"), edgecolor="none",
+                       label="_nolegend_", zorder=1)[0]
+    handle = None
+    color = _color(line.get("color") or marker.get("color"))
+    if "lines" in mode:
+        (handle,) = ax.plot(x, y, color=color, lw=0.6 * float(line.get("width", 2)),
+                            ls=_DASH.get(str(line.get("dash", "solid")), "-"), label=label, zorder=3)
+    if "markers" in mode:
+        mcolor = marker.get("color")
+        size = float(np.mean(_arr(marker.get("size", 6)))) if marker.get("size") is not None else 6.0
+        sym = _SYMBOL.get(str(marker.get("symbol", "circle")), "o")
+        alpha = float(marker.get("opacity", 1.0)) if not isinstance(marker.get("opacity"), (list, dict)) else 1.0
+        edge = _color((marker.get("line") or {}).get("color"), "none") if marker.get("line") else "none"
+        if isinstance(mcolor, (list, dict, np.ndarray)) and not isinstance(mcolor, str):
+            cvals = _arr(mcolor)
+            if cvals.dtype.kind in "fiu" and marker.get("colorscale") is not None:
+                sc = ax.scatter(x, y, c=cvals, cmap=_colormap(marker["colorscale"]), s=(0.75 * size) ** 2,
+                                marker=sym, alpha=alpha, linewidths=0, zorder=4,
+                                vmin=marker.get("cmin"), vmax=marker.get("cmax"))
+            else:
+                sc = ax.scatter(x, y, c=[_color(c) for c in cvals], s=(0.75 * size) ** 2, marker=sym,
+                                alpha=alpha, linewidths=0, zorder=4)
+            handle = handle or sc
+        else:
+            sc = ax.scatter(x, y, color=_color(mcolor, color if isinstance(color, str) else "#1f77b4"),
+                            s=(0.75 * size) ** 2, marker=sym, alpha=alpha, edgecolors=edge,
+                            linewidths=0.4, zorder=4, label=label if handle is None else "_nolegend_")
+            handle = handle or sc
+    if "text" in mode and tr.get("text") is not None:
+        texts = tr["text"] if isinstance(tr["text"], list) else [tr["text"]] * len(x)
+        pos = str(tr.get("textposition", "top center"))
+        va = "bottom" if "top" in pos else ("top" if "bottom" in pos else "center")
+        for xi, yi, t in zip(x, y, texts):
+            ax.annotate(plain(t), (xi, yi), xytext=(0, 4 if va == "bottom" else -4), textcoords="offset points",
+                        ha="center", va=va, fontsize=6.5)
+    _error_bars(ax, tr, x, y, color)
+    return handle
+
+
+def _error_bars(ax: Axes, tr: dict[str, Any], x: np.ndarray, y: np.ndarray, color: Any,
+                xpos: np.ndarray | None = None) -> None:
+    err = tr.get("error_y") or {}
+    if not err or err.get("visible") is False or err.get("array") is None:
+        return
+    up = _arr(err["array"]).astype(float)
+    down = _arr(err.get("arrayminus", err["array"])).astype(float)
+    ax.errorbar(xpos if xpos is not None else x, y.astype(float), yerr=np.vstack([down, up]), fmt="none",
+                ecolor=_color(err.get("color"), "#333333"), elinewidth=0.7, capsize=2, zorder=5)
+
+
+def draw_bars(ax: Axes, traces: Sequence[dict[str, Any]]) -> list[Any]:
+    """Grouped bars: one group per category, one bar per trace, error bars and value labels."""
+    cats: list[str] = []
+    for tr in traces:
+        for c in _arr(tr.get("x")).tolist():
+            if plain(c) not in cats:
+                cats.append(plain(c))
+    n = len(traces)
+    width = 0.8 / max(n, 1)
+    handles = []
+    for j, tr in enumerate(traces):
+        xs = [cats.index(plain(c)) for c in _arr(tr.get("x")).tolist()]
+        y = _arr(tr.get("y")).astype(float)
+        pos = np.asarray(xs, dtype=float) - 0.4 + width * (j + 0.5)
+        color = _color((tr.get("marker") or {}).get("color"))
+        bars = ax.bar(pos, np.nan_to_num(y), width=width * 0.95, color=color, label=plain(tr.get("name", "")),
+                      zorder=3)
+        handles.append(bars)
+        _error_bars(ax, tr, pos, y, color, xpos=pos)
+        if tr.get("texttemplate") or tr.get("text") is not None:
+            m = re.search(r"%\{y:\.(\d)f\}", str(tr.get("texttemplate", "")))
+            fmt = f"%.{m.group(1)}f" if m else "%.1f"
+            labels = [("" if not np.isfinite(v) else fmt % v) for v in y]
+            if tr.get("text") is not None and not tr.get("texttemplate"):
+                labels = [plain(t) for t in (tr["text"] if isinstance(tr["text"], list) else [tr["text"]] * len(y))]
+            ax.bar_label(bars, labels=labels, fontsize=6, padding=2)
+    ax.set_xticks(range(len(cats)), cats, rotation=0 if sum(len(c) for c in cats) < 60 else 20,
+                  ha="center" if sum(len(c) for c in cats) < 60 else "right")
+    return handles
+
+
+# ----------------------------------------------------------------------------- axes, shapes, text
+
+
+def style_axis(ax: Axes, spec: dict[str, Any], which: str) -> None:
+    set_label = ax.set_xlabel if which == "x" else ax.set_ylabel
+    title = spec.get("title")
+    text = title.get("text") if isinstance(title, dict) else title
+    if text:
+        set_label(plain(text))
+    log = spec.get("type") == "log"
+    if log:
+        (ax.set_xscale if which == "x" else ax.set_yscale)("log")
+    rng = spec.get("range")
+    if rng is not None and len(rng) == 2 and None not in rng:
+        lo, hi = (10 ** float(rng[0]), 10 ** float(rng[1])) if log else (float(rng[0]), float(rng[1]))
+        (ax.set_xlim if which == "x" else ax.set_ylim)(lo, hi)
+    elif spec.get("rangemode") == "tozero":
+        (ax.set_xlim if which == "x" else ax.set_ylim)(left=0) if which == "x" else ax.set_ylim(bottom=0)
+    if spec.get("showticklabels") is False:
+        (ax.set_xticks if which == "x" else ax.set_yticks)([])
+    if spec.get("tickformat") == "d" or spec.get("dtick") == 1:
+        from matplotlib.ticker import MaxNLocator
+
+        (ax.xaxis if which == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+    if spec.get("ticksuffix") and not log:
+        from matplotlib.ticker import FormatStrFormatter
+
+        (ax.xaxis if which == "x" else ax.yaxis).set_major_formatter(
+            FormatStrFormatter("%g" + str(spec["ticksuffix"]).replace("%", "%%")))
+
+
+def draw_shape(canvas: Canvas, sh: dict[str, Any]) -> None:
+    if sh.get("type", "line") != "line":
+        return
+    xref, yref = str(sh.get("xref", "x")), str(sh.get("yref", "y"))
+    line = sh.get("line") or {}
+    kw = {"color": _color(line.get("color"), "#888888"), "lw": 0.6 * float(line.get("width", 1.5)),
+          "ls": _DASH.get(str(line.get("dash", "solid")), "-"), "zorder": 2}
+    x_short = xref.replace(" domain", "")
+    y_short = yref.replace(" domain", "")
+    ax = canvas.axes.get((x_short, y_short)) or next(
+        (a for (x, y), a in canvas.axes.items() if x == x_short or y == y_short), None)
+    if ax is None:
+        return
+    if yref.endswith("domain") and sh.get("x0") == sh.get("x1"):
+        ax.axvline(float(sh["x0"]), ymin=float(sh.get("y0", 0)), ymax=float(sh.get("y1", 1)), **kw)
+    elif xref.endswith("domain") and sh.get("y0") == sh.get("y1"):
+        ax.axhline(float(sh["y0"]), xmin=float(sh.get("x0", 0)), xmax=float(sh.get("x1", 1)), **kw)
+    else:
+        ax.plot([sh.get("x0"), sh.get("x1")], [sh.get("y0"), sh.get("y1")], **kw)
+
+
+def draw_annotation(canvas: Canvas, an: dict[str, Any]) -> None:
+    from matplotlib.transforms import offset_copy
+
+    text = plain(an.get("text", ""))
+    if not text:
+        return
+    xref, yref = str(an.get("xref", "paper")), str(an.get("yref", "paper"))
+    size = min(8.5, 0.6 * float((an.get("font") or {}).get("size", 12)))
+    ha = {"left": "left", "right": "right"}.get(str(an.get("xanchor", "center")), "center")
+    va = {"top": "top", "bottom": "bottom"}.get(str(an.get("yanchor", "middle")), "center")
+    x, y = float(an.get("x", 0)), float(an.get("y", 0))
+    color = _color((an.get("font") or {}).get("color"), "#222222")
+    if xref == "paper" and yref == "paper":
+        fx, fy = canvas.to_fig(x, y)
+        trans = offset_copy(canvas.fig.transFigure, fig=canvas.fig, x=0.75 * float(an.get("xshift", 0)),
+                            y=0.75 * float(an.get("yshift", 0)), units="points")
+        canvas.fig.text(fx, fy, text, ha=ha, va=va, fontsize=size, color=color, transform=trans)
+        return
+    x_short, y_short = xref.replace(" domain", ""), yref.replace(" domain", "")
+    ax = canvas.axes.get((x_short, y_short)) or next(iter(canvas.axes.values()))
+    from matplotlib.transforms import blended_transform_factory
+
+    tx = ax.transAxes if xref.endswith("domain") else ax.transData
+    ty = ax.transAxes if yref.endswith("domain") else ax.transData
+    ax.text(x, y, text, ha=ha, va=va, fontsize=size, color=color, transform=blended_transform_factory(tx, ty))
+
+
+def draw_colorbars(canvas: Canvas) -> None:
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    for tr in canvas.data:
+        marker = tr.get("marker") or {}
+        if not marker.get("showscale") or marker.get("colorscale") is None:
+            continue
+        vals = _arr(marker.get("color")).astype(float) if isinstance(marker.get("color"), (list, dict)) else None
+        lo = marker.get("cmin", float(np.nanmin(vals)) if vals is not None and vals.size else 0.0)
+        hi = marker.get("cmax", float(np.nanmax(vals)) if vals is not None and vals.size else 1.0)
+        sm = ScalarMappable(norm=Normalize(lo, hi), cmap=_colormap(marker["colorscale"]))
+        cb = canvas.fig.colorbar(sm, ax=canvas.ax_for(tr), fraction=0.05, pad=0.02)
+        title = (marker.get("colorbar") or {}).get("title")
+        text = title.get("text") if isinstance(title, dict) else title
+        if text:
+            cb.set_label(plain(text))
+
+
