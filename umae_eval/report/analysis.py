@@ -163,7 +163,8 @@ def _maps_section(rep: HtmlReport, res: AnalysisResults, settings: Mapping[str, 
         figs = [F.embedding_figure(m.coords, m.labels, res.class_names, test_index=m.test_index, legend=False,
                                    title=f"{name}", settings_line=f"10-NN accuracy in the map: {m.knn_accuracy:.1f}%")
                 for name, m in panels]
-        combined = F.maps_figure([(f"{name} ({m.knn_accuracy:.1f}% 10-NN in map)", m.coords, m.labels, m.test_index)
+        combined = F.maps_figure([(f"{name}<br>{m.knn_accuracy:.1f}% 10-NN accuracy in the map", m.coords, m.labels,
+                                   m.test_index)
                                   for name, m in panels], res.class_names,
                                  title=f"{words} of test features (Fig. 3a)", settings_line=line)
         colors = F.class_colors(len(res.class_names))

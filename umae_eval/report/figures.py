@@ -271,7 +271,9 @@ def maps_figure(
 
     cols = min(3, max(1, len(maps)))
     rows = -(-len(maps) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[label(m[0]) for m in maps],
+    # titles may hold one <br> (name, then its score); the rest is escaped
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=["<br>".join(label(t) for t in m[0].split("<br>"))
+                                                              for m in maps],
                         horizontal_spacing=0.03, vertical_spacing=0.08)
     for i, (_, coords, labels, idx) in enumerate(maps):
         r, c = i // cols + 1, i % cols + 1

@@ -271,6 +271,7 @@ def style_axis(ax: Axes, spec: dict[str, Any], which: str) -> None:
         (ax.set_xlim if which == "x" else ax.set_ylim)(left=0) if which == "x" else ax.set_ylim(bottom=0)
     if spec.get("showticklabels") is False:
         (ax.set_xticks if which == "x" else ax.set_yticks)([])
+        ax.spines["bottom" if which == "x" else "left"].set_visible(False)  # a map has no scale to show
     if spec.get("tickformat") == "d" or spec.get("dtick") == 1:
         from matplotlib.ticker import MaxNLocator
 
