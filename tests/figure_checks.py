@@ -33,7 +33,7 @@ def assert_pdf_draws(path: Path, min_paths: int = 20) -> dict:
     assert ops["pages"] == 1, f"{path.name}: {ops['pages']} pages"
     # scatter markers are one path stored once and stamped with ``Do`` at every point
     n_paths = sum(ops[o] for o in PATH_OPS) + ops[b"Do"]
-    n_paint = sum(ops[o] for o in PAINT_OPS)
+    n_paint = sum(ops[o] for o in PAINT_OPS) + ops[b"Do"]  # a stamped marker is painted where it lands
     assert n_paths >= min_paths and n_paint >= 3, f"{path.name}: {n_paths} path segments/stamps, {n_paint} paints"
     assert ops[b"Tj"] + ops[b"TJ"] > 0, f"{path.name}: no text (axis labels, title)"
     return dict(PdfReader(str(path)).metadata or {})
