@@ -310,32 +310,41 @@ def real_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (run / "config.json").write_text(json.dumps({"train_config": {"eval_images": 500}, "data": {"test_images": 60}}))
     CF.make_umae(run / "checkpoint-4.pth", seed=1)
     CF.make_official_encoder(root / "mae_pretrain_vit_tiny.pth", seed=2)
-    out = {"compare": root / "compare", "sweep": root / "sweep"}
+    out = {"compare": root / "compare", "sweep": root / "sweep", "collapse": root / "collapse",
+           "probe": root / "probe"}
     assert main(["compare", str(run / "checkpoint-4.pth"), str(root / "mae_pretrain_vit_tiny.pth"),
                  "--data", str(npz), "--random-init", "--embed", "tsne", "--per-class", "15", "--max-views", "20",
                  "--bootstrap", "200", "--device", "cpu", "--label", "U-MAE <i>tiny</i>", "--label", "MAE",
                  "--out", str(out["compare"])]) == 0
+    assert main(["collapse-report", str(run / "checkpoint-4.pth"), str(root / "mae_pretrain_vit_tiny.pth"),
+                 "--data", str(npz), "--random-init", "--embed", "tsne", "--per-class", "15", "--max-views", "20",
+                 "--bootstrap", "200", "--device", "cpu", "--out", str(out["collapse"])]) == 0
+    assert main(["probe", str(run / "checkpoint-4.pth"), "--data", str(npz), "--bootstrap", "200",
+                 "--device", "cpu", "--out", str(out["probe"])]) == 0
     assert main(["mask-ratio-sweep", "--data", str(npz), "--ratios", "0:0.75:0.25", "--patch-size", "8",
                  "--pairs", "12", "--views", "2", "--bootstrap", "50", "--label-images", "9", "--graph-images", "6",
                  "--device", "cpu", "--out", str(out["sweep"])]) == 0
     return out
 
 
+REPORTS = ["compare", "sweep", "collapse", "probe"]
+
+
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("which", ["compare", "sweep"])
+@pytest.mark.parametrize("which", REPORTS)
 def test_real_report_at_1280_px_no_table_scrolls(real_reports: dict[str, Path], which: str, tmp_path: Path) -> None:
     state = render_in_chromium(real_reports[which] / "report.html", tmp_path / "profile", width=1280,
                                screenshot=_shot(f"{which}-1280.png"))
     _check_page(state)
-    assert state["figures"] >= 4
+    assert state["figures"] >= (1 if which == "probe" else 4)
     assert state["scrolling_tables"] == [], state["scrolling_tables"]
     assert state["page_width"] <= 1280, state
-    if which == "compare":
-        assert state["first_h2"].startswith("Summary"), state["first_h2"]
+    # every analysis report opens with its verdict
+    assert state["first_h2"].startswith("Summary"), state["first_h2"]
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("which", ["compare", "sweep"])
+@pytest.mark.parametrize("which", REPORTS)
 def test_real_report_at_800_px_page_does_not_scroll(real_reports: dict[str, Path], which: str,
                                                     tmp_path: Path) -> None:
     state = render_in_chromium(real_reports[which] / "report.html", tmp_path / "profile", width=800,

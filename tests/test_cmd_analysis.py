@@ -159,6 +159,17 @@ def test_collapse_report_figures_maps_and_training_curves(tiny_npz: Path, ckpts:
     assert per["mae"]["training_curves"] is None
     frame = pd.read_csv(out / "collapse.csv")
     assert list(frame["checkpoint"]) == ["ours", "mae", "random init"]
+    # the summary's verdict is the effective rank, each value with its 95% interval
+    summ = res["results"]["summary"]
+    assert summ["metric"] == "effective_rank" and summ["rank_bootstrap_resamples"] == 200
+    for h in summ["headlines"]:
+        iv = h["rank_intervals"]["effective_rank"]
+        assert iv["lo"] <= per[h["name"]]["effective_rank"] == iv["estimate"] <= iv["hi"]
+    assert len(summ["comparisons"]) == 6
+    assert summ["sentences"][0].endswith(f"at {res['settings']['data']['n_test']} test images.")
+    ivs = pd.read_csv(out / "intervals.csv")
+    assert sorted(set(ivs["metric"])) == ["effective_rank", "rankme"] and len(ivs) == 6
+    assert len(pd.read_csv(out / "differences.csv")) == 6
     maps = pd.read_csv(out / "maps.csv", keep_default_na=False)
     assert set(maps["class_name"]) == set(CLASSES) and len(maps) == 90
     html = (out / "report.html").read_text()

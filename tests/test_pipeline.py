@@ -165,3 +165,35 @@ def test_no_command_module_imports_another() -> None:
                 assert not name.startswith("umae_eval.commands"), f"{path.name} imports {name}"
             if isinstance(node, ast.ImportFrom) and node.module == "umae_eval":
                 assert all(a.name != "commands" for a in node.names), path.name
+
+
+def test_summary_without_probes_ranks_by_effective_rank_with_paired_intervals() -> None:
+    rng = np.random.default_rng(5)
+    boot_a = rng.normal(0.0, 0.2, size=(200, 2))
+    shared = rng.normal(0.0, 1.0, size=(200, 2))
+    recipes = {n: recipe_of("timm", {}) for n in ("low", "high")}
+    ranks = {"low": {"effective_rank": 40.0, "rankme": 20.0}, "high": {"effective_rank": 41.0, "rankme": 78.0}}
+    # resamples: a large shared part (the same test images move both) and a small own part,
+    # shifted below the estimate as resampling with replacement does
+    boots = {"low": shared + boot_a + np.array([39.0, 19.5]),
+             "high": shared + rng.normal(0.0, 0.2, size=(200, 2)) + np.array([40.0, 77.0])}
+    data = {"n_test": 1000, "class_names": [f"c{i}" for i in range(7)], "image_size": [32, 32]}
+    s = build_summary(["low", "high"], recipes, {}, ranks, {"low": 96, "high": 96}, {}, data,
+                      n_boot=2000, seed=0, rank_resamples=boots)
+    assert s.metric == "effective_rank" and s.n_boot_ranks == 200
+    assert [h.name for h in s.headlines] == ["high", "low"]
+    er = s.headlines[0].rank_intervals["effective_rank"]
+    assert er.lo < 41.0 < er.hi  # centred on the estimate although the resamples sit 1 below it
+    c = next(c for c in s.comparisons if c.metric == "effective_rank")
+    d = boots["high"][:, 0] - boots["low"][:, 0]
+    assert (c.difference.lo, c.difference.hi) == pytest.approx(tuple(np.percentile(d - d.mean() + 1.0, [2.5, 97.5])))
+    assert c.beyond_noise  # paired: the shared part cancels, unpaired intervals would overlap
+    assert s.sentences()[0].startswith("high is 1.0 above low in effective rank (95% interval ")
+    assert "points" not in s.sentences()[0]
+    assert s.to_json()["rank_bootstrap_resamples"] == 200
+
+
+def test_one_decimal_never_prints_minus_zero() -> None:
+    from umae_eval.pipeline.summary import one_decimal
+
+    assert [one_decimal(v) for v in (-0.04, -0.05001, 0.04, 2.25, -1.26)] == ["0.0", "-0.1", "0.0", "2.2", "-1.3"]

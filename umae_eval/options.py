@@ -161,7 +161,8 @@ MaskRatioOpt = Annotated[float, typer.Option(
 MaxViewsOpt = Annotated[int, typer.Option(
     "--max-views", min=2, help="Test images (seeded subset) encoded as two masked views each.")]
 BootstrapOpt = Annotated[int, typer.Option(
-    "--bootstrap", min=100, help="Bootstrap resamples of the test images behind each 95% interval.")]
+    "--bootstrap", min=100, help="Bootstrap resamples of the test images behind each 95% interval "
+    "(effective rank and RankMe: at most 200, down to 50 for wide features on many images).")]
 
 PROBE_METHODS: tuple[str, ...] = ("mean", "linear", "knn")
 MAP_METHODS: tuple[str, ...] = ("tsne", "umap")

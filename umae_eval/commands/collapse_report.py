@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from umae_eval.options import (
     BatchSizeOpt,
+    BootstrapOpt,
     CkptsArg,
     DataModeOpt,
     DataOpt,
@@ -67,6 +68,7 @@ def collapse_report(
     skip_bad_images: SkipBadOpt = False,
     max_train_per_class: MaxTrainPerClassOpt = None,
     feature_dtype: FeatureDtypeOpt = "float32",
+    bootstrap: BootstrapOpt = 2000,
 ) -> None:
     """Measure dimensional collapse: spectra, effective rank, RankMe, alignment/uniformity, maps.
 
@@ -82,7 +84,8 @@ def collapse_report(
     from umae_eval.staging import begin_output
 
     config = analysis_config(pool=pool, embed=embed, per_class=per_class, mask_ratio=mask_ratio,
-                             max_views=max_views, device=device, batch_size=batch_size, seed=seed)
+                             max_views=max_views, device=device, batch_size=batch_size, seed=seed,
+                             bootstrap=bootstrap)
     check_labels(label)
     stage = begin_output(out_dir_for(out, "collapse-report"))  # refuses an unwritable --out before the work
     timings: dict[str, float] = {}

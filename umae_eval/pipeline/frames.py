@@ -45,9 +45,9 @@ def accuracy_frame(res: AnalysisResults) -> pd.DataFrame:
 
 
 def intervals_frame(res: AnalysisResults) -> pd.DataFrame:
-    """Long table of the summary's accuracies: checkpoint, metric, estimate, lo, hi (95%)."""
+    """Long table of the summary's accuracies and ranks: checkpoint, metric, estimate, lo, hi (95%)."""
     rows = [{"checkpoint": h.name, "metric": m, "estimate": iv.estimate, "lo": iv.lo, "hi": iv.hi}
-            for h in res.summary.headlines for m, iv in h.accuracies.items()]
+            for h in res.summary.headlines for m, iv in {**h.accuracies, **h.rank_intervals}.items()]
     return pd.DataFrame(rows, columns=["checkpoint", "metric", "estimate", "lo", "hi"])
 
 

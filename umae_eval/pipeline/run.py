@@ -86,6 +86,8 @@ class CheckpointResult:
     curves: dict[str, list[float]] | None = None
     eval_images: int | None = None
     reference: Reference | None = None
+    #: (R, 2) effective rank and RankMe on R row resamples of the test features (not in JSON)
+    rank_resamples: Any = None
 
     @property
     def name(self) -> str:
@@ -164,6 +166,19 @@ class AnalysisResults:
         return out
 
 
+def rank_resamples(test_features: Any, config: AnalysisConfig, progress: ProgressFactory) -> Any:
+    """Effective rank and RankMe of ``test_features`` (N, D) on the shared row resamples, (R, 2).
+
+    Every checkpoint gets the same resamples (same N, same seed), so rank differences are paired.
+    """
+    from umae_eval.metrics.rank_bootstrap import bootstrap_ranks, rank_resample_count
+
+    n, d = test_features.shape
+    reps = rank_resample_count(n, d, config.n_boot)
+    with progress("rank intervals (bootstrap)", total=reps) as advance:
+        return bootstrap_ranks(test_features, n_boot=reps, seed=config.seed + 7, step=advance)
+
+
 @contextmanager
 def timed(store: dict[str, float], key: str) -> Iterator[None]:
     """Add the wall time of the block to ``store[key]`` (seconds)."""
@@ -224,6 +239,8 @@ def run_analysis(
         if config.collapse:
             with timed(times, f"spectrum:{s.name}"):
                 r.spectrum = spectrum_stats(fs.test)
+            with timed(times, f"rank_intervals:{s.name}"):
+                r.rank_resamples = rank_resamples(fs.test, config, progress)
             with timed(times, f"masked_views:{s.name}"):
                 r.views = masked_view_geometry(s, x_views, mask_ratio=config.mask_ratio, seed=config.seed,
                                                pool=config.pool, device=config.device,  # type: ignore[arg-type]
@@ -250,6 +267,7 @@ def run_analysis(
             {r.name: {k: v for k, v in r.collapse_scalars().items() if k in ("effective_rank", "rankme")}
              for r in results},
             {r.name: r.spectrum.dim for r in results if r.spectrum is not None},
-            {r.name: r.reference for r in results}, data_settings, n_boot=config.n_boot, seed=config.seed)
+            {r.name: r.reference for r in results}, data_settings, n_boot=config.n_boot, seed=config.seed,
+            rank_resamples={r.name: r.rank_resamples for r in results if r.rank_resamples is not None})
     times["pipeline"] = time.perf_counter() - t_start
     return AnalysisResults(results, data_settings, config, summary, list(data.images.class_names), times)

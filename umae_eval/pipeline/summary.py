@@ -1,7 +1,9 @@
 """The verdict of an analysis: headline numbers with 95% intervals, paired differences, sentences.
 
 Accuracy intervals come from a bootstrap over test images (:mod:`umae_eval.pipeline.intervals`)
-with one set of resamples shared by all checkpoints, so every difference is paired. Each
+with one set of resamples shared by all checkpoints, so every difference is paired. Effective
+rank and RankMe get theirs from a (smaller) bootstrap of the test features' rows
+(:mod:`umae_eval.metrics.rank_bootstrap`), also shared by all checkpoints. Each
 comparison gets one plain sentence saying whether the difference is more than noise at this
 number of test images; the paper's Table 1 number is attached where the setting matches.
 """
@@ -14,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from umae_eval.pipeline.intervals import Interval, bootstrap_accuracies, interval
+from umae_eval.pipeline.intervals import Interval, bootstrap_accuracies, centred_interval, interval
 from umae_eval.pipeline.probing import ProbeSummary, knn_column
 from umae_eval.pipeline.recipe import Recipe
 from umae_eval.pipeline.reference import Reference, table1_rows, table1_setting
@@ -28,6 +30,14 @@ METRIC_WORDS: dict[str, str] = {
 }
 #: Pairwise comparisons up to this many checkpoints; beyond it, each against the best only.
 ALL_PAIRS_UP_TO = 5
+#: Measures that are not percentages: their differences are not "points".
+RANK_NAMES: tuple[str, ...] = ("effective_rank", "rankme")
+
+
+def one_decimal(x: float) -> str:
+    """``x`` to one decimal, without the ``-0.0`` that rounding a small negative number gives."""
+    out = f"{x:.1f}"
+    return "0.0" if out == "-0.0" else out
 
 
 def metric_words(name: str) -> str:
@@ -61,11 +71,13 @@ class Headline:
     ranks: dict[str, float] = field(default_factory=dict)
     dim: int | None = None
     reference: Reference | None = None
+    rank_intervals: dict[str, Interval] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"name": self.name, "recipe": self.recipe.to_json(),
                 "accuracies": {k: v.to_json() for k, v in self.accuracies.items()},
-                "ranks": dict(self.ranks), "dim": self.dim,
+                "ranks": dict(self.ranks), "rank_intervals": {k: v.to_json() for k, v in self.rank_intervals.items()},
+                "dim": self.dim,
                 "paper_reference": self.reference.to_json() if self.reference else None}
 
 
@@ -91,11 +103,12 @@ class Comparison:
         verdict = (f"more than noise at {self.n_test:,} test images" if self.beyond_noise
                    else f"within noise at {self.n_test:,} test images")
         # the interval is over test images only (not pre-training or probe seeds): said in the report
+        unit = "" if self.metric in RANK_NAMES else " points"
         if abs(d.estimate) < 0.05:
             head = f"{self.better} and {self.worse} are level in {metric_words(self.metric)}"
         else:
-            head = f"{self.better} is {d.estimate:.1f} points above {self.worse} in {metric_words(self.metric)}"
-        return f"{head} (95% interval {d.lo:.1f} to {d.hi:.1f}): {verdict}."
+            head = f"{self.better} is {one_decimal(d.estimate)}{unit} above {self.worse} in {metric_words(self.metric)}"
+        return f"{head} (95% interval {one_decimal(d.lo)} to {one_decimal(d.hi)}): {verdict}."
 
     def to_json(self) -> dict[str, Any]:
         return {"metric": self.metric, "better": self.better, "worse": self.worse,
@@ -113,6 +126,7 @@ class Summary:
     headlines: list[Headline]
     comparisons: list[Comparison]
     notes: list[str] = field(default_factory=list)
+    n_boot_ranks: int = 0
 
     def sentences(self) -> list[str]:
         """The comparison sentences of the main metric, then the notes (ranks, the paper)."""
@@ -120,6 +134,9 @@ class Summary:
 
     def to_json(self) -> dict[str, Any]:
         return {"metric": self.metric, "n_test": self.n_test, "bootstrap_resamples": self.n_boot,
+                "rank_bootstrap_resamples": self.n_boot_ranks,
+                "rank_interval": "95% percentile bootstrap over test images (paired), shifted so that its mean "
+                                 "is the estimate: resampling repeats rows, which lowers a rank by itself",
                 "interval": "95% percentile bootstrap over test images (paired across checkpoints)",
                 "headlines": [h.to_json() for h in self.headlines],
                 "comparisons": [c.to_json() for c in self.comparisons], "sentences": self.sentences()}
@@ -142,10 +159,13 @@ def build_summary(
     *,
     n_boot: int,
     seed: int,
+    rank_resamples: Mapping[str, np.ndarray] | None = None,
 ) -> Summary:
     """Headlines with intervals, paired differences (best first) and the notes of the summary.
 
-    ``probes`` may be empty (collapse-report): then the panel shows ranks only.
+    ``probes`` may be empty (collapse-report): then the panel shows ranks and, where
+    ``rank_resamples`` (name -> (R, 2) effective rank, RankMe on R shared row resamples) are
+    given, their intervals and paired differences, ranked by effective rank.
     """
     accuracy_names = next((list(p.accuracies) for p in probes.values()), [])
     heads = headline_metrics(accuracy_names)
@@ -166,10 +186,30 @@ def build_summary(
                 diff = interval(headlines[a].accuracies[m].estimate - headlines[b].accuracies[m].estimate,
                                 boot[:, col[a]] - boot[:, col[b]])
                 comparisons.append(Comparison(m, a, b, diff, n_test))
-    ordered = (sorted(names, key=lambda n: -headlines[n].accuracies[metric].estimate)
-               if metric and comparisons else list(names))
-    notes = _rank_notes([headlines[n] for n in ordered]) + _paper_notes([headlines[n] for n in ordered], data)
-    return Summary(metric, n_test, n_boot, [headlines[n] for n in ordered], comparisons, notes)
+    boots = dict(rank_resamples or {})
+    n_boot_ranks = 0
+    if names and all(n in boots and "effective_rank" in headlines[n].ranks for n in names):
+        # checkpoints of different widths may get different counts; the first R are shared
+        n_boot_ranks = min(int(boots[n].shape[0]) for n in names)
+        boots = {n: np.asarray(boots[n])[:n_boot_ranks] for n in names}
+        for j, m in enumerate(RANK_NAMES):
+            for n in names:
+                headlines[n].rank_intervals[m] = centred_interval(headlines[n].ranks[m], boots[n][:, j])
+            order = sorted(names, key=lambda n: -headlines[n].ranks[m])
+            for a, b in _pairs(order):
+                comparisons.append(Comparison(m, a, b, centred_interval(
+                    headlines[a].ranks[m] - headlines[b].ranks[m], boots[a][:, j] - boots[b][:, j]), n_test))
+    if metric is None and n_boot_ranks:
+        metric = "effective_rank"  # collapse-report: no accuracies, the ranks are the verdict
+    if metric in RANK_NAMES:
+        ordered = sorted(names, key=lambda n: -headlines[n].ranks[metric])  # type: ignore[index]
+    elif metric and comparisons:
+        ordered = sorted(names, key=lambda n: -headlines[n].accuracies[metric].estimate)
+    else:
+        ordered = list(names)
+    notes = (_rank_notes([headlines[n] for n in ordered]) if metric != "effective_rank" else []) \
+        + _paper_notes([headlines[n] for n in ordered], data)
+    return Summary(metric, n_test, n_boot, [headlines[n] for n in ordered], comparisons, notes, n_boot_ranks)
 
 
 def _rank_notes(headlines: Sequence[Headline]) -> list[str]:
@@ -178,7 +218,11 @@ def _rank_notes(headlines: Sequence[Headline]) -> list[str]:
         return []
     dims = {h.dim for h in with_rank if h.dim}
     of = f" (of {dims.pop()} feature dimensions)" if len(dims) == 1 else ""
-    values = ", ".join(f"{h.name} {h.ranks['effective_rank']:.1f}" for h in with_rank)
+    def one(h: Headline) -> str:
+        iv = h.rank_intervals.get("effective_rank")
+        return f"{h.name} {h.ranks['effective_rank']:.1f}" + (f" ({one_decimal(iv.lo)} to {one_decimal(iv.hi)})" if iv else "")
+
+    values = ", ".join(one(h) for h in with_rank)
     return [f"Effective rank of the test features{of}: {values}; higher means less dimensional collapse."]
 
 

@@ -87,9 +87,11 @@ def analysis_tables(res: AnalysisResults) -> dict[str, pd.DataFrame]:
     acc = T.accuracy_frame(res)
     if not acc.empty:
         out["accuracy"] = acc
-        out["intervals"] = T.intervals_frame(res)
-        if res.summary.comparisons:
-            out["differences"] = T.differences_frame(res)
+    ivs = T.intervals_frame(res)
+    if len(ivs):
+        out["intervals"] = ivs
+    if res.summary.comparisons:
+        out["differences"] = T.differences_frame(res)
     coll = T.collapse_frame(res)
     if not coll.empty:
         out["collapse"] = coll

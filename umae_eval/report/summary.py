@@ -15,12 +15,12 @@ import pandas as pd
 
 from umae_eval.pipeline import AnalysisResults
 from umae_eval.pipeline.intervals import Interval
-from umae_eval.pipeline.summary import metric_words
+from umae_eval.pipeline.summary import RANK_NAMES, metric_words, one_decimal
 from umae_eval.report.writer import HtmlReport
 
 
 def _iv(iv: Interval | None) -> str:
-    return "–" if iv is None else f"{iv.estimate:.1f} ({iv.lo:.1f} to {iv.hi:.1f})"
+    return "–" if iv is None else f"{one_decimal(iv.estimate)} ({one_decimal(iv.lo)} to {one_decimal(iv.hi)})"
 
 
 def headline_frame(res: AnalysisResults) -> pd.DataFrame:
@@ -33,10 +33,11 @@ def headline_frame(res: AnalysisResults) -> pd.DataFrame:
         row: dict[str, Any] = {"checkpoint": h.name, "recipe": h.recipe.label() or "not recorded"}
         for m in metrics:
             row[f"{metric_words(m)}, % (95% interval)"] = _iv(h.accuracies.get(m))
-        if "effective_rank" in h.ranks:
-            row["effective rank"] = h.ranks["effective_rank"]
-        if "rankme" in h.ranks:
-            row["RankMe"] = h.ranks["rankme"]
+        for m, words in (("effective_rank", "effective rank"), ("rankme", "RankMe")):
+            if m in h.rank_intervals:
+                row[f"{words} (95% interval)"] = _iv(h.rank_intervals[m])
+            elif m in h.ranks:
+                row[words] = h.ranks[m]
         if h.dim:
             row["feature dims"] = h.dim
         if any(x.reference for x in res.summary.headlines):
@@ -47,10 +48,11 @@ def headline_frame(res: AnalysisResults) -> pd.DataFrame:
 
 
 def differences_table(res: AnalysisResults) -> pd.DataFrame:
-    """One row per paired comparison and metric: difference (points), interval, verdict."""
-    rows = [{"comparison": f"{c.better} − {c.worse}", "measure": metric_words(c.metric),
-             "difference (points)": round(c.difference.estimate, 1),
-             "95% interval": f"{c.difference.lo:.1f} to {c.difference.hi:.1f}",
+    """One row per paired comparison and metric: difference (points for accuracies), interval, verdict."""
+    rows = [{"comparison": f"{c.better} − {c.worse}",
+             "measure": metric_words(c.metric) + ("" if c.metric in RANK_NAMES else ", points"),
+             "difference": round(c.difference.estimate, 1),
+             "95% interval": f"{one_decimal(c.difference.lo)} to {one_decimal(c.difference.hi)}",
              "verdict": "beyond noise" if c.beyond_noise else "within noise"}
             for c in res.summary.comparisons]
     return pd.DataFrame(rows)
@@ -72,21 +74,29 @@ def add_summary(report: HtmlReport, res: AnalysisResults, fig_settings: Mapping[
         report.add_heading("On these test images", level=3)
     report.add_sentences(s.sentences(), verdict=True)
     n_test = f"{s.n_test:,} test images"
-    cap = (f"Best first. Accuracies in % on the {n_test} with 95% bootstrap intervals over the test images "
-           f"({s.n_boot:,} resamples): they say how much the numbers would move on another sample of test "
-           f"images, not how much they would move with another pre-training or probe seed. Effective rank "
-           f"(Roy & Vetterli) and RankMe of the test features.")
+    has_ranks = any(h.ranks for h in s.headlines)
+    ranks_cap = (f" Effective rank (Roy & Vetterli, centred) and RankMe (raw) of the test features, with 95% "
+                 f"intervals from {s.n_boot_ranks:,} resamples of the same test images (fewer than for the "
+                 f"accuracies: each costs two eigen-decompositions per checkpoint), centred on the estimate "
+                 f"because a resample repeats rows, which lowers a rank by itself." if s.n_boot_ranks else
+                 " Effective rank (Roy & Vetterli) and RankMe of the test features." if has_ranks else "")
+    what = "Accuracies in % " if any(h.accuracies for h in s.headlines) else "Measures "
+    cap = (f"Best first. {what}on the {n_test}"
+           + (f" with 95% bootstrap intervals over the test images ({s.n_boot:,} resamples)"
+              if any(h.accuracies for h in s.headlines) else "")
+           + ": intervals say how much the numbers would move on another sample of test images, not how "
+             "much they would move with another pre-training or probe seed." + ranks_cap)
     report.add_table("", headline_frame(res), caption=cap)
     if s.comparisons:
         diffs = differences_table(res)
-        main = diffs[diffs["measure"] == metric_words(s.metric)] if s.metric else diffs
+        main = diffs[[c.metric == s.metric for c in s.comparisons]] if s.metric else diffs
         report.add_table(f"Differences in {metric_words(s.metric) if s.metric else 'accuracy'}", main, level=3,
                          caption="Paired bootstrap: both checkpoints are resampled on the same test images, "
                                  "so the interval is that of the difference itself. 'Within noise' = the 95% "
                                  "interval includes 0. All measures: differences.csv and below.")
         rest = diffs.drop(main.index)
         if len(rest):
-            with report.collapsed("Differences in the other accuracies"):
+            with report.collapsed("Differences in the other measures"):
                 report.add_table("", rest)
     if s.headlines and any(h.accuracies for h in s.headlines):
         values = {h.name: {m: iv.estimate for m, iv in h.accuracies.items()} for h in s.headlines}
