@@ -96,7 +96,7 @@ def add_summary(report: HtmlReport, res: AnalysisResults, fig_settings: Mapping[
                                  "interval includes 0. All measures: differences.csv and below.")
         rest = diffs.drop(main.index)
         if len(rest):
-            with report.collapsed("Differences in the other measures"):
+            with report.collapsed("Differences in the other measures", level=3):
                 report.add_table("", rest)
     if s.headlines and any(h.accuracies for h in s.headlines):
         values = {h.name: {m: iv.estimate for m, iv in h.accuracies.items()} for h in s.headlines}

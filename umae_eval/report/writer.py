@@ -133,10 +133,13 @@ class HtmlReport:
         self._parts.append(f"<div{cls}><ul class='sentences'>{items}</ul></div>")
 
     @contextmanager
-    def collapsed(self, summary: str, *, open_: bool = False) -> Iterator[None]:
-        """Everything added inside the block goes into a ``<details>`` section (opened for print)."""
+    def collapsed(self, summary: str, *, open_: bool = False, level: int = 2) -> Iterator[None]:
+        """Everything added inside the block goes into a ``<details>`` section (opened for print).
+
+        ``level`` 2 lists it in the table of contents; 3 keeps it inside the section above.
+        """
         anchor = self._anchor(summary)
-        self._toc.append((2, anchor, summary))
+        self._toc.append((level, anchor, summary))
         self._parts.append(f"<details id='{anchor}'{' open' if open_ else ''}><summary>{html.escape(summary)}"
                            f"</summary>")
         try:
