@@ -103,3 +103,19 @@ def test_scatter_points_and_bars_survive_the_conversion() -> None:
     ends = sorted((round(float(s[0][1]), 6), round(float(s[1][1]), 6)) for s in segs)
     assert ends == [(28.0, 33.0), (37.0, 44.0)]
     assert ax.get_ylim() == (0.0, 100.0)
+
+
+def test_log_axis_has_decade_ticks_and_curve_axes_hold_every_line() -> None:
+    """Fig. 1b's log axis is labelled by decades (plotly's dtick=1 there is not 'integer ticks'),
+    and Fig. 3b's y range holds the dashed kNN line as well as the linear-probe bands."""
+    sv = {"a": np.geomspace(1.0, 1e-3, 40), "b": np.geomspace(1.0, 1e-1, 40)}
+    ax = to_matplotlib(F.singular_values_figure(sv)).axes[0]
+    lo, hi = ax.get_ylim()
+    ticks = [t for t in ax.get_yticks() if lo <= t <= hi]
+    assert len(ticks) >= 3 and all(np.isclose(np.log10(t), round(np.log10(t))) for t in ticks), ticks
+    assert hi < 2.0  # no 1.05 / 1.2 / 1.35 integer-locator ticks above sigma_1 / sigma_1 = 1
+    curves = {"run": {"epoch": [2, 4, 6], "linear_accuracy": [40.0, 42.0, 44.0], "knn_accuracy": [20.0, 25.0, 30.0]}}
+    fig = F.training_curve_figure(curves, metric="linear_accuracy", extra_metric="knn_accuracy", y_title="acc",
+                                  title="Fig. 3b", eval_images={"run": 2000})
+    y0, y1 = fig.layout.yaxis.range
+    assert y0 <= 20.0 and y1 >= 44.0

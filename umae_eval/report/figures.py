@@ -291,8 +291,9 @@ def maps_figure(
 
 
 def _curve_range(values: Sequence[float], lo: Sequence[float], hi: Sequence[float], span: float) -> list[float]:
-    """A y range that holds every band and is at least ``span`` wide (so noise looks like noise)."""
-    bottom, top = float(np.nanmin(lo)), float(np.nanmax(hi))
+    """A y range that holds every line and band and is at least ``span`` wide (so noise looks like noise)."""
+    bottom = min(float(np.nanmin(lo)), float(np.nanmin(values)))
+    top = max(float(np.nanmax(hi)), float(np.nanmax(values)))
     if top - bottom < span:
         mid = (top + bottom) / 2
         bottom, top = mid - span / 2, mid + span / 2

@@ -272,10 +272,18 @@ def style_axis(ax: Axes, spec: dict[str, Any], which: str) -> None:
     if spec.get("showticklabels") is False:
         (ax.set_xticks if which == "x" else ax.set_yticks)([])
         ax.spines["bottom" if which == "x" else "left"].set_visible(False)  # a map has no scale to show
-    if spec.get("tickformat") == "d" or spec.get("dtick") == 1:
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    if log:
+        # plotly's dtick=1 on a log axis means one tick per decade, not integer ticks
+        from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
+
+        axis.set_major_locator(LogLocator(base=10.0, numticks=12))
+        axis.set_major_formatter(LogFormatterSciNotation(base=10.0))
+        axis.set_minor_formatter(NullFormatter())
+    elif spec.get("tickformat") == "d" or spec.get("dtick") == 1:
         from matplotlib.ticker import MaxNLocator
 
-        (ax.xaxis if which == "x" else ax.yaxis).set_major_locator(MaxNLocator(integer=True))
+        axis.set_major_locator(MaxNLocator(integer=True))
     if spec.get("ticksuffix") and not log:
         from matplotlib.ticker import FormatStrFormatter
 
