@@ -29,7 +29,7 @@ def test_demo_analyses_the_shipped_pair_and_a_smoke_run(tiny_demo: None, tmp_pat
     assert [r["epoch"] for r in records] == [1] and records[0]["lam"] == 0.01
 
     results = json.loads((out / "results.json").read_text())
-    assert results["command"] == "compare"
+    assert results["command"] == "demo" and results["command_line"][:2] == ["umae", "demo"]
     names = {"MAE (CIFAR-10, 20 ep)", "U-MAE (CIFAR-10, 20 ep)", "random init", demo_cmd.SMOKE_LABEL}
     assert set(results["results"]["ranking"]) == names
     for name in names:

@@ -126,6 +126,6 @@ def demo(
     preface = (study_summary() + "\n\nThe smoke run (a few epochs on the 3,000 sample images at 16 px) only "
                "shows that training works; its numbers say nothing about the methods.")
     stage = begin_output(out_dir)  # merged into out_dir beside runs/ when complete
-    written = stage.commit(write_analysis(stage.path, "compare", res, random_init=True, preface=preface,
+    written = stage.commit(write_analysis(stage.path, "demo", res, random_init=True, preface=preface,
                                           title="umae demo: MAE vs U-MAE vs an untrained encoder"))
     print_analysis(res, written)

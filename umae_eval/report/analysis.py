@@ -141,8 +141,12 @@ def _collapse_section(rep: HtmlReport, res: AnalysisResults, settings: Mapping[s
         {n: s.singular_values_raw for n, s in spectra.items()},
         title="Normalised singular values, uncentred features", settings_line=line),
         caption="The same without centring (what RankMe sees).", settings=feat, name="singular-values-raw")
+    bounds = {h.name: {m: (iv.lo, iv.hi) for m, iv in h.rank_intervals.items()} for h in res.summary.headlines}
+    rank_line = line + (f" · error bars: 95% bootstrap intervals ({res.summary.n_boot_ranks} resamples)"
+                        if res.summary.n_boot_ranks else "")
     rep.add_figure("Effective rank and RankMe", F.rank_bars_figure(
-        {n: s.scalars() for n, s in spectra.items()}, settings_line=line), settings=feat, name="ranks")
+        {n: s.scalars() for n, s in spectra.items()}, settings_line=rank_line,
+        intervals=bounds if res.summary.n_boot_ranks else None), settings=feat, name="ranks")
     pts = {c.name: (c.views.alignment, c.views.uniformity) for c in res.checkpoints if c.views is not None}
     rep.add_figure("Alignment and uniformity of masked views", F.alignment_uniformity_figure(
         pts, settings_line=settings_line(settings, ("mask_ratio", "pool", "seed")) + f" · {views['n_images']} images"),

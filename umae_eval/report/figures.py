@@ -138,13 +138,15 @@ def rank_bars_figure(
     metrics: Sequence[str] = ("effective_rank", "rankme"),
     title: str = "Effective rank and RankMe",
     settings_line: str = "",
+    intervals: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
 ) -> go.Figure:
     """Grouped bars: one group per checkpoint, one bar per metric (``effective_rank``, ``rankme``).
 
     ``ranks`` maps checkpoint name -> ``{metric name: value}``; missing metrics are left out.
+    ``intervals`` (optional) the 95% interval of each, drawn as error bars.
     """
     fig = _base(title, "checkpoint", "rank (number of dimensions)", settings_line)
-    _grouped_bars(fig, ranks, metrics)
+    _grouped_bars(fig, ranks, metrics, intervals)
     fig.update_yaxes(rangemode="tozero")
     return fig
 
