@@ -78,3 +78,15 @@ def test_bad_arguments_are_refused() -> None:
         bootstrap_ranks(np.eye(3), n_boot=0, seed=0)
     with pytest.raises(ValueError, match="at least 2 rows"):
         resample_indices(1, 5, 0)
+
+
+def test_row_chunks_do_not_change_the_result(monkeypatch: pytest.MonkeyPatch) -> None:
+    import umae_eval.metrics.rank_bootstrap as RB
+
+    x = _features(500, 12, 2.0, seed=3)
+    whole = bootstrap_ranks(x, n_boot=4, seed=9)
+    monkeypatch.setattr(RB, "_CHUNK_ROWS", 37)  # many uneven chunks
+    chunked = bootstrap_ranks(x, n_boot=4, seed=9)
+    np.testing.assert_allclose(chunked, whole, rtol=1e-10)
+    idx = resample_indices(500, 4, 9)
+    np.testing.assert_allclose(chunked, [[effective_rank(x[i]), rankme(x[i])] for i in idx], rtol=1e-9)
