@@ -2,18 +2,18 @@
 
 Resampling N rows with replacement is the same as weighting each row by how often it was drawn
 (``w``, summing to N), so the resampled Gram matrix is ``X^T diag(w) X`` and its eigenvalues are
-the squared singular values of the resampled matrix: one ``N x D^2`` product per resample and
-measure instead of building and decomposing an ``N x D`` copy. Centring uses the resample's own
-(weighted) mean, subtracted before the product rather than after it, so that a large mean feature
-does not cancel away the small eigenvalues. The same resamples serve every matrix, so differences
-between checkpoints are paired, as for the accuracies.
+the squared singular values of the resampled matrix. The features are centred once on their own
+mean; each resample then needs one weighted Gram product of the rows it drew, from which both the
+centred Gram (its mean shift is small, so nothing large cancels) and the raw Gram follow exactly.
+The same resamples serve every matrix, so differences between checkpoints are paired, as for the
+accuracies.
 
 Each resample gives exactly what :func:`umae_eval.metrics.spectrum.effective_rank` (centred) and
 :func:`umae_eval.metrics.spectrum.rankme` (raw, +eps) give on ``X[idx]`` (tested to 1e-7 relative), with the
-same small-value floor. Only the rows a resample drew (about 63% of them) enter its products, in
-chunks of 8,192 rows, so memory stays at the features plus two chunk-sized copies. Cost: about
-``2 * 0.63 * n_boot * N * D^2`` multiply-adds per checkpoint, e.g. 5e11 for 200 resamples of
-10,000 x 192 features.
+same small-value floor. Only the rows a resample drew (about 63% of them) enter its product, in
+chunks of 8,192 rows, so memory stays at two copies of the features plus a chunk. Against copying
+the resampled rows and calling the two metrics (``benchmarks/rank_intervals.py``) this is 1.0-1.5x
+faster, the gain growing with N and D; the cost is linear in N and in the resamples.
 
 Example::
 
@@ -55,8 +55,18 @@ def _floored_singular(gram: np.ndarray, n: int, frob_raw: float) -> np.ndarray:
     return np.where(s > floor, s, 0.0)
 
 
-def _ranks_of_resample(x: np.ndarray, idx: np.ndarray, eps: float) -> tuple[float, float]:
-    """(effective rank centred, RankMe raw) of ``x[idx]`` via the weighted Gram matrix."""
+def _ranks_of_resample(x: np.ndarray, x0: np.ndarray, m0: np.ndarray, idx: np.ndarray,
+                       eps: float) -> tuple[float, float]:
+    """(effective rank centred, RankMe raw) of ``x[idx]`` from one weighted Gram product.
+
+    ``x0 = x - m0`` is centred once on the full-sample mean ``m0``. With row weights ``w``
+    (sum n) and ``s = x0^T w``, the resample's mean is ``m0 + s / n``, so
+
+        centred Gram = x0^T W x0 - s s^T / n        (s is small: no cancellation to fear)
+        raw Gram     = x0^T W x0 + m0 s^T + s m0^T + n m0 m0^T
+
+    one D x D product (a symmetric rank-k update) instead of two.
+    """
     n, d = idx.size, x.shape[1]
     if n <= 2 * d:
         # small resamples: the direct route, exactly as the point estimate takes it
@@ -66,16 +76,16 @@ def _ranks_of_resample(x: np.ndarray, idx: np.ndarray, eps: float) -> tuple[floa
         return _entropy_rank(_svdvals(xb, center=True)), _entropy_rank(_svdvals(xb, center=False), eps=eps)
     w = np.bincount(idx, minlength=x.shape[0]).astype(np.float64)
     drawn = np.flatnonzero(w)  # about 63% of the rows: the others have weight 0
-    mu = (w[drawn] @ x[drawn]) / n
-    g_raw = np.zeros((d, d))
-    g_c = np.zeros((d, d))
+    g0 = np.zeros((d, d))
     # row chunks keep the temporaries at _CHUNK_ROWS x D (64 MB at D = 1,024), whatever N is
     for start in range(0, drawn.size, _CHUNK_ROWS):
         rows = drawn[start:start + _CHUNK_ROWS]
-        xr, wr = x[rows], w[rows, None]
-        g_raw += (xr * wr).T @ xr
-        xr -= mu
-        g_c += (xr * wr).T @ xr
+        y = x0[rows] * np.sqrt(w[rows, None])
+        g0 += y.T @ y
+    sv = w[drawn] @ x0[drawn]
+    g_c = g0 - np.outer(sv, sv) / n
+    ms = np.outer(m0, sv)
+    g_raw = g0 + ms + ms.T + n * np.outer(m0, m0)
     frob = float(np.sqrt(max(np.trace(g_raw), 0.0)))
     s_c = _floored_singular(g_c, n, frob)
     s_r = _floored_singular(g_raw, n, frob)
@@ -116,8 +126,10 @@ def bootstrap_ranks(
     x = to_numpy64(check_features(features, "features", min_rows=2))
     idx = resample_indices(x.shape[0], n_boot, seed)
     out = np.empty((n_boot, len(RANK_MEASURES)), dtype=np.float64)
+    m0 = x.mean(axis=0)
+    x0 = x - m0
     for b in range(n_boot):
-        out[b] = _ranks_of_resample(x, idx[b], rankme_eps)
+        out[b] = _ranks_of_resample(x, x0, m0, idx[b], rankme_eps)
         if step is not None:
             step(1)
     return out
@@ -127,8 +139,9 @@ def bootstrap_ranks(
 MAX_RANK_RESAMPLES = 200
 #: Fewest resamples when the budget below forces fewer (percentile ends are rough below this).
 MIN_RANK_RESAMPLES = 50
-#: Multiply-adds allowed for one checkpoint's rank intervals (about 1 min on one CPU core).
-RANK_BUDGET = 2e11
+#: Multiply-adds (``2 R N D^2``) allowed for one checkpoint's rank intervals: about 25 s on one
+#: core of the 2-core test machine (benchmarks/rank_intervals.py measured 4.8 s for 2e11).
+RANK_BUDGET = 1e12
 
 
 def rank_resample_count(n: int, d: int, requested: int) -> int:
@@ -136,7 +149,7 @@ def rank_resample_count(n: int, d: int, requested: int) -> int:
 
     ``min(requested, 200)``, lowered so that ``2 * R * n * d^2`` stays within
     :data:`RANK_BUDGET`, but never below 50 (nor above ``requested``). E.g. 200 at
-    10,000 x 192, 50 at 50,000 x 768.
+    10,000 x 384, 50 at 20,000 x 768 and beyond.
     """
     affordable = int(RANK_BUDGET // max(1.0, 2.0 * n * d * d))
     return max(1, min(requested, MAX_RANK_RESAMPLES, max(MIN_RANK_RESAMPLES, affordable)))
