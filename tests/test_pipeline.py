@@ -197,3 +197,15 @@ def test_one_decimal_never_prints_minus_zero() -> None:
     from umae_eval.pipeline.summary import one_decimal
 
     assert [one_decimal(v) for v in (-0.04, -0.05001, 0.04, 2.25, -1.26)] == ["0.0", "-0.1", "0.0", "2.2", "-1.3"]
+
+
+def test_summary_of_one_checkpoint_without_probes_states_its_rank_with_interval() -> None:
+    boots = {"only": np.random.default_rng(0).normal(40.0, 0.5, size=(200, 2))}
+    data = {"n_test": 500, "class_names": [f"c{i}" for i in range(7)], "image_size": [32, 32]}
+    s = build_summary(["only"], {"only": recipe_of("timm", {})}, {}, {"only": {"effective_rank": 41.0, "rankme": 30.0}},
+                      {"only": 96}, {}, data, n_boot=2000, seed=0, rank_resamples=boots)
+    assert s.metric == "effective_rank" and s.comparisons == []
+    iv = s.headlines[0].rank_intervals["effective_rank"]
+    first = s.sentences()[0]
+    assert first.startswith("Effective rank of the test features (of 96 feature dimensions): only 41.0 (")
+    assert f"({iv.lo:.1f} to {iv.hi:.1f})" in first

@@ -207,7 +207,9 @@ def build_summary(
         ordered = sorted(names, key=lambda n: -headlines[n].accuracies[metric].estimate)
     else:
         ordered = list(names)
-    notes = (_rank_notes([headlines[n] for n in ordered]) if metric != "effective_rank" else []) \
+    # the rank sentence, unless the effective-rank comparisons already say it all
+    said = metric == "effective_rank" and any(c.metric == metric for c in comparisons)
+    notes = ([] if said else _rank_notes([headlines[n] for n in ordered])) \
         + _paper_notes([headlines[n] for n in ordered], data)
     return Summary(metric, n_test, n_boot, [headlines[n] for n in ordered], comparisons, notes, n_boot_ranks)
 
