@@ -5,6 +5,8 @@
 #
 #   DATA=../shared/data/cifar10-jpeg.tar.gz bash scripts/cifar10_study.sh            # everything
 #   STEP=train bash scripts/cifar10_study.sh   |   STEP=analyse bash scripts/cifar10_study.sh
+#   STEP=lambda bash scripts/cifar10_study.sh  # the lambda sweep (paper Table 3): 1e-3 and 1e-1
+#                                                # trained the same way, then compared with 0 and 1e-2
 #
 # Model: ViT 96 x 6 (3 heads), decoder 96 x 2, patch 4, 32 px; batch 512, blr 1.5e-3
 # (lr 3e-3; the best of 1.5e-4 / 5e-4 / 1.5e-3 after 4 epochs on 10k images), 20 epochs,
@@ -39,4 +41,10 @@ if [ "$STEP" = all ] || [ "$STEP" = analyse ]; then
             --pairs 400 --views 2 --ratios 0:0.9:0.1 --bootstrap 500 --label-images 500 \
             --label-train 1000 --graph-images 300 --device cpu --out "$OUT/sweep-$m"
     done
+fi
+if [ "$STEP" = lambda ]; then
+    train 0.001 lam1e-3 & train 0.1 lam1e-1 & wait
+    $UMAE compare "$RUNS/mae/last.pth" "$RUNS/lam1e-3/last.pth" "$RUNS/umae/last.pth" "$RUNS/lam1e-1/last.pth" \
+        --label "λ=0 (MAE)" --label "λ=0.001" --label "λ=0.01" --label "λ=0.1" \
+        --data "$DATA" --data-mode memory --embed none --device cpu --out "$OUT/lambda-sweep"
 fi

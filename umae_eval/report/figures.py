@@ -265,13 +265,14 @@ def maps_figure(
     settings_line: str = "",
     marker_size: int = 3,
 ) -> go.Figure:
-    """Several maps side by side (three per row), equal axes, one shared class legend.
+    """Several maps side by side (three per row; four as 2 x 2), equal axes, one shared class legend.
 
     ``maps``: (panel title, coords (N, 2), labels (N,), test_index (N,) or None) per panel.
     """
     from plotly.subplots import make_subplots
 
-    cols = min(3, max(1, len(maps)))
+    # four maps (e.g. MAE, U-MAE, a smoke run, random init) fill a 2 x 2 grid instead of 3 + 1
+    cols = 2 if len(maps) == 4 else min(3, max(1, len(maps)))
     rows = -(-len(maps) // cols)
     # titles may hold one <br> (name, then its score); the rest is escaped
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=["<br>".join(label(t) for t in m[0].split("<br>"))
