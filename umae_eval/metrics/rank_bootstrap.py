@@ -29,7 +29,7 @@ from collections.abc import Callable
 import numpy as np
 
 from umae_eval.metrics._inputs import ArrayLike, check_features, to_numpy64
-from umae_eval.metrics.spectrum import RANKME_EPS, _entropy_rank
+from umae_eval.metrics.spectrum import RANKME_EPS, _entropy_rank, _floor_small, _svdvals
 
 #: Rows per Gram-product chunk of one resample.
 _CHUNK_ROWS = 8192
@@ -50,9 +50,7 @@ def _floored_singular(gram: np.ndarray, n: int, frob_raw: float) -> np.ndarray:
     """Singular values from a D x D Gram matrix with :func:`spectrum._svdvals`' floor, min(n, D) of them."""
     d = gram.shape[0]
     s = np.sqrt(np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None))[: min(n, d)]
-    eps = np.finfo(np.float64).eps
-    floor = max(np.sqrt(max(n, d) * eps) * s[0], max(n, d) * eps * frob_raw)
-    return np.where(s > floor, s, 0.0)
+    return _floor_small(s, n, d, frob_raw)
 
 
 def _ranks_of_resample(x: np.ndarray, x0: np.ndarray, m0: np.ndarray, idx: np.ndarray,
@@ -70,8 +68,6 @@ def _ranks_of_resample(x: np.ndarray, x0: np.ndarray, m0: np.ndarray, idx: np.nd
     n, d = idx.size, x.shape[1]
     if n <= 2 * d:
         # small resamples: the direct route, exactly as the point estimate takes it
-        from umae_eval.metrics.spectrum import _svdvals
-
         xb = x[idx]
         return _entropy_rank(_svdvals(xb, center=True)), _entropy_rank(_svdvals(xb, center=False), eps=eps)
     w = np.bincount(idx, minlength=x.shape[0]).astype(np.float64)

@@ -63,8 +63,18 @@ def _svdvals(raw: np.ndarray, center: bool) -> np.ndarray:
         s = np.sqrt(np.clip(eig, 0.0, None))
     else:
         s = np.linalg.svd(x, compute_uv=False)
+    return _floor_small(s, n, d, float(np.linalg.norm(raw)))
+
+
+def _floor_small(s: np.ndarray, n: int, d: int, frob_raw: float) -> np.ndarray:
+    """Singular values ``s`` (descending) of an (n, d) matrix with those below resolution set to 0.
+
+    The resolution is the larger of the Gram route's, ``sqrt(max(n, d) * eps) * s[0]``, and the
+    centring's rounding, ``max(n, d) * eps * frob_raw`` (``frob_raw``: Frobenius norm of the
+    uncentred matrix); see :func:`_svdvals`.
+    """
     eps = np.finfo(np.float64).eps
-    floor = max(np.sqrt(max(n, d) * eps) * s[0], max(n, d) * eps * float(np.linalg.norm(raw)))
+    floor = max(np.sqrt(max(n, d) * eps) * s[0], max(n, d) * eps * frob_raw)
     return np.where(s > floor, s, 0.0)
 
 

@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from umae_eval.analysis import DataSubset, FeatureSet, Subject, compute_features, subset_indices
 from umae_eval.errors import UmaeError
 from umae_eval.pipeline.collapse import (
@@ -87,7 +89,7 @@ class CheckpointResult:
     eval_images: int | None = None
     reference: Reference | None = None
     #: (R, 2) effective rank and RankMe on R row resamples of the test features (not in JSON)
-    rank_resamples: Any = None
+    rank_resamples: np.ndarray | None = None
 
     @property
     def name(self) -> str:
@@ -166,7 +168,7 @@ class AnalysisResults:
         return out
 
 
-def rank_resamples(test_features: Any, config: AnalysisConfig, progress: ProgressFactory) -> Any:
+def rank_resamples(test_features: np.ndarray, config: AnalysisConfig, progress: ProgressFactory) -> np.ndarray:
     """Effective rank and RankMe of ``test_features`` (N, D) on the shared row resamples, (R, 2).
 
     Every checkpoint gets the same resamples (same N, same seed), so rank differences are paired.

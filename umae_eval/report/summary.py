@@ -33,11 +33,11 @@ def headline_frame(res: AnalysisResults) -> pd.DataFrame:
         row: dict[str, Any] = {"checkpoint": h.name, "recipe": h.recipe.label() or "not recorded"}
         for m in metrics:
             row[f"{metric_words(m)}, % (95% interval)"] = _iv(h.accuracies.get(m))
-        for m, words in (("effective_rank", "effective rank"), ("rankme", "RankMe")):
+        for m in RANK_NAMES:
             if m in h.rank_intervals:
-                row[f"{words} (95% interval)"] = _iv(h.rank_intervals[m])
+                row[f"{metric_words(m)} (95% interval)"] = _iv(h.rank_intervals[m])
             elif m in h.ranks:
-                row[words] = h.ranks[m]
+                row[metric_words(m)] = h.ranks[m]
         if h.dim:
             row["feature dims"] = h.dim
         if any(x.reference for x in res.summary.headlines):
@@ -80,10 +80,10 @@ def add_summary(report: HtmlReport, res: AnalysisResults, fig_settings: Mapping[
                  f"accuracies: each costs two eigen-decompositions per checkpoint), centred on the estimate "
                  f"because a resample repeats rows, which lowers a rank by itself." if s.n_boot_ranks else
                  " Effective rank (Roy & Vetterli) and RankMe of the test features." if has_ranks else "")
-    what = "Accuracies in % " if any(h.accuracies for h in s.headlines) else "Measures "
-    cap = (f"Best first. {what}on the {n_test}"
+    has_accuracies = any(h.accuracies for h in s.headlines)
+    cap = (f"Best first. {'Accuracies in % ' if has_accuracies else 'Measures '}on the {n_test}"
            + (f" with 95% bootstrap intervals over the test images ({s.n_boot:,} resamples)"
-              if any(h.accuracies for h in s.headlines) else "")
+              if has_accuracies else "")
            + ": intervals say how much the numbers would move on another sample of test images, not how "
              "much they would move with another pre-training or probe seed." + ranks_cap)
     report.add_table("", headline_frame(res), caption=cap)
@@ -98,7 +98,7 @@ def add_summary(report: HtmlReport, res: AnalysisResults, fig_settings: Mapping[
         if len(rest):
             with report.collapsed("Differences in the other measures", level=3):
                 report.add_table("", rest)
-    if s.headlines and any(h.accuracies for h in s.headlines):
+    if s.headlines and has_accuracies:
         values = {h.name: {m: iv.estimate for m, iv in h.accuracies.items()} for h in s.headlines}
         bounds = {h.name: {m: (iv.lo, iv.hi) for m, iv in h.accuracies.items()} for h in s.headlines}
         line = f"{n_test} · error bars: 95% bootstrap intervals · pool={res.config.pool} · seed={res.config.seed}"
