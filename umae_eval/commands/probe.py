@@ -1,7 +1,7 @@
 """`umae probe`: mean classifier, linear probe and kNN on frozen features of each checkpoint.
 
-Parses the options, runs :func:`umae_eval.pipeline.run_analysis` (probes only) and hands the
-results to :func:`umae_eval.report.analysis.write_analysis`.
+Parses the options and hands them to :func:`umae_eval.analysis_command.analyse_checkpoints`
+(the pipeline with probes only, then the report).
 """
 
 from __future__ import annotations
@@ -32,11 +32,8 @@ from umae_eval.options import (
     TrustPickleOpt,
     WorkersOpt,
     analysis_config,
-    check_encoder,
-    check_labels,
     data_options,
     loader_options,
-    out_dir_for,
 )
 
 
@@ -72,27 +69,11 @@ def probe(
 
     Example:  umae probe mae.pth umae.pth --data ../shared/data/cifar10-jpeg.tar.gz --k 10,20,200
     """
-    from umae_eval.analysis import load_data, load_subjects
-    from umae_eval.pipeline import run_analysis, timed
-    from umae_eval.progress import rich_progress, say
-    from umae_eval.report.analysis import write_analysis
-    from umae_eval.report.console import announce, print_analysis
-    from umae_eval.staging import begin_output
+    from umae_eval.analysis_command import analyse_checkpoints
 
     config = analysis_config(pool=pool, methods=methods, k=k, temperature=temperature, protocol=protocol,
                              backend=backend, device=device, batch_size=batch_size, seed=seed, bootstrap=bootstrap)
-    check_labels(label)
-    stage = begin_output(out_dir_for(out, "probe"))  # refuses an unwritable --out before the work
-    timings: dict[str, float] = {}
-    with timed(timings, "load_checkpoints"):
-        subjects = load_subjects(ckpts, labels=label, trust_pickle=trust_pickle, seed=seed,
-                                 **loader_options(num_heads, norm))
-    for s in subjects:
-        check_encoder(s.encoder)
-    announce(subjects)
-    with timed(timings, "load_data"):
-        ds = load_data(data, max_train=max_train, max_test=max_test, seed=seed, progress=rich_progress,
-                       **data_options(data_mode, workers, skip_bad_images, max_train_per_class, feature_dtype))
-    res = run_analysis(subjects, ds, config, spec=data, progress=rich_progress, notify=say, timings=timings)
-    written = stage.commit(write_analysis(stage.path, "probe", res, title="umae probe: frozen-feature accuracy"))
-    print_analysis(res, written)
+    analyse_checkpoints("probe", "umae probe: frozen-feature accuracy", config, ckpts, data, label=label, out=out,
+                        trust_pickle=trust_pickle, loader=loader_options(num_heads, norm), max_train=max_train,
+                        max_test=max_test, data_opts=data_options(data_mode, workers, skip_bad_images,
+                                                                  max_train_per_class, feature_dtype))
