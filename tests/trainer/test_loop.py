@@ -32,22 +32,17 @@ from trainer.schedule import CosineSchedule, build_optimizer
 from umae_eval.cli import main
 from umae_eval.errors import UmaeError
 
+from toy_images import toy_images
+
 ROOT = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
-
-
-def _toy_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = rng.integers(0, 4, n)
-    x = np.clip(40.0 * y[:, None, None, None] + 40 + rng.normal(0, 25, (n, 32, 32, 3)), 0, 255)
-    return x.astype(np.uint8), y.astype(np.int64)
 
 
 @pytest.fixture(scope="module")
 def toy_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("data") / "toy.npz"
-    x_train, y_train = _toy_images(64, 0)
-    x_test, y_test = _toy_images(32, 1)
+    x_train, y_train = toy_images(64, 0)
+    x_test, y_test = toy_images(32, 1)
     np.savez(path, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
     return path
 
@@ -73,7 +68,7 @@ def _bench() -> ModuleType:
 def test_fast_path_equals_plain_path_on_one_step() -> None:
     bench = _bench()
     p = get_preset("tiny-test", lam=0.01)
-    images, _ = _toy_images(64)
+    images, _ = toy_images(64)
     order = epoch_permutation(64, seed=0, epoch=0)
     torch.manual_seed(0)
     base = build_model(p)
@@ -139,7 +134,7 @@ def test_epoch_order_is_seeded_and_sharded() -> None:
 
 
 def test_streamed_and_resident_batches_are_identical() -> None:
-    images, _ = _toy_images(40)
+    images, _ = toy_images(40)
     perm = epoch_permutation(40, 0, 0)
     a = list(ResidentImages(images, CPU).epoch(perm, range(1, 4), 8, rank=1, world_size=2))
     b = list(StreamedImages(images, CPU, workers=0).epoch(perm, range(1, 4), 8, rank=1, world_size=2))
@@ -149,7 +144,7 @@ def test_streamed_and_resident_batches_are_identical() -> None:
 
 
 def test_rrc_flip_is_a_crop_and_flip() -> None:
-    images, _ = _toy_images(6)
+    images, _ = toy_images(6)
     raw = torch.from_numpy(images)
     g = torch.Generator().manual_seed(0)
     # full-image "crops" at the stored size: each output is the image or its mirror image

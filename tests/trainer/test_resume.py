@@ -11,13 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
 from trainer.loop import StepInfo, TrainConfig, train_run
 from trainer.runlog import read_metrics
 from umae_eval.cli import main
+
+from toy_images import toy_npz
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,12 +54,7 @@ def _cli_args(data: Path, out: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(0)
-    path = tmp_path_factory.mktemp("resume") / "toy.npz"
-    y = rng.integers(0, 4, 96)
-    x = np.clip(40.0 * y[:, None, None, None] + 40 + rng.normal(0, 25, (96, 32, 32, 3)), 0, 255).astype(np.uint8)
-    np.savez(path, x_train=x[:64], y_train=y[:64], x_test=x[64:], y_test=y[64:])
-    return path
+    return toy_npz(tmp_path_factory.mktemp("resume") / "toy.npz", seed=0)
 
 
 @pytest.fixture(scope="module")

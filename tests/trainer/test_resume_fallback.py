@@ -8,7 +8,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
@@ -17,6 +16,8 @@ from trainer.checkpoint import load_resume_point, remove_stale_temp_files
 from trainer.loop import TrainConfig, train_run
 from trainer.runlog import read_metrics
 from umae_eval.cli import main
+
+from toy_images import toy_npz
 from umae_eval.errors import UmaeError
 
 # 64 train images, batch 16: 4 steps per epoch.
@@ -26,12 +27,7 @@ _COMMON: dict[str, Any] = dict(preset="tiny-test", epochs=3, lam=0.01, eval_imag
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(1)
-    path = tmp_path_factory.mktemp("fallback") / "toy.npz"
-    y = rng.integers(0, 4, 96)
-    x = np.clip(40.0 * y[:, None, None, None] + 40 + rng.normal(0, 25, (96, 32, 32, 3)), 0, 255).astype(np.uint8)
-    np.savez(path, x_train=x[:64], y_train=y[:64], x_test=x[64:], y_test=y[64:])
-    return path
+    return toy_npz(tmp_path_factory.mktemp("fallback") / "toy.npz", seed=1)
 
 
 @pytest.fixture(scope="module")
