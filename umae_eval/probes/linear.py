@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import numpy as np
@@ -62,6 +62,7 @@ from umae_eval.metrics._inputs import (
     check_probe_inputs,
     to_tensor,
 )
+from umae_eval.probes.linear_lbfgs import PRED_KEY, STD_FLOOR, fast_torch
 from umae_eval.probes.result import ProbeResult
 from umae_eval.progress import ProgressFactory, null_progress
 
@@ -80,15 +81,6 @@ LinearProtocol = Literal["fast", "mae"]
 #: grid. lambda = 1e-4 on 45k training rows is scikit-learn's C = 0.22.
 DEFAULT_WEIGHT_DECAYS: tuple[float, ...] = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6)
 
-#: Relative loss decrease over 10 iterations below which a fit counts as stalled
-#: (float32 rounding of the mean loss is ~1e-7 relative).
-_STALL = 1e-7
-
-#: Rows used to estimate the preconditioner (it shapes the path to the optimum, not the optimum).
-_PRECOND_ROWS = 8192
-
-#: Floor for per-dimension std in the standardisation (constant dimensions are left at 0).
-_STD_FLOOR = 1e-8
 
 
 # ----------------------------------------------------------------------------------- checks
@@ -143,195 +135,6 @@ def stratified_split(labels: np.ndarray, val_fraction: float, seed: int) -> tupl
     return np.sort(np.concatenate(fit)), np.sort(np.concatenate(val))
 
 
-# ----------------------------------------------------------------------- 'fast', torch
-def _standardize(x: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    return (x - mean) / std
-
-
-class _Preconditioner:
-    """``P = V diag((l + wd)^{-1/2}) V^T`` from the eigen-decomposition of the feature covariance.
-
-    The probe optimises ``U`` with ``W = U P``: the same model and penalty, but the Hessian of
-    the objective in ``U`` is close to a multiple of the identity, so L-BFGS needs few
-    iterations (about 4x fewer than on ``W`` for correlated features). ``P`` only changes the
-    path, never the optimum, so it is estimated from at most ``_PRECOND_ROWS`` evenly spaced rows.
-    """
-
-    def __init__(self, z: torch.Tensor) -> None:
-        step = max(1, z.shape[0] // _PRECOND_ROWS)
-        rows = z[::step]
-        evals, evecs = torch.linalg.eigh((rows.T @ rows).to(torch.float64) / rows.shape[0])
-        self.evals = evals.clamp_min(0.0)
-        self.evecs = evecs
-        self.dtype = z.dtype
-
-    def matrices(self, weight_decay: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """``(P, V, s)`` for one weight decay in the features' dtype: ``P = V diag(s) V^T``."""
-        s = (self.evals + weight_decay).rsqrt().to(self.dtype)
-        v = self.evecs.to(self.dtype)
-        return (v * s) @ v.T, v, s
-
-
-def _loss_and_grad(z: torch.Tensor, y: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
-                   weight_decay: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``mean CE(z w^T + b, y) + wd/2 ||w||^2`` and its gradients, without autograd.
-
-    ``w`` is stored classes-first, ``(C, D)``, so that its gradient ``g^T z`` is contiguous.
-    Written out because autograd's ``z.T @ grad`` for a tall ``z`` takes a slow path on CPU
-    (about 15x slower than ``grad.T @ z`` at 45k x 768 x 10 in torch 2.x).
-    """
-    logits = torch.addmm(b, z, w.T)
-    logp = torch.log_softmax(logits, dim=1)
-    loss = -logp.gather(1, y[:, None]).mean() + 0.5 * weight_decay * w.square().sum()
-    g = logp.exp_()
-    g[torch.arange(len(y), device=y.device), y] -= 1.0
-    g /= len(y)
-    return loss, torch.addmm(w, g.T, z, beta=weight_decay), g.sum(dim=0)
-
-
-def _lbfgs(fun: Callable[[torch.Tensor], tuple[float, torch.Tensor, bool]], x0: torch.Tensor,
-           max_iter: int, history: int = 20) -> tuple[torch.Tensor, float, int]:
-    """Minimise a smooth strictly convex ``fun`` by L-BFGS with Armijo backtracking.
-
-    ``fun(x) -> (value, gradient, converged)``; the loop stops when ``converged`` is True at
-    an accepted point, after ``max_iter`` iterations, when no step of at least 2^-30 decreases
-    the value, or when 10 iterations gain less than ``_STALL`` of it (float32 rounding).
-    Unit steps are tried first (the preconditioned problem is close to unit curvature), so an
-    iteration usually costs one evaluation. Strict convexity keeps ``s^T y > 0``, so the plain
-    sufficient-decrease condition is enough to keep the inverse-Hessian model positive definite.
-    The two-loop recursion runs in float64 on the (small) parameter vector.
-    Returns ``(x, value, iterations)``.
-    """
-    x = x0.clone()
-    f, g, done = fun(x)
-    s_hist: list[torch.Tensor] = []
-    y_hist: list[torch.Tensor] = []
-    rho_hist: list[float] = []
-    window = [f]
-    it = 0
-    while not done and it < max_iter:
-        g64 = g.to(torch.float64)
-        q = -g64
-        alphas = []
-        for s_k, y_k, r_k in zip(reversed(s_hist), reversed(y_hist), reversed(rho_hist)):
-            a = r_k * float(s_k @ q)
-            q -= a * y_k
-            alphas.append(a)
-        if s_hist:
-            q *= float(s_hist[-1] @ y_hist[-1]) / float(y_hist[-1] @ y_hist[-1])
-        for (s_k, y_k, r_k), a in zip(zip(s_hist, y_hist, rho_hist), reversed(alphas)):
-            q += (a - r_k * float(y_k @ q)) * s_k
-        slope = float(g64 @ q)
-        if slope >= 0:  # not a descent direction (rounding): restart from steepest descent
-            s_hist.clear(), y_hist.clear(), rho_hist.clear()
-            q, slope = -g64, -float(g64 @ g64)
-        d = q.to(x.dtype)
-        t = 1.0
-        for _ in range(31):
-            x_new = x + t * d
-            f_new, g_new, done_new = fun(x_new)
-            if f_new <= f + 1e-4 * t * slope:
-                break
-            t *= 0.5
-        else:
-            break  # no decrease at any step length: converged to float precision
-        s_k = (x_new - x).to(torch.float64)
-        y_k = (g_new - g).to(torch.float64)
-        sy = float(s_k @ y_k)
-        if sy > 1e-12 * float(s_k @ s_k) ** 0.5 * float(y_k @ y_k) ** 0.5:
-            s_hist.append(s_k), y_hist.append(y_k), rho_hist.append(1.0 / sy)
-            if len(s_hist) > history:
-                s_hist.pop(0), y_hist.pop(0), rho_hist.pop(0)
-        x, f, g, done = x_new, f_new, g_new, done_new
-        it += 1
-        window.append(f)
-        if len(window) > 10:
-            if window[0] - f <= _STALL * max(1.0, abs(f)):
-                break
-            window.pop(0)
-    return x, f, it
-
-
-def _fit_lbfgs(z: torch.Tensor, y: torch.Tensor, weight_decay: float, pre: _Preconditioner,
-               w0: torch.Tensor, b0: torch.Tensor, max_iter: int,
-               tol: float) -> tuple[torch.Tensor, torch.Tensor, int, float]:
-    """Minimise the 'fast' objective from ``(w0, b0)`` by L-BFGS on ``U`` with ``W = U P``.
-
-    Stops when the largest gradient entry with respect to ``(W, b)`` (the un-preconditioned
-    parameters, as scikit-learn measures it) is at most ``tol``, after ``max_iter``
-    iterations, or when L-BFGS stalls. Returns ``(W (C, D), b (C,), iterations, loss)``.
-    """
-    p, v, scale = pre.matrices(weight_decay)
-    c, d = w0.shape
-
-    def fun(x: torch.Tensor) -> tuple[float, torch.Tensor, bool]:
-        u, bias = x[: c * d].view(c, d), x[c * d:]
-        loss, gw, gb = _loss_and_grad(z, y, u @ p, bias, weight_decay)
-        converged = max(float(gw.abs().max()), float(gb.abs().max())) <= tol
-        return float(loss), torch.cat([(gw @ p).reshape(-1), gb]), converged
-
-    x0 = torch.cat([((w0 @ v) / scale @ v.T).reshape(-1), b0])  # U0 = W0 P^-1
-    x, loss, n_iter = _lbfgs(fun, x0, max_iter)
-    return x[: c * d].view(c, d) @ p, x[c * d:].clone(), n_iter, loss
-
-
-#: Where the private recipes hand the test predictions to :func:`_result` (never in results.json).
-_PRED_KEY = "_test_predictions"
-
-
-def _predict(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> np.ndarray:
-    with torch.no_grad():
-        return torch.addmm(b, z, w.T).argmax(dim=1).cpu().numpy()
-
-
-def _fast_torch(xtr: torch.Tensor, ytr: np.ndarray, xte: torch.Tensor, yte: np.ndarray, c: int,
-                grid: list[float], fit_idx: np.ndarray, val_idx: np.ndarray, max_iter: int, tol: float,
-                progress: ProgressFactory) -> tuple[float, dict[str, Any], dict[str, Any]]:
-    device = xtr.device
-    t0 = time.perf_counter()
-    mean = xtr.mean(dim=0)
-    std = xtr.std(dim=0, unbiased=False).clamp_min(_STD_FLOOR)
-    ztr, zte = _standardize(xtr, mean, std), _standardize(xte, mean, std)
-    pre = _Preconditioner(ztr)
-    t_prep = time.perf_counter() - t0
-    y_all = torch.from_numpy(ytr).to(device)
-    w = torch.zeros(c, ztr.shape[1], dtype=ztr.dtype, device=device)
-    b = torch.zeros(c, dtype=ztr.dtype, device=device)
-    curve: list[dict[str, float]] = []
-    chosen = grid[0]
-    warm: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
-    with progress("linear probe: weight-decay grid + refit", total=len(grid) + 1) as advance:
-        if len(grid) > 1:
-            fit_t, val_t = torch.from_numpy(fit_idx).to(device), torch.from_numpy(val_idx).to(device)
-            zf, yf, zv = ztr[fit_t], y_all[fit_t], ztr[val_t]
-            for wd in grid:
-                t1 = time.perf_counter()
-                w, b, n_iter, loss = _fit_lbfgs(zf, yf, wd, pre, w, b, max_iter, tol)
-                warm[wd] = (w, b)
-                curve.append({"weight_decay": wd, "val_accuracy": accuracy_percent(_predict(zv, w, b), ytr[val_idx]),
-                              "iterations": n_iter, "loss": loss, "seconds": time.perf_counter() - t1})
-                advance(1)
-            del zf, zv
-            best = max(p["val_accuracy"] for p in curve)
-            chosen = next(p["weight_decay"] for p in curve if p["val_accuracy"] == best)  # largest wd of ties
-            w, b = warm[chosen]
-        else:
-            advance(1)
-        t1 = time.perf_counter()
-        w, b, n_iter, loss = _fit_lbfgs(ztr, y_all, chosen, pre, w, b, max_iter, tol)
-        advance(1)
-    pred_te = _predict(zte, w, b)
-    acc = accuracy_percent(pred_te, yte)
-    extras = {"chosen_weight_decay": chosen, "val_curve": curve, _PRED_KEY: pred_te,
-              "train_accuracy": accuracy_percent(_predict(ztr, w, b), ytr),
-              "refit_iterations": n_iter, "refit_loss": loss,
-              "seconds": {"preprocess": t_prep, "refit": time.perf_counter() - t1,
-                          "total": time.perf_counter() - t0}}
-    settings = {"solver": "L-BFGS (history 20, Armijo backtracking from unit steps), covariance-preconditioned",
-                "dtype": str(xtr.dtype).replace("torch.", ""), "device": str(device)}
-    return acc, settings, extras
-
-
 # --------------------------------------------------------------------- 'fast', sklearn
 def _fast_sklearn(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.ndarray, grid: list[float],
                   fit_idx: np.ndarray, val_idx: np.ndarray, max_iter: int, tol: float,
@@ -343,7 +146,7 @@ def _fast_sklearn(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.nda
 
     t0 = time.perf_counter()
     mean = xtr.mean(axis=0)
-    std = np.maximum(xtr.std(axis=0), _STD_FLOOR)
+    std = np.maximum(xtr.std(axis=0), STD_FLOOR)
     ztr, zte = (xtr - mean) / std, (xte - mean) / std
 
     def model(wd: float, n: int) -> LogisticRegression:
@@ -388,7 +191,7 @@ def _fast_sklearn(xtr: np.ndarray, ytr: np.ndarray, xte: np.ndarray, yte: np.nda
     pred_te = clf.predict(zte)
     acc = accuracy_percent(pred_te, yte)
     extras = {"chosen_weight_decay": chosen, "chosen_C": 1.0 / (chosen * len(ytr)), "val_curve": curve,
-              _PRED_KEY: pred_te,
+              PRED_KEY: pred_te,
               "train_accuracy": accuracy_percent(clf.predict(ztr), ytr), "refit_iterations": n_iter,
               "converged": bool(converged and n_iter < max_iter),
               "seconds": {"refit": time.perf_counter() - t1, "total": time.perf_counter() - t0}}
@@ -459,7 +262,7 @@ def _mae_protocol(xtr: torch.Tensor, ytr: np.ndarray, xte: torch.Tensor, yte: np
                 "epochs": epochs, "warmup_epochs": warmup_epochs, "batch_size": batch_size,
                 "base_lr": base_lr, "lr": lr, "lr_schedule": "linear warm-up, half-cycle cosine, per step",
                 "steps_per_epoch": steps_per_epoch, "drop_last": True, "device": str(device)}
-    extras = {"train_accuracy": accuracy_percent(pred_tr, ytr), "loss_by_epoch": losses, _PRED_KEY: pred_te,
+    extras = {"train_accuracy": accuracy_percent(pred_tr, ytr), "loss_by_epoch": losses, PRED_KEY: pred_te,
               "seconds": {"total": time.perf_counter() - t0}}
     return accuracy_percent(pred_te, yte), settings, extras
 
@@ -569,7 +372,7 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
                      "objective": "mean cross-entropy + weight_decay / 2 * ||W||^2 (bias unpenalised)"})
     if backend == "torch":
         dev = _resolve_device(device)
-        acc, extra_settings, extras = _fast_torch(to_tensor(tr, dev), ytr, to_tensor(te, dev), yte, c, grid,
+        acc, extra_settings, extras = fast_torch(to_tensor(tr, dev), ytr, to_tensor(te, dev), yte, c, grid,
                                                   fit_idx, val_idx, max_iter, tol, progress)
     else:
         to_np = (lambda a: a.detach().cpu().numpy().astype(np.float32)) if isinstance(tr, torch.Tensor) \
@@ -582,6 +385,6 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
 
 def _result(acc: float, settings: dict[str, Any], extras: dict[str, Any]) -> ProbeResult:
     """The ProbeResult, with the test predictions moved from ``extras`` to ``test_predictions``."""
-    pred = np.asarray(extras.pop(_PRED_KEY), dtype=np.int64)
+    pred = np.asarray(extras.pop(PRED_KEY), dtype=np.int64)
     return ProbeResult(method="linear", accuracy=acc, settings=settings, extras=extras,
                        test_predictions={"linear_accuracy": pred})
