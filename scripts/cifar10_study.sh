@@ -7,6 +7,8 @@
 #   STEP=train bash scripts/cifar10_study.sh   |   STEP=analyse bash scripts/cifar10_study.sh
 #   STEP=lambda bash scripts/cifar10_study.sh  # the lambda sweep (paper Table 3): 1e-3 and 1e-1
 #                                                # trained the same way, then compared with 0 and 1e-2
+#   STEP=seeds SEEDS="1 2" bash scripts/cifar10_study.sh  # issue 21: the same MAE / U-MAE pair with
+#                                                # other pre-training seeds (runs mae-s1, umae-s1, ...)
 #
 # Model: ViT 96 x 6 (3 heads), decoder 96 x 2, patch 4, 32 px; batch 512, blr 1.5e-3
 # (lr 3e-3; the best of 1.5e-4 / 5e-4 / 1.5e-3 after 4 epochs on 10k images), 20 epochs,
@@ -20,14 +22,14 @@ OUT=${OUT:-reports/cifar10-mae-vs-umae-cpu}
 STEP=${STEP:-all}
 UMAE=${UMAE:-python3 -m umae_eval.cli}
 
-train() {  # LAM NAME
+train() {  # LAM NAME [SEED]
     local resume=(); [ -f "$RUNS/$2/last.pth" ] && resume=(--resume auto)
     OMP_NUM_THREADS=${THREADS:-1} $UMAE train --data "$DATA" --preset cifar10-vit-tiny-p4 \
         --set embed_dim=96 --set depth=6 --set num_heads=3 \
         --set decoder_embed_dim=96 --set decoder_depth=2 --set decoder_num_heads=3 \
         --batch-size 512 --micro-batch 512 --blr 1.5e-3 --epochs 20 --warmup-epochs 2 \
         --eval-every 2 --save-every 5 --eval-images 2000 --knn-train-images 10000 \
-        --seed 0 --lam "$1" --unif-form code --out "$RUNS/$2" "${resume[@]}"
+        --seed "${3:-0}" --lam "$1" --unif-form code --out "$RUNS/$2" "${resume[@]}"
 }
 
 if [ "$STEP" = all ] || [ "$STEP" = train ]; then
@@ -40,6 +42,12 @@ if [ "$STEP" = all ] || [ "$STEP" = analyse ]; then
         $UMAE mask-ratio-sweep --data "$DATA" --data-mode memory --checkpoint "$RUNS/$m/last.pth" \
             --pairs 400 --views 2 --ratios 0:0.9:0.1 --bootstrap 500 --label-images 500 \
             --label-train 1000 --graph-images 300 --device cpu --out "$OUT/sweep-$m"
+    done
+fi
+if [ "$STEP" = seeds ]; then
+    # One seed at a time, both methods at once (one thread each), as the seed-0 pair was trained.
+    for s in ${SEEDS:-1 2}; do
+        train 0 "mae-s$s" "$s" & train 0.01 "umae-s$s" "$s" & wait
     done
 fi
 if [ "$STEP" = lambda ]; then
