@@ -58,6 +58,7 @@ def _register() -> None:
         demo,
         mask_ratio_sweep,
         probe,
+        runs,
         train,
     )
 
@@ -68,6 +69,7 @@ def _register() -> None:
     app.command("compare")(compare.compare)
     app.command("demo")(demo.demo)
     app.command("convert")(convert.convert)
+    app.command("runs")(runs.runs)
 
 
 _register()

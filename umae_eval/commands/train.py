@@ -145,6 +145,9 @@ def train(
     set_fields: Annotated[Optional[list[str]], typer.Option(
         "--set", metavar="FIELD=VALUE", help="Override any preset field, repeatable, e.g. --set depth=4 "
         "--set embed_dim=96 --set norm_pix_loss=true --set mean=0.5,0.5,0.5 (wins over the flags above).")] = None,
+    log: Annotated[Optional[str], typer.Option(
+        "--log", metavar="KINDS", help="Logs beside metrics.jsonl, comma-separated: tensorboard (event files in "
+        "<out>/tensorboard), csv (<out>/metrics.csv). Default: tensorboard when the package is installed.")] = None,
 ) -> None:
     """Pre-train MAE or U-MAE and write runs/<name>/: config.json, metrics.jsonl, checkpoints.
 
@@ -160,6 +163,8 @@ def train(
 
       umae train ... --out runs/umae-c10 --resume auto   (continue after a stop, same options)
 
+      umae train ... --log tensorboard,csv --out runs/umae-c10   then: tensorboard --logdir runs/
+
       umae train --data /data/in100 --preset vit-base-p16 --lam 0.01 --init mae_visualize_vit_base.pth --out runs/in100-umae   (continue the official ViT-B MAE with U-MAE's term)
 
       umae train --data demo --preset tiny-test --init ./vit-mae-folder --out runs/from-hf   (a Hugging Face ViTMAE folder)
@@ -172,8 +177,10 @@ def train(
 
     Several nodes: add --nnodes N --node_rank R --master_addr HOST --master_port 29500 to torchrun.
     """
+    from trainer.logsinks import RunLoggers, parse_log_kinds
     from trainer.loop import TrainConfig, check_out_dir, resolve_preset, train_run
 
+    log_kinds = parse_log_kinds(log)
     unif_form = _choice(unif_form, _UNIF_FORMS, "--unif-form")
     method = _choice(method, _METHODS, "--method")
     precision = _choice(precision, _PRECISIONS, "--precision")
@@ -206,9 +213,18 @@ def train(
     if not main_rank:
         train_run(config, progress=null_progress)
         return
-    with TrainDisplay(console) as display:
-        result = train_run(config, progress=display, on_step=display.on_step, on_epoch=display.on_epoch,
-                           on_note=display.note)
+    loggers = RunLoggers(run_dir, log_kinds)
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        loggers.on_epoch(record)
+        display.on_epoch(record)
+
+    try:
+        with TrainDisplay(console) as display:
+            result = train_run(config, progress=display, on_step=display.on_step, on_epoch=on_epoch,
+                               on_note=display.note)
+    finally:
+        loggers.close()
     _write_results(result)
     stdout.print(_final_table(result))
     stdout.print(str(result.run_dir), highlight=False, soft_wrap=True)
