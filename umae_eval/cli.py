@@ -7,7 +7,9 @@ full disk, symlink loops, ...) are printed as one line with exit code 2, without
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import warnings
 from typing import Annotated
 
@@ -30,7 +32,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_state = {"debug": False}
+_state: dict = {"debug": False, "signal": None, "cleaning": False}
 
 
 def _version(value: bool) -> None:
@@ -114,22 +116,31 @@ def _error_line(message: str) -> None:
     console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
+def _interrupted_line() -> int:
+    """The one line for an interrupted command (Ctrl-C, SIGTERM); exit code 130."""
+    from umae_eval.errors import interrupt_hint
+
+    name = _state["signal"] or "SIGINT"
+    hint = interrupt_hint()
+    console.print(f"interrupted ({name}){'; ' + hint if hint else ''}", highlight=False, markup=False,
+                  soft_wrap=True)
+    return 130
+
+
 def _run(args: list[str]) -> int:
     try:
-        app(args=args, prog_name="umae", standalone_mode=False)
+        # In non-standalone mode typer turns KeyboardInterrupt into a *returned* 130 (and
+        # typer.Exit(n) into a returned n): the return value is the exit code.
+        code = app(args=args, prog_name="umae", standalone_mode=False)
     except UmaeError as exc:
         if _state["debug"]:
             console.print_exception()
         _error_line(exc.message)
         return exc.exit_code
     except typer.Exit as exc:
-        return exc.exit_code
-    except typer.Abort:
-        console.print("aborted", highlight=False)
-        return 130
-    except KeyboardInterrupt:
-        console.print("interrupted", highlight=False)
-        return 130
+        return 130 if _state["signal"] else exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        return _interrupted_line()
     except OSError as exc:  # read-only or full disk, not a folder, symlink loop, too many open files
         if _state["debug"]:
             console.print_exception()
@@ -147,7 +158,40 @@ def _run(args: list[str]) -> int:
             soft_wrap=True,
         )
         return 1
-    return 0
+    if _state["signal"] is not None or code == 130:
+        return _interrupted_line()
+    return code if type(code) is int else 0
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    """SIGINT and SIGTERM (a batch scheduler's stop) end a command the same way: a
+    KeyboardInterrupt, so that every ``with``/``finally`` runs (staged outputs are discarded, rich
+    restores the cursor, a training run keeps its last complete checkpoint)."""
+    if _state["cleaning"]:
+        return  # a second Ctrl-C must not cut the removal of the staged outputs short
+    first = _state["signal"] is None
+    if first:
+        _state["signal"] = signal.Signals(signum).name
+    raise KeyboardInterrupt
+
+
+def _install_signal_handlers() -> dict[int, object]:
+    """Route SIGINT and SIGTERM to :func:`_on_signal`; returns the handlers to restore.
+
+    A signal ignored when umae started stays ignored: ``nohup`` and a non-interactive shell's
+    ``cmd &`` ignore SIGINT on purpose. Only the main thread may set handlers (a test calling
+    :func:`main` from a thread keeps Python's defaults).
+    """
+    previous: dict[int, object] = {}
+    if threading.current_thread() is not threading.main_thread():
+        return previous
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        current = signal.getsignal(sig)
+        if current is signal.SIG_IGN:
+            continue
+        previous[sig] = current
+        signal.signal(sig, _on_signal)
+    return previous
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,15 +208,29 @@ def main(argv: list[str] | None = None) -> int:
 
     record_command_line(["umae", *args])  # for results.json and the report
     code = 1
+    _state["signal"] = None
+    previous = _install_signal_handlers()
     try:
         with warnings.catch_warnings():
             # library warnings (a cache that cannot be written, ...) as one line each, not
             # Python's two-line 'file:line: UserWarning: ...' with the source line
             warnings.showwarning = _show_warning
             code = _run(args)
+    except KeyboardInterrupt:  # a signal between the command's end and here
+        code = _interrupted_line()
     finally:
-        if code != 0:
-            discard_open_stages()
+        _state["cleaning"] = True
+        try:
+            if code != 0:
+                # a signal can land inside rich's Live.start(), after the cursor was hidden and
+                # before any `with` could undo it: give the terminal its cursor back regardless
+                if console.is_terminal:
+                    console.show_cursor(True)
+                discard_open_stages()
+        finally:
+            _state["cleaning"] = False
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)  # type: ignore[arg-type]
     return code
 
 

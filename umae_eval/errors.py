@@ -66,3 +66,21 @@ def os_error_message(exc: OSError, path_for: Callable[[str], str] | None = None)
     what, fix = known
     return f"{where}: {what}; {fix}"
 
+
+
+_interrupt_hints: list[str] = []
+
+
+def set_interrupt_hint(hint: str | None) -> None:
+    """What the "interrupted" line should add if the command is stopped now (None: nothing).
+
+    A training run sets "resume with ..." once its run folder holds a resumable checkpoint.
+    """
+    _interrupt_hints.clear()
+    if hint:
+        _interrupt_hints.append(hint)
+
+
+def interrupt_hint() -> str | None:
+    """The hint set by :func:`set_interrupt_hint`, if any."""
+    return _interrupt_hints[0] if _interrupt_hints else None

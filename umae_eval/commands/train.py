@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from umae_eval.errors import UmaeError
+from umae_eval.errors import UmaeError, set_interrupt_hint
 from umae_eval.options import (
     DataModeOpt,
     DataOpt,
@@ -223,11 +223,22 @@ def train(
         with TrainDisplay(console) as display:
             result = train_run(config, progress=display, on_step=display.on_step, on_epoch=on_epoch,
                                on_note=display.note)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say how to go on (the CLI prints the line)
+        set_interrupt_hint(_interrupted_hint(run_dir))
+        raise
     finally:
         loggers.close()
     _write_results(result)
     stdout.print(_final_table(result))
     stdout.print(str(result.run_dir), highlight=False, soft_wrap=True)
+
+
+def _interrupted_hint(run_dir: Path) -> str:
+    """What an interrupted run leaves: its last complete checkpoint, and how to continue from it."""
+    if (run_dir / "last.pth").is_file():
+        return (f"{run_dir} keeps its last complete checkpoint; continue with the same options and "
+                f"`--out {run_dir} --resume auto`")
+    return f"no checkpoint was written yet; {run_dir} can be removed, or resumed from the start with --resume auto"
 
 
 def parse_set_fields(preset: str, items: list[str]) -> dict[str, Any]:
