@@ -75,6 +75,7 @@ from trainer.flops import flops_per_image
 from trainer.losses import loss_terms, paper_form_warning, paper_over_code
 from trainer.model import build_model
 from trainer.presets import Preset, get_preset, method_defaults
+from trainer.stepinfo import StepInfo  # noqa: F401  (re-exported: the displays' type)
 from trainer.runlog import (
     append_metrics,
     note_resume,
@@ -185,42 +186,6 @@ class TrainConfig:
     knn_train_images: int = 5000
     eval_batch: int = 256
     command_line: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class StepInfo:
-    """What the loop reports after each optimiser step (for progress displays).
-
-    Attributes
-    ----------
-    epoch, epochs : int
-        Current epoch (1-based) and total epochs.
-    step, total_steps : int
-        Optimiser steps done (global) and in the whole run.
-    step_in_epoch, steps_per_epoch : int
-        Steps done in this epoch and per epoch.
-    loss, loss_recon, loss_unif : float
-        This step's loss terms (mean over micro-batches and ranks).
-    lr : float
-        Learning rate used by this step.
-    img_per_s : float
-        Images per second over the last step (all ranks).
-    note : str or None
-        A warning to show once (``--unif-form paper``: the measured ratio to the 'code' form).
-    """
-
-    epoch: int
-    epochs: int
-    step: int
-    total_steps: int
-    step_in_epoch: int
-    steps_per_epoch: int
-    loss: float
-    loss_recon: float
-    loss_unif: float
-    lr: float
-    img_per_s: float
-    note: str | None = None
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from trainer.masking import mask_from_noise, patchify
-from trainer.model import MAEOutput, ViTEncoderMixin, _init_weights
+from trainer.vit_base import MAEOutput, ViTEncoderMixin, _init_weights
 from umae_eval.errors import UmaeError
 
 

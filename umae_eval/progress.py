@@ -27,7 +27,7 @@ from rich.progress import (
 )
 
 if TYPE_CHECKING:  # the trainer (and torch) load only when a run starts
-    from trainer.loop import StepInfo
+    from trainer.stepinfo import StepInfo
 
 Advance = Callable[[int], None]
 
@@ -114,7 +114,7 @@ class TrainDisplay:
             self.current = None
 
     def on_step(self, info: StepInfo) -> None:
-        """Show one optimiser step's figures (a :class:`trainer.loop.StepInfo`)."""
+        """Show one optimiser step's figures (a :class:`trainer.stepinfo.StepInfo`)."""
         text = (f"loss {info.loss:.4f} (recon {info.loss_recon:.4f}, unif {info.loss_unif:.4f}) "
                 f"lr {info.lr:.2e} {info.img_per_s:,.0f} img/s")
         if self.run_task is None:

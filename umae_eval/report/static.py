@@ -37,7 +37,7 @@ from umae_eval.report.static_draw import (
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from umae_eval.report.writer import StaticFigure
+    from umae_eval.report.static_figure import StaticFigure
 
 FORMATS = ("pdf", "svg", "png")
 PNG_DPI = 200  # 2x a 100-dpi screen figure

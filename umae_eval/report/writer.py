@@ -30,6 +30,7 @@ from umae_eval.provenance import (
     versions,
 )
 from umae_eval.report.page_style import CSS, PRINT_JS
+from umae_eval.report.static_figure import StaticFigure  # noqa: F401  (re-exported)
 from umae_eval.report.tables import formatted
 
 
@@ -64,16 +65,6 @@ def slug(text: str) -> str:
     """A URL fragment / file stem from a title: ``'Singular values (Fig. 1b)'`` -> ``'singular-values-fig-1b'``."""
     s = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
     return s[:60].rstrip("-") or "section"
-
-
-@dataclass
-class StaticFigure:
-    """A figure to write to ``figures/<stem>.{pdf,svg,png}``."""
-
-    stem: str
-    fig: Any
-    title: str
-    settings: dict[str, str]
 
 
 @dataclass
