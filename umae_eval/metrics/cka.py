@@ -44,7 +44,9 @@ from umae_eval.metrics._inputs import ArrayLike, check_features, to_numpy64
 
 __all__ = [
     "DEFAULT_CKA_BATCH",
+    "cka_from_terms",
     "cka_matrix",
+    "cka_matrix_terms",
     "cka_unbiased",
     "hsic_unbiased",
     "linear_cka",
@@ -144,6 +146,53 @@ def _hsic1_grams(ta: tuple[np.ndarray, np.ndarray, float], tb: tuple[np.ndarray,
     return (float(np.sum(k * l)) + sk * sl / ((m - 1) * (m - 2)) - 2.0 / (m - 2) * float(rk @ rl)) / (m * (m - 3))
 
 
+def cka_matrix_terms(blocks_a: Sequence[ArrayLike], blocks_b: Sequence[ArrayLike] | None = None, *,
+                     batch_size: int = DEFAULT_CKA_BATCH,
+                     seed: int | None = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The per-minibatch unbiased HSIC terms behind :func:`cka_matrix`.
+
+    Returns ``(xy, xx, yy)``: ``(k, La, Lb)``, ``(k, La)``, ``(k, Lb)`` over the k minibatches, so
+    that ``cka = xy.sum(0) / sqrt(outer(xx.sum(0), yy.sum(0)))``; resampling the k batches gives a
+    bootstrap over groups of images (:mod:`umae_eval.metrics.suite`).
+    """
+    same = blocks_b is None
+    bl_b = blocks_a if blocks_b is None else blocks_b
+    if not blocks_a or not bl_b:
+        raise UmaeError("cka_matrix needs at least one block on each side")
+    checked_a = [check_features(b, f"blocks_a[{i}]", min_rows=4) for i, b in enumerate(blocks_a)]
+    checked_b = checked_a if same else [check_features(b, f"blocks_b[{i}]", min_rows=4) for i, b in enumerate(bl_b)]
+    n = int(checked_a[0].shape[0])
+    for name, arrs in (("blocks_a", checked_a), ("blocks_b", checked_b)):
+        for i, arr in enumerate(arrs):
+            if int(arr.shape[0]) != n:
+                raise UmaeError(f"{name}[{i}] has {int(arr.shape[0])} rows but blocks_a[0] has {n}: "
+                                "every block must hold the same images")
+    la, lb = len(checked_a), len(checked_b)
+    batches = _batches(n, batch_size, seed)
+    xy = np.zeros((len(batches), la, lb))
+    xx, yy = np.zeros((len(batches), la)), np.zeros((len(batches), lb))
+    for k, rows in enumerate(batches):
+        sel = np.sort(rows)  # sorted reads are cheaper on memory-mapped arrays; the set is what counts
+        ta = [_gram_terms(to_numpy64(a[sel])) for a in checked_a]
+        tb = ta if same else [_gram_terms(to_numpy64(b[sel])) for b in checked_b]
+        for i in range(la):
+            xx[k, i] = _hsic1_grams(ta[i], ta[i])
+            for j in range(lb):
+                if same and j < i:
+                    xy[k, i, j] = xy[k, j, i]  # symmetric: computed already
+                else:
+                    xy[k, i, j] = _hsic1_grams(ta[i], tb[j])
+        yy[k] = xx[k] if same else [_hsic1_grams(t, t) for t in tb]
+    return xy, xx, yy
+
+
+def cka_from_terms(xy: np.ndarray, xx: np.ndarray, yy: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Minibatch CKA ``(La, Lb)`` from per-batch terms, each batch weighted (default 1)."""
+    w = np.ones(xy.shape[0]) if weights is None else np.asarray(weights, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.tensordot(w, xy, axes=1) / np.sqrt(np.outer(w @ xx, w @ yy))
+
+
 def cka_matrix(blocks_a: Sequence[ArrayLike], blocks_b: Sequence[ArrayLike] | None = None, *,
                batch_size: int = DEFAULT_CKA_BATCH, seed: int | None = 0) -> np.ndarray:
     """Minibatch CKA (Nguyen et al. 2021) between every block of ``blocks_a`` and of ``blocks_b``.
@@ -163,37 +212,7 @@ def cka_matrix(blocks_a: Sequence[ArrayLike], blocks_b: Sequence[ArrayLike] | No
     (La, Lb) float64
         Entry (l, m): ``sum_b HSIC_1(A_l, B_m) / sqrt(sum_b HSIC_1(A_l, A_l) sum_b HSIC_1(B_m, B_m))``.
     """
-    same = blocks_b is None
-    bl_b = blocks_a if blocks_b is None else blocks_b
-    if not blocks_a or not bl_b:
-        raise UmaeError("cka_matrix needs at least one block on each side")
-    checked_a = [check_features(b, f"blocks_a[{i}]", min_rows=4) for i, b in enumerate(blocks_a)]
-    checked_b = checked_a if same else [check_features(b, f"blocks_b[{i}]", min_rows=4) for i, b in enumerate(bl_b)]
-    n = int(checked_a[0].shape[0])
-    for name, arrs in (("blocks_a", checked_a), ("blocks_b", checked_b)):
-        for i, arr in enumerate(arrs):
-            if int(arr.shape[0]) != n:
-                raise UmaeError(f"{name}[{i}] has {int(arr.shape[0])} rows but blocks_a[0] has {n}: "
-                                "every block must hold the same images")
-    la, lb = len(checked_a), len(checked_b)
-    xy = np.zeros((la, lb))
-    xx, yy = np.zeros(la), np.zeros(lb)
-    for rows in _batches(n, batch_size, seed):
-        sel = np.sort(rows)  # sorted reads are cheaper on memory-mapped arrays; the set is what counts
-        ta = [_gram_terms(to_numpy64(a[sel])) for a in checked_a]
-        tb = ta if same else [_gram_terms(to_numpy64(b[sel])) for b in checked_b]
-        for i in range(la):
-            xx[i] += _hsic1_grams(ta[i], ta[i])
-            for j in range(lb):
-                xy[i, j] += _hsic1_grams(ta[i], tb[j]) if not (same and j < i) else 0.0
-        if not same:
-            for j in range(lb):
-                yy[j] += _hsic1_grams(tb[j], tb[j])
-    if same:
-        xy = np.triu(xy) + np.triu(xy, 1).T
-        yy = xx
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return xy / np.sqrt(np.outer(xx, yy))
+    return cka_from_terms(*cka_matrix_terms(blocks_a, blocks_b, batch_size=batch_size, seed=seed))
 
 
 def minibatch_cka(x: ArrayLike, y: ArrayLike, *, batch_size: int = DEFAULT_CKA_BATCH, seed: int | None = 0) -> float:

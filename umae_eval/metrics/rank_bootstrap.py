@@ -53,9 +53,9 @@ def _floored_singular(gram: np.ndarray, n: int, frob_raw: float) -> np.ndarray:
     return _floor_small(s, n, d, frob_raw)
 
 
-def _ranks_of_resample(x: np.ndarray, x0: np.ndarray, m0: np.ndarray, idx: np.ndarray,
-                       eps: float) -> tuple[float, float]:
-    """(effective rank centred, RankMe raw) of ``x[idx]`` from one weighted Gram product.
+def resample_singular_values(x: np.ndarray, x0: np.ndarray, m0: np.ndarray,
+                             idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Singular values of ``x[idx]``, centred and raw (as :func:`spectrum._svdvals` floors them).
 
     ``x0 = x - m0`` is centred once on the full-sample mean ``m0``. With row weights ``w``
     (sum n) and ``s = x0^T w``, the resample's mean is ``m0 + s / n``, so
@@ -69,7 +69,7 @@ def _ranks_of_resample(x: np.ndarray, x0: np.ndarray, m0: np.ndarray, idx: np.nd
     if n <= 2 * d:
         # small resamples: the direct route, exactly as the point estimate takes it
         xb = x[idx]
-        return _entropy_rank(_svdvals(xb, center=True)), _entropy_rank(_svdvals(xb, center=False), eps=eps)
+        return _svdvals(xb, center=True), _svdvals(xb, center=False)
     w = np.bincount(idx, minlength=x.shape[0]).astype(np.float64)
     drawn = np.flatnonzero(w)  # about 63% of the rows: the others have weight 0
     g0 = np.zeros((d, d))
@@ -83,8 +83,13 @@ def _ranks_of_resample(x: np.ndarray, x0: np.ndarray, m0: np.ndarray, idx: np.nd
     ms = np.outer(m0, sv)
     g_raw = g0 + ms + ms.T + n * np.outer(m0, m0)
     frob = float(np.sqrt(max(np.trace(g_raw), 0.0)))
-    s_c = _floored_singular(g_c, n, frob)
-    s_r = _floored_singular(g_raw, n, frob)
+    return _floored_singular(g_c, n, frob), _floored_singular(g_raw, n, frob)
+
+
+def _ranks_of_resample(x: np.ndarray, x0: np.ndarray, m0: np.ndarray, idx: np.ndarray,
+                       eps: float) -> tuple[float, float]:
+    """(effective rank centred, RankMe raw) of ``x[idx]`` from :func:`resample_singular_values`."""
+    s_c, s_r = resample_singular_values(x, x0, m0, idx)
     return _entropy_rank(s_c), _entropy_rank(s_r, eps=eps)
 
 
