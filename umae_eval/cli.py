@@ -61,6 +61,7 @@ def _register() -> None:
         mask_ratio_sweep,
         probe,
         runs,
+        reconstruct,
         train,
     )
 
@@ -72,6 +73,7 @@ def _register() -> None:
     app.command("demo")(demo.demo)
     app.command("convert")(convert.convert)
     app.command("runs")(runs.runs)
+    app.command("reconstruct")(reconstruct.reconstruct)
 
 
 _register()

@@ -141,7 +141,8 @@ def export_figures(figures: Sequence[StaticFigure], folder: str | Path, *, title
 
     with matplotlib.rc_context({**_RC, "font.family": _font_families()}):
         for sf in figures:
-            fig = to_matplotlib(sf.fig)
+            # a matplotlib figure (pictures) is written as it is; a plotly one is redrawn
+            fig = sf.fig if hasattr(sf.fig, "savefig") else to_matplotlib(sf.fig)
             # the tight box once (one extra draw), not once per format
             FigureCanvasAgg(fig)
             box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.05)

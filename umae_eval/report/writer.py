@@ -274,6 +274,22 @@ class HtmlReport:
             + (self._static(stem, static, title, settings) if static is not None else "")
         )
 
+    def add_image_figure(self, title: str, fig: Any, caption: str = "", settings: Mapping[str, Any] | None = None,
+                         *, name: str | None = None, level: int = 2) -> None:
+        """A matplotlib figure (pictures: reconstructions, attention maps) under its own heading:
+        an embedded PNG on the page (the page stays one file), PDF / SVG / PNG in ``figures/``."""
+        import base64
+        import io
+
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+        src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        self._parts.append(
+            self._heading_html(title, level)
+            + f"<div class='umae-image'><img alt='{html.escape(title)}' style='max-width:100%' src='{src}'></div>"
+            + (f"<div class='caption'>{html.escape(caption)}</div>" if caption else "")
+            + _settings_line(settings) + self._static(name or slug(title), fig, title, settings))
+
     @property
     def n_figures(self) -> int:
         return self._n_figures
