@@ -519,6 +519,37 @@ def test_torn_manifest_rebuilds_the_store(enc, ref, tmp_path) -> None:
     np.testing.assert_array_equal(store.read(), ref)
 
 
+_DAMAGES = {
+    "chunk_rows-text": lambda m: m.update(chunk_rows="many"),
+    "chunk_rows-float": lambda m: m.update(chunk_rows=2.5),
+    "chunk_rows-zero": lambda m: m.update(chunk_rows=0),
+    "chunk-index-text": lambda m: m["chunks"].update({"x": m["chunks"].pop("0")}),
+    "chunk-rows-text": lambda m: m["chunks"]["0"].update(rows=["a", "b"]),
+    "chunk-rows-beyond-n": lambda m: m["chunks"]["0"].update(rows=[0, 10**12]),
+    "chunk-rows-shifted": lambda m: m["chunks"]["0"].update(rows=[1, 2]),
+    "chunk-sha-number": lambda m: m["chunks"]["0"].update(sha256=12),
+    "chunks-a-list": lambda m: m.update(chunks=[1, 2]),
+    "key-a-string": lambda m: m.update(key="x", key_digest="0" * 64),
+    "runs-a-number": lambda m: m.update(runs=3),
+    "manifest-a-list": lambda m: (m.clear(), m.update(format="not a dict")),
+}
+
+
+@pytest.mark.parametrize("damage", list(_DAMAGES), ids=list(_DAMAGES))
+def test_damaged_manifest_fields_rebuild_the_store(damage, enc, ref, tmp_path) -> None:
+    """Issue 23: non-numeric or out-of-range manifest fields reached int() and array slices
+    (internal error); a damaged manifest is rebuilt, as a torn one is."""
+    extract(enc, tmp_path / "s")
+    manifest = json.loads((tmp_path / "s" / "manifest.json").read_text())
+    _DAMAGES[damage](manifest)
+    (tmp_path / "s" / "manifest.json").write_text(json.dumps(manifest))
+    with Counter(enc) as c:
+        store = extract(enc, tmp_path / "s")
+    assert c.rows == N and store.warnings == [f"feature store {tmp_path / 's'}: unreadable "
+                                              "manifest or damaged files; rebuilt it"]
+    np.testing.assert_array_equal(store.read(), ref)
+
+
 # --------------------------------------------------------------------- full / read-only disks
 
 def _enospc(*args, **kwargs):

@@ -253,6 +253,28 @@ class FeatureStore:
 # --------------------------------------------------------------------------------- opening
 
 
+def _chunk_records(raw: Any, n: int) -> dict[int, dict[str, Any]] | None:
+    """A manifest's ``chunks`` checked field by field, or None if any record is malformed.
+
+    A hand-edited or bit-flipped manifest must never reach ``int()`` or an array slice: each
+    record needs a decimal index, a hex ``sha256`` and ``rows`` ``[a, b]`` with 0 <= a < b <= n.
+    """
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        return None
+    out: dict[int, dict[str, Any]] = {}
+    for k, v in raw.items():
+        if not (isinstance(k, str) and k.isascii() and k.isdigit() and isinstance(v, dict)):
+            return None
+        rows, digest = v.get("rows"), v.get("sha256")
+        if not (isinstance(digest, str) and isinstance(rows, list) and len(rows) == 2
+                and all(type(r) is int for r in rows) and 0 <= rows[0] < rows[1] <= n):
+            return None
+        out[int(k)] = dict(v)
+    return out
+
+
 def open_store(path: Path, key: StoreKey) -> FeatureStore | None:
     """The store at ``path`` if it holds ``key``'s features, else None (absent or unusable).
 
@@ -274,10 +296,18 @@ def open_store(path: Path, key: StoreKey) -> FeatureStore | None:
         return None
     if manifest.get("key_digest") != key.digest():
         other = manifest.get("key") or {}
+        if not isinstance(other, dict):
+            return None  # a damaged manifest: rebuilt, like a torn one
         raise UmaeError(f"{path} holds another feature store (checkpoint "
                         f"{str(other.get('checkpoint_sha256'))[:12]}, split {other.get('split')}, "
-                        f"pool {other.get('pool')}); pass another store folder or delete that one")
-    chunk_rows = int(manifest.get("chunk_rows", 0))
+                        f"pool {other.get('pool')}); delete that folder (it is a cache and is rebuilt) "
+                        "or point $UMAE_CACHE_DIR at another cache")
+    chunk_rows = manifest.get("chunk_rows", 0)
+    chunks = _chunk_records(manifest.get("chunks"), key.n)
+    if (type(chunk_rows) is not int or chunk_rows < 1 or chunks is None
+            or not isinstance(manifest.get("runs", []), list)
+            or any(v["rows"] != [i * chunk_rows, min((i + 1) * chunk_rows, key.n)] for i, v in chunks.items())):
+        return None  # non-numeric or out-of-range fields: a damaged manifest is rebuilt too
     try:
         f_off, f_shape, f_dtype = _npy_offset(path / FEATURES)
         v_off, v_shape, v_dtype = _npy_offset(path / VALID)
@@ -288,7 +318,6 @@ def open_store(path: Path, key: StoreKey) -> FeatureStore | None:
     if (chunk_rows < 1 or f_shape != (key.n, key.dim) or f_dtype != np.dtype(key.dtype)
             or v_shape != (key.n,) or v_dtype != np.bool_ or not sizes_ok):
         return None
-    chunks = {int(k): dict(v) for k, v in (manifest.get("chunks") or {}).items()}
     store = FeatureStore(path, key, chunk_rows, chunks, manifest)
     for part in sorted(path.glob("manifest.rank*.json")):
         try:
@@ -296,8 +325,8 @@ def open_store(path: Path, key: StoreKey) -> FeatureStore | None:
         except (OSError, ValueError):
             continue  # torn by a kill: its chunks are recomputed
         if isinstance(data, dict) and data.get("key_digest") == key.digest():
-            for k, v in (data.get("chunks") or {}).items():
-                chunks.setdefault(int(k), dict(v))
+            for k, v in (_chunk_records(data.get("chunks"), key.n) or {}).items():
+                chunks.setdefault(k, v)
             if data.get("run"):
                 store._part_runs.append(data["run"])
     return store
