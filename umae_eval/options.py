@@ -62,7 +62,11 @@ DeviceOpt = Annotated[
     str, typer.Option("--device", help="auto (CUDA if available), cpu, or cuda[:N].")
 ]
 BatchSizeOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed for every random choice.")]
+#: Seeds are offset (by rank, step, split) and handed to torch, numpy and random: 0 .. 2^32 - 1
+#: keeps every derived seed inside what each of them accepts.
+SEED_MAX = 2**32 - 1
+SeedOpt = Annotated[int, typer.Option("--seed", min=0, max=SEED_MAX,
+                                      help="Random seed for every random choice (0 to 2^32 - 1).")]
 OutOpt = Annotated[
     Optional[Path],
     typer.Option("--out", help="Output folder (default: reports/<command>-<date>/)."),

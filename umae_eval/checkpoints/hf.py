@@ -113,6 +113,29 @@ def _layers(matches: list[tuple[int, str, str, torch.Tensor]], prefix: str, wher
     return out
 
 
+def _config_int(config: Mapping[str, Any], field: str, source: str) -> int:
+    """A positive integer field of config.json, refused in one line otherwise (JSON true is not 1)."""
+    value = config[field]
+    if type(value) is not int or value < 1:
+        raise UmaeError(f"{source}: config.json has {field} {value!r}; it must be a positive integer")
+    return value
+
+
+def _config_eps(config: Mapping[str, Any], source: str) -> float:
+    value = config.get("layer_norm_eps", HF_DEFAULT_EPS)
+    if type(value) not in (int, float) or not 0 < value < 1:
+        raise UmaeError(f"{source}: config.json has layer_norm_eps {value!r}; it must be a number "
+                        "between 0 and 1 (ViTMAE's default is 1e-12)")
+    return float(value)
+
+
+def _config_bool(config: Mapping[str, Any], field: str, default: bool, source: str) -> bool:
+    value = config.get(field, default)
+    if not isinstance(value, bool):
+        raise UmaeError(f"{source}: config.json has {field} {value!r}; it must be true or false")
+    return value
+
+
 def parse(state: Mapping[str, torch.Tensor], config: Mapping[str, Any] | None,
           source: str) -> ParsedCheckpoint:
     """Rename a ViTMAE state dict to timm (encoder) and official MAE (decoder) names.
@@ -169,17 +192,19 @@ def parse(state: Mapping[str, torch.Tensor], config: Mapping[str, Any] | None,
             raise UmaeError(f"{source}: config.json has hidden_act {act!r}; only 'gelu' (exact, as "
                             "MAE and timm use) is supported")
         hidden = config.get("hidden_size")
+        if hidden is not None:
+            hidden = _config_int(config, "hidden_size", source)
         if dim is not None and hidden is not None and hidden != dim:
             raise UmaeError(f"{source}: config.json says hidden_size {hidden} but the weights are "
                             f"{dim} wide; the folder mixes two models")
         if "num_attention_heads" in config:
-            hints["num_heads"] = int(config["num_attention_heads"])
-        hints["norm_eps"] = float(config.get("layer_norm_eps", HF_DEFAULT_EPS))
-        hints["qkv_bias"] = bool(config.get("qkv_bias", True))
+            hints["num_heads"] = _config_int(config, "num_attention_heads", source)
+        hints["norm_eps"] = _config_eps(config, source)
+        hints["qkv_bias"] = _config_bool(config, "qkv_bias", True, source)
         if "decoder_num_attention_heads" in config:
-            decoder_hints["decoder_num_heads"] = int(config["decoder_num_attention_heads"])
+            decoder_hints["decoder_num_heads"] = _config_int(config, "decoder_num_attention_heads", source)
         if "norm_pix_loss" in config:
-            decoder_hints["norm_pix_loss"] = bool(config["norm_pix_loss"])
+            decoder_hints["norm_pix_loss"] = _config_bool(config, "norm_pix_loss", False, source)
         note = f"{cls_name}, arch from config.json"
     else:
         hints["norm_eps"] = HF_DEFAULT_EPS

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Literal
 
@@ -35,14 +36,17 @@ COMPRESSED_RATIO = 12
 
 
 def memory_limit() -> int:
-    """Bytes of decoded images above which ImageFolder sets go lazy (``UMAE_MEMORY_LIMIT_GB``, default 2)."""
+    """Bytes of decoded images above which ImageFolder sets go lazy (``UMAE_MEMORY_LIMIT_GB``, default 2;
+    ``inf``: no limit)."""
     raw = os.environ.get("UMAE_MEMORY_LIMIT_GB", "2")
     try:
         gb = float(raw)
     except ValueError:
         raise UmaeError(f"UMAE_MEMORY_LIMIT_GB={raw!r} is not a number; set it to e.g. 2 (GiB)") from None
     if not gb >= 0:
-        raise UmaeError(f"UMAE_MEMORY_LIMIT_GB={raw!r} must be >= 0")
+        raise UmaeError(f"UMAE_MEMORY_LIMIT_GB={raw!r} must be a number >= 0 (GiB), e.g. 2")
+    if gb == float("inf"):
+        return sys.maxsize  # 'inf': no limit, every set is decoded into memory
     return int(gb * (1 << 30))
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 import lzma
 import tarfile
 import zlib
+from collections.abc import Iterable
+
+from umae_eval.errors import UmaeError
 
 #: The values ``ImageSet.format`` takes.
 FORMATS: tuple[str, ...] = ("cifar-python", "imagefolder", "imagefolder-tar", "npz", "demo")
@@ -45,3 +48,29 @@ ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+#: Labels above this are refused before any per-class list is built (ImageNet-21k has 21,841
+#: classes): a damaged label of 999999999999 would otherwise ask for a list that long.
+MAX_CLASSES = 100_000
+
+
+def printable_name(name: str) -> str:
+    """``name`` as one printable line: undecodable bytes (surrogate escapes) as ``\\xNN``."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def check_utf8_names(names: Iterable[str], where: str) -> None:
+    """Refuse a file or class name that is not valid UTF-8 (Linux hands it over with
+    surrogate escapes, which no results.json, CSV or report can hold).
+
+    Raises
+    ------
+    UmaeError
+        Naming the first such file, shown with ``\\xNN`` for its undecodable bytes.
+    """
+    for name in names:
+        if not name.isascii():
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise UmaeError(f"{where}: the name '{printable_name(name)}' is not valid UTF-8; rename it "
+                                "(e.g. `convmv -f latin1 -t utf-8 -r --notest FOLDER`)") from None

@@ -30,7 +30,7 @@ import posixpath
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from umae_eval.data.formats import ACCEPTED, IMAGE_SUFFIXES, TEST_SPLITS
+from umae_eval.data.formats import ACCEPTED, IMAGE_SUFFIXES, TEST_SPLITS, check_utf8_names
 from umae_eval.data.layout_labels import (
     KAGGLE_VAL_LABELS,
     check_wnids,
@@ -109,6 +109,17 @@ class _Split:
     loose: list[str] = field(default_factory=list)  # images directly in the split folder
 
 
+def _utf8_text(read_text: Callable[[str], str], where: str) -> Callable[[str], str]:
+    """``read_text`` refusing a metadata file that is not UTF-8 in one line (not an internal error)."""
+    def read(name: str) -> str:
+        try:
+            return read_text(name)
+        except UnicodeDecodeError as exc:
+            raise UmaeError(f"{where}/{name}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
+                            "save it as UTF-8") from None
+    return read
+
+
 def find_listing(files: Sequence[str], read_text: Callable[[str], str], *, where: str,
                  dirs: Sequence[str] = (), archive: bool = False) -> Listing:
     """Find the labelled train and evaluation images among ``files``.
@@ -144,6 +155,9 @@ def find_listing(files: Sequence[str], read_text: Callable[[str], str], *, where
     """
     visible = [f for f in files if _visible(f)]
     vdirs = [d.rstrip("/") for d in dirs if _visible(d.rstrip("/"))]
+    check_utf8_names(visible, where)
+    check_utf8_names(vdirs, where)
+    read_text = _utf8_text(read_text, where)
     base = _find_base(files, visible, vdirs, where, archive)
     loc = f"{where}/{base}" if base else where
     splits = _collect(base, visible, vdirs)

@@ -281,6 +281,6 @@ def native_size(split: LazySplit, source: str, sample: int = 8) -> tuple[int, in
         try:
             with Image.open(src if isinstance(src, Path) else __import__("io").BytesIO(src)) as im:
                 sizes.add((im.size[1], im.size[0]))
-        except (OSError, ValueError, SyntaxError):
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError):  # a bomb: decode refuses it
             return None
     return sizes.pop() if len(sizes) == 1 else None

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from umae_eval.data.formats import IMAGE_SUFFIXES
+from umae_eval.data.formats import IMAGE_SUFFIXES, MAX_CLASSES, check_utf8_names
 from umae_eval.errors import UmaeError
 from umae_eval.progress import ProgressFactory, null_progress
 
@@ -109,6 +109,7 @@ def index_shards(shards: list[Path], where: str, progress: ProgressFactory = nul
         paths.append(idx.path)
         samples: dict[str, dict[str, int]] = {}
         order: list[str] = []
+        check_utf8_names(idx.names, str(shard))
         for m, member in enumerate(idx.names):
             key, ext = _base_plus_ext(member)
             if key is None or ext is None:
@@ -129,6 +130,9 @@ def index_shards(shards: list[Path], where: str, progress: ProgressFactory = nul
             if not re.fullmatch(r"\d+", text):
                 raise UmaeError(f"{shard}: {key}.cls holds {text[:20]!r}, not a class number; "
                                 "write the label as its integer text")
+            if len(text) > 9 or int(text) >= MAX_CLASSES:
+                raise UmaeError(f"{shard}: {key}.cls holds label {text[:20]}, beyond the {MAX_CLASSES:,} "
+                                "classes umae handles; labels are class numbers 0 .. classes - 1")
             i = parts[image_ext]
             names.append(f"{shard.name}:{key}.{image_ext}")
             labels.append(int(text))
@@ -157,12 +161,17 @@ class ShardReader:
 def class_names_for(shards: list[Path], labels: list[np.ndarray]) -> tuple[list[str], list[str], list[str]]:
     """``(class_ids, class_names, notes)``: from ``classes.txt`` beside the shards, else the numbers."""
     top = max(int(y.max()) for y in labels if len(y)) + 1
-    ids = [str(k) for k in range(top)]
     meta = shards[0].parent / "classes.txt"
     if meta.is_file():
-        names = [ln.strip() for ln in meta.read_text("utf-8").splitlines() if ln.strip()]
-        if len(names) < top:
+        try:
+            names = [ln.strip() for ln in meta.read_text("utf-8").splitlines() if ln.strip()]
+        except UnicodeDecodeError as exc:
+            raise UmaeError(f"{meta}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+        if len(names) < top:  # checked before any list of `top` entries is built
             raise UmaeError(f"{meta}: lists {len(names)} class names but the shards use label {top - 1}; "
                             "give one name per line for every label")
+        if len(names) > MAX_CLASSES:
+            raise UmaeError(f"{meta}: lists {len(names):,} class names, more than the {MAX_CLASSES:,} umae handles")
         return [str(k) for k in range(len(names))], names, [f"class names from {meta.name}"]
+    ids = [str(k) for k in range(top)]
     return ids, ids, ["no classes.txt beside the shards: classes are named by their label numbers"]
