@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from umae_eval.errors import UmaeError
-from umae_eval.metrics.fourier import AMPLITUDE_FLOOR, fourier_profile, high_frequency_by_block
+from umae_eval.metrics.fourier import AMPLITUDE_FLOOR, combine_profiles, fourier_profile, high_frequency_by_block
 
 
 def _checkerboard(h: int, w: int) -> np.ndarray:
@@ -50,6 +50,18 @@ def test_against_numpy_fft_and_token_layout() -> None:
     assert p.high_frequency == pytest.approx(np.mean(p.per_image_high), abs=1e-6)
     by_block = high_frequency_by_block([grid, grid * 2.0 + 1.0])
     assert by_block.shape == (2,) and by_block[0] == pytest.approx(p.high_frequency, abs=1e-4)
+
+
+def test_batches_combine_exactly() -> None:
+    rng = np.random.default_rng(1)
+    tokens = rng.normal(size=(9, 4, 4, 6)) + _checkerboard(4, 4)[None, :, :, None] * rng.uniform(0, 2, size=(9, 1, 1, 1))
+    whole = fourier_profile(tokens)
+    parts = combine_profiles([fourier_profile(tokens[:2]), fourier_profile(tokens[2:7]), fourier_profile(tokens[7:])])
+    assert np.allclose(parts.relative_log_amplitude, whole.relative_log_amplitude, atol=1e-9)
+    assert parts.energy_share_high == pytest.approx(whole.energy_share_high, rel=1e-9)
+    assert np.allclose(parts.per_image_high, whole.per_image_high) and parts.n_images == 9
+    with pytest.raises(UmaeError, match="different token grids"):
+        combine_profiles([whole, fourier_profile(np.ones((1, 2, 2, 3)))])
 
 
 def test_bad_inputs() -> None:

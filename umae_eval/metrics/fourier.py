@@ -41,7 +41,7 @@ import torch
 
 from umae_eval.errors import UmaeError
 
-__all__ = ["AMPLITUDE_FLOOR", "FourierProfile", "fourier_profile", "high_frequency_by_block"]
+__all__ = ["AMPLITUDE_FLOOR", "FourierProfile", "combine_profiles", "fourier_profile", "high_frequency_by_block"]
 
 #: Added to |F| before the log (the authors' value).
 AMPLITUDE_FLOOR = 1e-6
@@ -60,6 +60,8 @@ class FourierProfile:
     energy_share_high: float = 0.0
     grid: tuple[int, int] = (0, 0)
     n_images: int = 0
+    energy_high: float = 0.0  # sum |F|^2 at the highest frequency (for combining batches)
+    energy_total: float = 0.0  # sum |F|^2 over all frequencies
 
     def to_dict(self) -> dict[str, Any]:
         return {"high_frequency_log_amplitude": self.high_frequency, "energy_share_high": self.energy_share_high,
@@ -137,7 +139,28 @@ def fourier_profile(tokens: object, *, grid: tuple[int, int] | None = None, pref
     total = float(energy.sum())
     share = float(energy[ku[-1], kv[-1]]) / total if total > 0 else 0.0
     return FourierProfile(frequencies=freqs, relative_log_amplitude=prof, high_frequency=float(prof[-1]),
-                          per_image_high=per_image, energy_share_high=share, grid=(h, w), n_images=b)
+                          per_image_high=per_image, energy_share_high=share, grid=(h, w), n_images=b,
+                          energy_high=float(energy[ku[-1], kv[-1]]), energy_total=total)
+
+
+def combine_profiles(parts: Sequence[FourierProfile]) -> FourierProfile:
+    """The profile of all images of ``parts`` (batches of one block's tokens), exactly.
+
+    The profile is a mean over images of per-image log-amplitude differences, so batches combine
+    by their image counts; the energy share by summing energies.
+    """
+    if not parts:
+        raise UmaeError("combine_profiles needs at least one profile")
+    if len({p.grid for p in parts}) != 1:
+        raise UmaeError(f"profiles of different token grids cannot be combined: {sorted({p.grid for p in parts})}")
+    n = sum(p.n_images for p in parts)
+    prof = sum(p.relative_log_amplitude * p.n_images for p in parts) / n
+    e_high, e_total = sum(p.energy_high for p in parts), sum(p.energy_total for p in parts)
+    return FourierProfile(frequencies=parts[0].frequencies, relative_log_amplitude=prof,
+                          high_frequency=float(prof[-1]),
+                          per_image_high=np.concatenate([p.per_image_high for p in parts]),
+                          energy_share_high=e_high / e_total if e_total > 0 else 0.0, grid=parts[0].grid,
+                          n_images=n, energy_high=e_high, energy_total=e_total)
 
 
 def high_frequency_by_block(blocks: Sequence[object], *, grid: tuple[int, int] | None = None,
