@@ -1,0 +1,223 @@
+"""The representation-metrics stage: the metrics of :mod:`umae_eval.metrics.suite` for each
+checkpoint and pair of checkpoints, with 95% intervals over images and paired differences.
+
+Per checkpoint (:func:`checkpoint_metrics`), from the test features and a few extra passes of the
+encoder over a seeded subset of the test images:
+
+- spectrum scalars (participation ratio, stable rank, collapse std, RankMe in both conventions)
+  and neural collapse (NC1, CDNV, NC2; NC4 when a linear probe ran: its test predictions against
+  the nearest train class mean) on the test features;
+- LiDAR over ``LIDAR_VIEWS`` random masks (the pipeline's ``--mask-ratio``) of ``LIDAR_IMAGES``
+  images (stable-pretraining's defaults n = 100, q = 10), and over as many augmentations
+  (MAE's RandomResizedCrop(0.2-1) + flip), the LiDAR paper's surrogate task;
+- the Fourier profile of the patch tokens after every block (``FOURIER_IMAGES`` images), the
+  last block's high-frequency value as the scalar.
+
+Between checkpoints (:func:`pair_sets`): CKA (biased and unbiased) and mutual kNN on the test
+features of the same images. Intervals (:func:`metric_intervals`) centre the bootstrap's spread on
+the estimate (``intervals.centred_interval``: resampling rows biases ranks and kernel estimates
+by itself); differences (:func:`metric_differences`) use the resamples the two checkpoints share.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from umae_eval.analysis import FeatureSet, Subject, subset_indices
+from umae_eval.metrics.fourier import FourierProfile, combine_profiles, fourier_profile
+from umae_eval.metrics.suite import MetricSet, pair_metrics, representation_metrics
+from umae_eval.pipeline.intervals import Interval, centred_interval
+from umae_eval.progress import ProgressFactory, null_progress
+
+#: Surrogate classes and views of LiDAR (galilai-group/stable-pretraining's defaults).
+LIDAR_IMAGES = 100
+LIDAR_VIEWS = 10
+#: Images whose patch tokens go through the Fourier analysis, block by block.
+FOURIER_IMAGES = 64
+#: The label-free metrics that get intervals, in table order.
+INTERVAL_METRICS: tuple[str, ...] = ("participation_ratio", "stable_rank", "collapse_std_ratio", "rankme_paper",
+                                     "rankme_pca", "lidar_masked", "lidar_augmented", "fourier_high")
+
+
+def _model(subject: Subject, device: str) -> tuple[Any, Any, Any]:
+    from umae_eval.features import resolve_device
+
+    dev = resolve_device(device)
+    return subject.encoder.model.to(dev).eval(), subject.info, dev
+
+
+def masked_view_stack(subject: Subject, images: Any, *, views: int = LIDAR_VIEWS, mask_ratio: float = 0.75,
+                      seed: int = 0, pool: str = "cls", device: str = "auto", batch_size: int = 256,
+                      progress: ProgressFactory = null_progress) -> np.ndarray:
+    """Features of ``views`` random masks of each image: (n, q, D) float32.
+
+    Masks from one generator seeded with ``seed``, drawn batch by batch, view by view
+    (:func:`umae_eval.features.encode_masked_views`, MAE's masking).
+    """
+    import torch
+
+    from umae_eval.features import encode_masked_views
+    from umae_eval.preprocess import to_model_input
+
+    model, info, dev = _model(subject, device)
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(int(seed))
+    out = []
+    with progress(f"{subject.name}: {views} masked views for LiDAR", total=len(images)) as advance:
+        with torch.inference_mode():
+            for s in range(0, len(images), batch_size):
+                x = to_model_input(np.asarray(images[s:s + batch_size]), info.arch.img_size, info.mean, info.std,
+                                   device=dev)
+                z = [encode_masked_views(model, x, mask_ratio, generator=gen, pool=pool).float().cpu()
+                     for _ in range(views)]
+                out.append(torch.stack(z, dim=1).numpy())
+                advance(len(x))
+    return np.concatenate(out)
+
+
+def augmented_view_stack(subject: Subject, images: Any, *, views: int = LIDAR_VIEWS, seed: int = 0,
+                         pool: str = "cls", device: str = "auto", batch_size: int = 256,
+                         progress: ProgressFactory = null_progress) -> np.ndarray:
+    """Features of ``views`` augmentations of each image (RandomResizedCrop(0.2-1) + flip): (n, q, D)."""
+    import torch
+    from PIL import Image
+
+    from umae_eval.data.transforms import random_resized_crop_flip
+    from umae_eval.features import pool_tokens
+    from umae_eval.preprocess import to_model_input
+
+    model, info, dev = _model(subject, device)
+    rng = np.random.default_rng(seed)
+    size = info.arch.img_size
+    per = max(1, batch_size // views)
+    out = []
+    with progress(f"{subject.name}: {views} augmented views for LiDAR", total=len(images)) as advance:
+        with torch.inference_mode():
+            for s in range(0, len(images), per):
+                batch = np.asarray(images[s:s + per])
+                crops = np.stack([np.asarray(random_resized_crop_flip(Image.fromarray(im), size, rng))
+                                  for im in batch for _ in range(views)])
+                x = to_model_input(crops, size, info.mean, info.std, device=dev)
+                z = pool_tokens(model, model.forward_features(x), pool).float().cpu().numpy()
+                out.append(z.reshape(len(batch), views, -1))
+                advance(len(batch))
+    return np.concatenate(out)
+
+
+def block_fourier(subject: Subject, images: Any, *, device: str = "auto", batch_size: int = 64,
+                  progress: ProgressFactory = null_progress) -> list[FourierProfile]:
+    """The Fourier profile of the patch tokens after each block ([CLS] dropped, before the final norm)."""
+    import torch
+
+    from umae_eval.preprocess import to_model_input
+
+    model, info, dev = _model(subject, device)
+    prefix = int(getattr(model, "num_prefix_tokens", 1))
+    grid = tuple(int(g) for g in model.patch_embed.grid_size)
+    parts: list[list[FourierProfile]] = [[] for _ in model.blocks]
+    with progress(f"{subject.name}: token Fourier by block", total=len(images)) as advance:
+        with torch.inference_mode():
+            for s in range(0, len(images), batch_size):
+                x = to_model_input(np.asarray(images[s:s + batch_size]), info.arch.img_size, info.mean, info.std,
+                                   device=dev)
+                seq = model.norm_pre(model.patch_drop(model._pos_embed(model.patch_embed(x))))
+                for i, blk in enumerate(model.blocks):
+                    seq = blk(seq)
+                    parts[i].append(fourier_profile(seq[:, prefix:].float().cpu(), grid=grid))  # type: ignore[arg-type]
+                advance(len(x))
+    return [combine_profiles(p) for p in parts]
+
+
+def _centres(fs: FeatureSet, predictions: np.ndarray) -> np.ndarray | None:
+    """Train class means indexed by label, when every class 0..C-1 (test labels and predictions
+    included) has train rows; else None (no NC4)."""
+    if fs.train is None or len(fs.y_train) == 0:
+        return None
+    y = np.asarray(fs.y_train)
+    c = 1 + max(int(y.max()), int(np.max(fs.y_test)), int(np.max(predictions)))
+    if not np.array_equal(np.unique(y), np.arange(c)):
+        return None
+    return np.stack([fs.train[y == k].mean(axis=0) for k in range(c)])
+
+
+def checkpoint_metrics(subject: Subject, fs: FeatureSet, test_images: Any, *, predictions: np.ndarray | None = None,
+                       mask_ratio: float = 0.75, pool: str = "cls", seed: int = 0, n_boot: int = 200,
+                       device: str = "auto", batch_size: int = 256, lidar_images: int = LIDAR_IMAGES,
+                       lidar_views: int = LIDAR_VIEWS, fourier_images: int = FOURIER_IMAGES,
+                       progress: ProgressFactory = null_progress) -> MetricSet:
+    """Every metric of one checkpoint (see the module docstring); ``test_images`` are the rows of ``fs.test``.
+
+    ``predictions`` (M,) are a linear probe's test predictions, for NC4 (with the train class means).
+    """
+    t0 = time.perf_counter()
+    n = len(fs.y_test)
+    lid = subset_indices(n, lidar_images, seed + 13)
+    lid_images = test_images if lid is None else test_images[np.sort(lid)]
+    four = subset_indices(n, fourier_images, seed + 17)
+    four_images = test_images if four is None else test_images[np.sort(four)]
+    common = dict(device=device, batch_size=batch_size, progress=progress)
+    masked = masked_view_stack(subject, lid_images, views=lidar_views, mask_ratio=mask_ratio, seed=seed + 19,
+                               pool=pool, **common)
+    aug = augmented_view_stack(subject, lid_images, views=lidar_views, seed=seed + 23, pool=pool, **common)
+    blocks = block_fourier(subject, four_images, device=device, progress=progress)
+    centres = _centres(fs, predictions) if predictions is not None else None
+    with progress(f"{subject.name}: representation metrics (bootstrap)", total=None):
+        out = representation_metrics(fs.test, labels=fs.y_test,
+                                     predictions=predictions if centres is not None else None, centres=centres,
+                                     mask_views=masked if len(masked) >= 2 else None,
+                                     aug_views=aug if len(aug) >= 2 else None, n_boot=n_boot, seed=seed + 29)
+    last = blocks[-1]
+    out.values["fourier_high"] = last.high_frequency
+    out.values["fourier_energy_share_high"] = last.energy_share_high
+    if n_boot > 0 and last.n_images >= 2:
+        from umae_eval.metrics.rank_bootstrap import resample_indices
+
+        idx = resample_indices(last.n_images, n_boot, seed + 31)
+        out.resamples["fourier_high"] = last.per_image_high[idx].mean(axis=1)
+    out.details["fourier_by_block"] = [{"block": i + 1, **p.to_dict()} for i, p in enumerate(blocks)]
+    out.settings.update(lidar_images=int(len(masked)), lidar_views=lidar_views, lidar_mask_ratio=mask_ratio,
+                        lidar_augmentation="RandomResizedCrop(0.2-1, bicubic) + horizontal flip",
+                        fourier_images=int(last.n_images), fourier_tokens="patch tokens after each block, "
+                        "before the final norm", nc4=centres is not None, pool=pool,
+                        seconds=time.perf_counter() - t0)
+    return out
+
+
+def pair_sets(test_features: dict[str, np.ndarray], *, n_boot: int = 200, seed: int = 0) -> dict[str, MetricSet]:
+    """CKA and mutual kNN for every pair of checkpoints (in order), keyed ``'A vs B'``."""
+    names = list(test_features)
+    out: dict[str, MetricSet] = {}
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            if len(test_features[a]) == len(test_features[b]) >= 4:
+                ms = pair_metrics(test_features[a], test_features[b], n_boot=n_boot, seed=seed + 37)
+                ms.settings.update(a=a, b=b)
+                out[f"{a} vs {b}"] = ms
+    return out
+
+
+def metric_intervals(sets: dict[str, MetricSet], metrics: Sequence[str] = INTERVAL_METRICS) -> dict[str, dict[str, Interval]]:
+    """Centred 95% intervals of each metric with resamples: ``{checkpoint: {metric: Interval}}``."""
+    return {name: {m: centred_interval(ms.values[m], ms.resamples[m]) for m in metrics
+                   if m in ms.values and m in ms.resamples and np.isfinite(ms.values[m])}
+            for name, ms in sets.items()}
+
+
+def metric_differences(sets: dict[str, MetricSet], metrics: Sequence[str] = INTERVAL_METRICS) -> list[dict[str, Any]]:
+    """Paired differences ``b - a`` for every pair of checkpoints and metric they share resamples of."""
+    names = list(sets)
+    rows: list[dict[str, Any]] = []
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            for m in metrics:
+                ra, rb = sets[a].resamples.get(m), sets[b].resamples.get(m)
+                if ra is None or rb is None or len(ra) != len(rb):
+                    continue
+                iv = centred_interval(sets[b].values[m] - sets[a].values[m], rb - ra)
+                rows.append({"metric": m, "a": a, "b": b, "difference": iv.estimate, "lo": iv.lo, "hi": iv.hi,
+                             "beyond_noise": iv.excludes(0.0), "resamples": int(len(ra))})
+    return rows
