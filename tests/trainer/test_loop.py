@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import trainer.loop as loop
+import trainer.step as step  # the step (accumulate_gradients) calls loss_terms
 from trainer.batches import (
     ResidentImages,
     StreamedImages,
@@ -238,7 +239,7 @@ def test_refuses_non_empty_out_without_resume(toy_npz: Path, tmp_path: Path) -> 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(toy_npz: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    real = loop.loss_terms
+    real = step.loss_terms
     calls = {"n": 0}
 
     def poisoned(*args: object, **kwargs: object) -> dict:
@@ -248,7 +249,7 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(toy_npz: Path, tmp_path: 
             terms = {**terms, "loss": terms["loss"] * float("nan")}
         return terms
 
-    monkeypatch.setattr(loop, "loss_terms", poisoned)
+    monkeypatch.setattr(step, "loss_terms", poisoned)
     run = tmp_path / "run"
     with pytest.raises(UmaeError) as err:
         train_run(_config(toy_npz, run, epochs=3))
