@@ -8,7 +8,8 @@
 #   STEP=lambda bash scripts/cifar10_study.sh  # the lambda sweep (paper Table 3): 1e-3 and 1e-1
 #                                                # trained the same way, then compared with 0 and 1e-2
 #   STEP=seeds SEEDS="1 2" bash scripts/cifar10_study.sh  # issue 21: the same MAE / U-MAE pair with
-#                                                # other pre-training seeds (runs mae-s1, umae-s1, ...)
+#                                                # other pre-training seeds (runs mae-s1, umae-s1, ...);
+#                                                # SAVE_EVERY=1 keeps a checkpoint every epoch
 #
 # Model: ViT 96 x 6 (3 heads), decoder 96 x 2, patch 4, 32 px; batch 512, blr 1.5e-3
 # (lr 3e-3; the best of 1.5e-4 / 5e-4 / 1.5e-3 after 4 epochs on 10k images), 20 epochs,
@@ -28,7 +29,7 @@ train() {  # LAM NAME [SEED]
         --set embed_dim=96 --set depth=6 --set num_heads=3 \
         --set decoder_embed_dim=96 --set decoder_depth=2 --set decoder_num_heads=3 \
         --batch-size 512 --micro-batch 512 --blr 1.5e-3 --epochs 20 --warmup-epochs 2 \
-        --eval-every 2 --save-every 5 --eval-images 2000 --knn-train-images 10000 \
+        --eval-every 2 --save-every "${SAVE_EVERY:-5}" --eval-images 2000 --knn-train-images 10000 \
         --seed "${3:-0}" --lam "$1" --unif-form code --out "$RUNS/$2" "${resume[@]}"
 }
 
