@@ -58,6 +58,7 @@ def _register() -> None:
         compare,
         convert,
         demo,
+        finetune,
         mask_ratio_sweep,
         probe,
         runs,
@@ -74,6 +75,7 @@ def _register() -> None:
     app.command("convert")(convert.convert)
     app.command("runs")(runs.runs)
     app.command("reconstruct")(reconstruct.reconstruct)
+    app.command("finetune")(finetune.finetune)
 
 
 _register()

@@ -139,3 +139,26 @@ class TrainDisplay:
         if record.get("img_per_s"):
             parts.append(f"{record['img_per_s']:,.0f} img/s")
         self.bar.console.print("  ".join(parts), highlight=False)
+
+
+class FinetuneDisplay(TrainDisplay):
+    """:class:`TrainDisplay` for ``umae finetune``: loss, lr and img/s per step; top-1/top-5 per epoch."""
+
+    def on_step(self, info: Any) -> None:  # a trainer.finetune.FinetuneStep
+        """Show one optimiser step's loss, lr and speed."""
+        if self.run_task is None:
+            self.run_task = self.bar.add_task("run", total=info.total_steps, info="")
+        self.bar.update(self.run_task, completed=info.step, info=f"epoch {info.epoch}/{info.epochs}")
+        if self.current is not None:
+            self.bar.update(self.current, info=f"loss {info.loss:.4f} lr {info.lr:.2e} "
+                                               f"{info.img_per_s:,.0f} img/s")
+
+    def on_epoch(self, record: dict[str, Any]) -> None:
+        """One line per finished epoch."""
+        parts = [f"epoch {record['epoch']}", f"loss {record['loss']:.4f}"]
+        for key in ("test_top1", "test_top5"):
+            if key in record:
+                parts.append(f"{key} {record[key]:.2f}%")
+        if record.get("img_per_s"):
+            parts.append(f"{record['img_per_s']:,.0f} img/s")
+        self.bar.console.print("  ".join(parts), highlight=False)
