@@ -70,11 +70,11 @@ def train_transform(preset: FinetunePreset, img_size: int, mean: tuple[float, ..
     (IcarusWizard's classifier: no augmentation).
     """
     if preset.crop == "rrc":
-        return create_transform(
+        return _zero_bit_posterize(create_transform(
             input_size=img_size, is_training=True, scale=preset.crop_scale, hflip=preset.hflip,
             color_jitter=None, auto_augment=None if preset.rand_augment == "none" else preset.rand_augment,
             interpolation="bicubic", re_prob=preset.reprob, re_mode="pixel", re_count=1,
-            mean=tuple(mean), std=tuple(std))
+            mean=tuple(mean), std=tuple(std)))
     from torchvision import transforms as T
 
     steps: list[Any] = [T.Resize((img_size, img_size), interpolation=T.InterpolationMode.BICUBIC)]
@@ -84,6 +84,31 @@ def train_transform(preset: FinetunePreset, img_size: int, mean: tuple[float, ..
     if preset.reprob > 0:
         steps.append(RandomErasing(preset.reprob, mode="pixel", max_count=1, device="cpu"))
     return T.Compose(steps)
+
+
+def _posterize(img: Any, bits_to_keep: int, **_: Any) -> Any:
+    """timm's posterize with Pillow < 11's answer for 0 bits kept (a black image)."""
+    from PIL import Image, ImageOps
+
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def _zero_bit_posterize(transform: Any) -> Any:
+    """Let RandAugment's 'PosterizeIncreasing' keep 0 bits again.
+
+    At magnitude 10 (m9 plus mstd noise) timm asks ``ImageOps.posterize(img, 0)``: old Pillow
+    (MAE's environment) returned a black image, Pillow >= 11 raises ValueError. The ops' function
+    is swapped for :func:`_posterize`, which gives the old result.
+    """
+    for t in getattr(transform, "transforms", []):
+        for op in getattr(t, "ops", []):
+            if op.name.startswith("Posterize"):
+                op.aug_fn = _posterize
+    return transform
 
 
 class TrainItems(torch.utils.data.Dataset):

@@ -16,13 +16,24 @@ from trainer.finetune_presets import SCHEDULE_FIELDS
 from umae_eval.errors import UmaeError
 
 
+def source_name(run: Any) -> str:
+    """What was fine-tuned: 'random init' or the source's short name ('MAE e20', its layout)."""
+    from umae_eval.checkpoints.naming import metadata_name
+
+    if run.c.random_init:
+        return "random init"
+    return metadata_name(run.encoder_info) or run.encoder_info.layout
+
+
 def checkpoint_meta(run: Any) -> dict[str, Any]:
     """The checkpoint's 'umae' metadata: what the umae loaders need, and what was tuned on what."""
     info, arch = run.encoder_info, run.encoder_info.arch
     src = info.metadata if isinstance(info.metadata, dict) else {}
     return {
         "format_version": 1, "kind": "finetune", "preset": run.preset.name,
-        "method": src.get("method", "unknown"), "lam": src.get("lam"),
+        # A name the analysis commands show as is and never take for a frozen MAE / U-MAE
+        # (their Table 1 rows are linear probes): 'fine-tuned (U-MAE λ=0.01 e20)'.
+        "method": f"fine-tuned ({source_name(run)})", "lam": 0.0,
         "img_size": arch.img_size, "patch_size": arch.patch_size, "embed_dim": arch.embed_dim,
         "depth": arch.depth, "num_heads": arch.num_heads, "mlp_ratio": arch.mlp_ratio,
         "norm_eps": arch.norm_eps, "qkv_bias": arch.qkv_bias,
@@ -34,7 +45,8 @@ def checkpoint_meta(run: Any) -> dict[str, Any]:
             "pool": run.preset.pool, "freeze_blocks": run.c.freeze_blocks,
             "random_init": run.c.random_init, "preset_fields": run.preset.to_dict(),
             "source_checkpoint": str(run.c.checkpoint), "source_sha256": info.sha256,
-            "source_layout": info.layout, "epochs_done": run.epoch,
+            "source_layout": info.layout, "source_name": source_name(run), "source_lam": src.get("lam"),
+            "source_method": src.get("method"), "epochs_done": run.epoch,
             "max_train_images": run.c.max_train_images, "aug_path": run.aug_path,
         },
         "versions": run._versions,

@@ -105,6 +105,11 @@ def parse(obj: Mapping[str, Any], layout: str) -> ParsedCheckpoint:
         metadata = json_safe(obj["umae"])
         if isinstance(metadata.get("num_heads"), int):
             hints["num_heads"] = metadata["num_heads"]
+        # `umae finetune` files record the source's LayerNorm eps and qkv bias (HF: 1e-12, ...)
+        if isinstance(metadata.get("norm_eps"), float):
+            hints["norm_eps"] = metadata["norm_eps"]
+        if isinstance(metadata.get("qkv_bias"), bool):
+            hints["qkv_bias"] = metadata["qkv_bias"]
         for key in ("decoder_num_heads", "norm_pix_loss"):
             if key in metadata:
                 decoder_hints[key] = metadata[key]
