@@ -192,6 +192,9 @@ class _Finetune:
             raise UmaeError(f"--batch-size {p.batch_size} is not divisible by {d.world_size} processes x "
                             f"--accum-iter {p.accum_iter}")
         self.per_rank = p.batch_size // d.world_size
+        if p.mixing and self.per_rank % 2:
+            raise UmaeError(f"--batch-size {p.batch_size}: mixup/cutmix need an even batch per process "
+                            f"({self.per_rank} here); choose an even one or --set mixup=0 --set cutmix=0")
 
         from umae_eval.data.choose import open_dataset
 
