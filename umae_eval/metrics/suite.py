@@ -47,7 +47,31 @@ from umae_eval.metrics.neural_collapse import neural_collapse
 from umae_eval.metrics.rank_bootstrap import rank_resample_count, resample_indices, resample_singular_values
 from umae_eval.metrics.scalars import SCALAR_CONVENTIONS, scalars_from_singular, spectrum_scalars
 
-__all__ = ["MAX_LIDAR_RESAMPLES", "MetricSet", "pair_metrics", "representation_metrics", "resampled_scalars"]
+__all__ = ["MAX_LIDAR_RESAMPLES", "METRIC_DEFINITIONS", "MetricSet", "pair_metrics", "representation_metrics", "resampled_scalars"]
+
+#: What each result name measures and where its formula comes from (report captions, CSV).
+METRIC_DEFINITIONS: dict[str, str] = {
+    "participation_ratio": "(sum lambda)^2 / sum lambda^2 of the centred covariance (Gao et al. 2017)",
+    "stable_rank": "||Z||_F^2 / ||Z||_2^2, uncentred (Rudelson & Vershynin 2007)",
+    "collapse_std": "mean std (ddof=1) of L2-normalised features (lightly); 1/sqrt(D) when spread",
+    "collapse_std_ratio": "collapse std * sqrt(D): 1 = spread over the sphere, 0 = collapsed",
+    "rankme_paper": "RankMe as Garrido et al. 2023: uncentred singular values, p + 1e-7",
+    "rankme_pca": "RankMe as reptrix: PCA variance ratios of centred features, p + 1e-7",
+    "nc1": "tr(Sigma_W Sigma_B^+) / C on the test features (Papyan et al. 2020)",
+    "cdnv": "mean over class pairs of (var_i + var_j) / (2 ||mu_i - mu_j||^2) (Galanti et al. 2022)",
+    "nc2_etf_distance": "distance of the normalised class-mean Gram to the simplex ETF (Papyan et al.)",
+    "nc2_equinorm": "std / mean of the centred class-mean norms",
+    "nc4_agreement": "share of linear-probe predictions equal to the nearest train class mean",
+    "lidar_masked": "LiDAR (Thilak et al. 2024) with q random masks of each image as its surrogate class",
+    "lidar_masked_reptrix": "the same views, reptrix's variant (PCA over the LiDAR matrix's rows)",
+    "lidar_augmented": "LiDAR with q augmentations (RandomResizedCrop + flip) of each image",
+    "lidar_augmented_reptrix": "the same views, reptrix's variant",
+    "fourier_high": "log-amplitude of the highest token frequency minus DC, last block (Park et al.)",
+    "fourier_energy_share_high": "share of the token maps' spectral energy at the highest frequency",
+    "cka_linear": "linear CKA, biased (Kornblith et al. 2019)",
+    "cka_unbiased": "linear CKA with the unbiased HSIC (Song et al. 2012; Nguyen et al. 2021)",
+    "mutual_knn": "mean share of 10 nearest neighbours both spaces agree on (Huh et al. 2024)",
+}
 
 #: Most resamples of a LiDAR value (each costs two D x D eigendecompositions).
 MAX_LIDAR_RESAMPLES = 100

@@ -1,0 +1,139 @@
+"""The report's representation-metrics section and its CSVs, from the stage's
+:class:`~umae_eval.metrics.suite.MetricSet` per checkpoint and per pair.
+
+- ``representation_metrics.csv``: checkpoint, metric, value, 95% low / high (centred bootstrap
+  over images; empty for metrics that need labels), resamples, definition;
+- ``representation_differences.csv``: paired differences between checkpoints;
+- ``representation_pairs.csv``: CKA (biased, unbiased with interval) and mutual kNN per pair;
+- ``fourier_by_block.csv``: the high-frequency log-amplitude and energy share after each block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from umae_eval.metrics.suite import METRIC_DEFINITIONS, MetricSet
+from umae_eval.pipeline.intervals import Interval, centred_interval
+
+#: Table order of the per-checkpoint metrics.
+ORDER: tuple[str, ...] = ("participation_ratio", "stable_rank", "collapse_std_ratio", "rankme_paper", "rankme_pca",
+                          "lidar_masked", "lidar_masked_reptrix", "lidar_augmented", "lidar_augmented_reptrix",
+                          "fourier_high", "fourier_energy_share_high", "nc1", "cdnv", "nc2_etf_distance",
+                          "nc2_equinorm", "nc4_agreement")
+
+
+def metrics_frame(sets: Mapping[str, MetricSet], intervals: Mapping[str, Mapping[str, Interval]]) -> pd.DataFrame:
+    """One row per checkpoint and metric: value, interval (where resampled), resamples, definition."""
+    rows = []
+    for name, ms in sets.items():
+        for m in ORDER:
+            if m not in ms.values:
+                continue
+            iv = intervals.get(name, {}).get(m)
+            rows.append({"checkpoint": name, "metric": m, "value": ms.values[m],
+                         "value_lo": iv.lo if iv else None, "value_hi": iv.hi if iv else None,
+                         "resamples": int(len(ms.resamples[m])) if m in ms.resamples else 0,
+                         "definition": METRIC_DEFINITIONS.get(m, "")})
+    return pd.DataFrame(rows)
+
+
+def wide_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """The page's table: one row per metric, a column per checkpoint with 'value (lo to hi)'."""
+    if frame.empty:
+        return frame
+    def cell(r: pd.Series) -> str:
+        v = f"{r['value']:.4g}"
+        return v if pd.isna(r["value_lo"]) else f"{v} ({r['value_lo']:.4g} to {r['value_hi']:.4g})"
+    f = frame.assign(cell=frame.apply(cell, axis=1))
+    wide = f.pivot(index="metric", columns="checkpoint", values="cell")
+    wide = wide.reindex([m for m in ORDER if m in wide.index])[list(dict.fromkeys(frame["checkpoint"]))]
+    return wide.reset_index()
+
+
+def differences_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Paired differences ``b - a`` with their centred 95% intervals."""
+    return pd.DataFrame(list(rows), columns=["metric", "a", "b", "difference", "lo", "hi", "beyond_noise",
+                                             "resamples"])
+
+
+def pairs_frame(pairs: Mapping[str, MetricSet]) -> pd.DataFrame:
+    """CKA and mutual kNN per pair of checkpoints, the unbiased CKA and mutual kNN with intervals."""
+    rows = []
+    for ms in pairs.values():
+        row: dict[str, Any] = {"a": ms.settings.get("a"), "b": ms.settings.get("b"),
+                               "cka_linear": ms.values["cka_linear"]}
+        for m in ("cka_unbiased", "mutual_knn"):
+            row[m] = ms.values[m]
+            if m in ms.resamples:
+                iv = centred_interval(ms.values[m], ms.resamples[m])
+                row[f"{m}_lo"], row[f"{m}_hi"] = iv.lo, iv.hi
+        row.update(images=ms.settings["n"], k=ms.settings["k"], cka_batches=ms.settings.get("cka_batches"))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def fourier_frame(sets: Mapping[str, MetricSet]) -> pd.DataFrame:
+    """High-frequency log-amplitude and energy share after each block, per checkpoint."""
+    rows = [{"checkpoint": name, "block": b["block"], "high_frequency_log_amplitude": b["high_frequency_log_amplitude"],
+             "energy_share_high": b["energy_share_high"], "images": b["n_images"]}
+            for name, ms in sets.items() for b in ms.details.get("fourier_by_block", [])]
+    return pd.DataFrame(rows)
+
+
+def fourier_figure(frame: pd.DataFrame, settings_line: str = "") -> go.Figure:
+    """Lines by block: the relative log-amplitude of the highest frequency, one line per checkpoint."""
+    from umae_eval.report.figures import PALETTE, _base, label
+
+    fig = _base("High-frequency amplitude of patch tokens by block", "block",
+                "Δ log amplitude (highest frequency − DC)", settings_line)
+    for i, (name, part) in enumerate(frame.groupby("checkpoint", sort=False)):
+        fig.add_trace(go.Scatter(x=part["block"], y=part["high_frequency_log_amplitude"], mode="lines+markers",
+                                 name=label(name), line=dict(color=PALETTE[i % len(PALETTE)])))
+    fig.update_xaxes(tickmode="linear", dtick=1)
+    return fig
+
+
+def tables(sets: Mapping[str, MetricSet], intervals: Mapping[str, Mapping[str, Interval]],
+           differences: Sequence[Mapping[str, Any]], pairs: Mapping[str, MetricSet]) -> dict[str, pd.DataFrame]:
+    """The CSVs of the section, by file stem (empty ones left out)."""
+    out = {"representation_metrics": metrics_frame(sets, intervals),
+           "representation_differences": differences_frame(differences),
+           "representation_pairs": pairs_frame(pairs), "fourier_by_block": fourier_frame(sets)}
+    return {k: v for k, v in out.items() if not v.empty}
+
+
+def add_section(rep: Any, sets: Mapping[str, MetricSet], intervals: Mapping[str, Mapping[str, Interval]],
+                differences: Sequence[Mapping[str, Any]], pairs: Mapping[str, MetricSet],
+                settings: Mapping[str, Any]) -> None:
+    """Tables of values with intervals, paired differences, CKA per pair, and the Fourier lines."""
+    if not sets:
+        return
+    first = next(iter(sets.values())).settings
+    line = (f"{settings.get('data', '')} · N={first.get('n')} test images · LiDAR {first.get('lidar_images')} images x "
+            f"{first.get('lidar_views')} views · Fourier {first.get('fourier_images')} images")
+    caption = ("Label-free metrics carry 95% intervals: the bootstrap over images, centred on the estimate "
+               "(representation_metrics.csv: definitions and resample counts). Neural-collapse measures use the "
+               "test labels and have none. RankMe in two conventions: the paper's (uncentred singular values) "
+               "and reptrix's (centred PCA ratios); LiDAR as the paper, reptrix's variant beside it.")
+    rep.add_table("Representation metrics", wide_frame(metrics_frame(sets, intervals)), caption=caption,
+                  settings={**settings, **{f"stage.{k}": v for k, v in first.items() if k != "conventions"}})
+    diffs = differences_frame(differences)
+    if not diffs.empty:
+        rep.add_table("Representation metrics: paired differences", diffs, level=3,
+                      caption="b − a, both checkpoints resampled on the same images; beyond noise when the "
+                              "95% interval excludes 0.")
+    pf = pairs_frame(pairs)
+    if not pf.empty:
+        rep.add_table("CKA and mutual kNN between checkpoints", pf, level=3,
+                      caption="On the test features of the same images. Unbiased CKA's interval resamples its "
+                              "minibatches of images; mutual kNN's the images (neighbours found once).")
+    ff = fourier_frame(sets)
+    if not ff.empty:
+        rep.add_figure("Token Fourier analysis by block", fourier_figure(ff, settings_line=line), level=3,
+                       caption="Park et al.: log-amplitude of the 2-D FFT of each block's patch-token map at the "
+                               "highest frequency, minus the DC term, mean over images and channels. Higher = more "
+                               "high-frequency content.", settings=settings, name="fourier-by-block")
