@@ -8,8 +8,9 @@ run killed after epoch 7 and resumed from its epoch-5 checkpoint shows epochs 1-
 ... once each, never the lost 6-7 of the first attempt.
 
 Scalar names are stable (:data:`SCALAR_NAMES`; the official MAE / U-MAE code logs the same loss
-parts under other names), the x axis is the epoch (``record['epoch']``, completed epochs), and
-the run's ``config.json`` is logged as text at epoch 0.
+parts under other names), the x axis is the epoch (``record['epoch']``, completed epochs), the
+singular-value spectrum of evaluation epochs is an image (``rank/spectrum``), and the run's
+``config.json`` is logged as text at epoch 0.
 """
 
 from __future__ import annotations
@@ -124,6 +125,23 @@ def metrics_csv_text(records: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
+def spectrum_figure(values: list[float], epoch: int) -> Any:
+    """Fig. 1b at one epoch: singular values of held-out [CLS] features (centred, over the largest), log y."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.0, 3.0), dpi=100)
+    ax = fig.add_subplot()
+    ax.semilogy(range(1, len(values) + 1), [max(v, 1e-12) for v in values], lw=1.5)
+    ax.set_xlabel("index k")
+    ax.set_ylabel(r"$\sigma_k / \sigma_1$")
+    ax.set_title(f"singular values, epoch {epoch}", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
 class RunLoggers:
     """The derived logs of one run folder, fed one ``metrics.jsonl`` record per epoch.
 
@@ -160,6 +178,9 @@ class RunLoggers:
         epoch = int(record["epoch"])
         for tag, value in scalars_of(record).items():
             self._writer.add_scalar(tag, value, epoch)
+        spectrum = record.get("singular_values")
+        if isinstance(spectrum, list) and spectrum:
+            self._writer.add_figure("rank/spectrum", spectrum_figure(spectrum, epoch), epoch)
 
     def on_epoch(self, record: dict[str, Any]) -> None:
         """Log one record (already appended to metrics.jsonl by the trainer)."""

@@ -6,6 +6,8 @@ Split out of :mod:`trainer.loop` (code moved unchanged); ``trainer.loop`` re-exp
 
 from __future__ import annotations
 
+from typing import Any
+
 
 import numpy as np
 import torch
@@ -71,16 +73,18 @@ class OnlineEvaluator:
             model.train(was_training)
         return torch.cat(out).numpy()
 
-    def evaluate(self, model: nn.Module, probes: bool) -> dict[str, float]:
+    def evaluate(self, model: nn.Module, probes: bool) -> dict[str, Any]:
         """``effective_rank`` and ``rankme`` of the held-out features; with ``probes`` also
         ``knn_accuracy`` (k=20, T=0.07), ``mean_classifier_accuracy`` (cosine) and
-        ``linear_accuracy`` (the 'fast' L-BFGS probe), all percent."""
-        from umae_eval.metrics.spectrum import effective_rank, rankme
+        ``linear_accuracy`` (the 'fast' L-BFGS probe), all percent, and ``singular_values``
+        (centred, divided by the largest: Fig. 1b's spectrum at this epoch, 6 significant digits)."""
+        from umae_eval.metrics.spectrum import effective_rank, rankme, singular_values
 
         test_f = self.features(model, self.test_images)
         out = {"effective_rank": float(effective_rank(test_f, center=True)),
                "rankme": float(rankme(test_f))}
         if probes:
+            out["singular_values"] = [float(f"{v:.6g}") for v in singular_values(test_f, center=True)]
             from umae_eval.probes.knn import knn_accuracy
             from umae_eval.probes.mean import mean_classifier_accuracy
 

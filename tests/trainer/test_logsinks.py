@@ -133,4 +133,10 @@ def test_cli_run_killed_and_resumed_logs_every_epoch_once(tmp_path: Path) -> Non
     assert_mirrors_metrics(out)
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     assert [int(row["epoch"]) for row in rows] == list(range(1, epochs + 1))
+    # the spectrum of each evaluation epoch (every 2nd) as one image, once
+    images = [int(e.step) for f in sorted((out / "tensorboard").glob("events.out.tfevents.*"))
+              for e in EventFileLoader(str(f)).Load() for v in e.summary.value if v.tag == "rank/spectrum"]
+    assert images == [2, 4, 6]
+    spectra = [m["singular_values"] for m in read_metrics(out) if "singular_values" in m]
+    assert len(spectra) == 3 and all(s[0] == 1.0 and s == sorted(s, reverse=True) for s in spectra)
     assert [float(row["loss"]) for row in rows] == [m["loss"] for m in read_metrics(out)]
