@@ -28,7 +28,7 @@ import numpy as np
 from umae_eval.errors import UmaeError
 from umae_eval.progress import ProgressFactory, null_progress
 
-Pool = Literal["cls", "avg"]
+Pool = Literal["cls", "avg", "cls+avg"]
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -279,6 +279,26 @@ class FeatureSet:
     pool: str
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)  # lazy path: transform, stores, skipped images
+    #: blocks held side by side in the columns (None: one block, the last); see :meth:`block`
+    blocks: tuple[int, ...] | None = None
+    final_norm: bool = True
+
+    def block(self, index: int) -> FeatureSet:
+        """The features of block ``index`` alone (a contiguous copy of its columns)."""
+        if self.blocks is None or len(self.blocks) == 1:
+            if self.blocks is not None and index != self.blocks[0]:
+                raise KeyError(f"block {index} was not read (blocks: {self.blocks})")
+            return self
+        j = self.blocks.index(index)
+        width = self.test.shape[1] // len(self.blocks)
+
+        def cols(x: np.ndarray | None) -> np.ndarray | None:
+            return None if x is None else np.ascontiguousarray(x[:, j * width:(j + 1) * width])
+
+        test = cols(self.test)
+        assert test is not None
+        return FeatureSet(cols(self.train), test, self.y_train, self.y_test, self.pool, self.seconds,
+                          self.extra, (index,), self.final_norm)
 
 
 def default_workers() -> int:
@@ -299,6 +319,7 @@ def compute_features(
     workers: int | None = None,
     feature_dtype: str | None = None,
     progress: ProgressFactory = null_progress,
+    readout: Any = None,
 ) -> FeatureSet:
     """Train and test features of one encoder (through the on-disk feature cache / store).
 
@@ -307,6 +328,10 @@ def compute_features(
     ``workers`` DataLoader processes (default :func:`default_workers`) with the encoder's
     evaluation transform, and its features go to a resumable on-disk store; images that could
     not be decoded (with ``skip_bad``) are left out of both features and labels.
+
+    ``readout`` (:class:`umae_eval.readout.Readout`): the blocks read and the final norm; every
+    block comes from one forward pass and the features hold them side by side
+    (:meth:`FeatureSet.block` gives one block's columns).
     """
     from umae_eval.features import cached_features
 
@@ -325,7 +350,8 @@ def compute_features(
             out = lazy_features(subject.encoder, view, images_key=data.key(split), pool=pool, device=device,
                                 batch_size=batch_size,
                                 workers=default_workers() if n_workers is None else n_workers,
-                                feature_dtype=feature_dtype or data.feature_dtype, progress=label)
+                                feature_dtype=feature_dtype or data.feature_dtype, progress=label,
+                                readout=readout)
             feats[split] = out.features
             if not out.ok.all():
                 labels[split] = labels[split][out.ok]
@@ -340,10 +366,12 @@ def compute_features(
         else:
             feats[split] = np.asarray(cached_features(
                 subject.encoder, data.pixels(split), images_key=data.key(split), pool=pool, device=device,
-                batch_size=batch_size, progress=label), dtype=np.float32)
+                batch_size=batch_size, progress=label, readout=readout), dtype=np.float32)
     assert feats["test"] is not None
+    blocks = None if readout is None else readout.resolved(subject.encoder.info.arch.depth)
     return FeatureSet(feats["train"], feats["test"], labels["train"], labels["test"], pool,
-                      time.perf_counter() - t0, extra)
+                      time.perf_counter() - t0, extra, blocks=blocks,
+                      final_norm=True if readout is None else bool(readout.final_norm))
 
 
 def _note(data: DataSubset, line: str) -> None:

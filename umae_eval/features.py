@@ -9,6 +9,10 @@ Features are what MAE's linear probe reads (He et al. 2022, Sec. 4 and appendix 
   ``model.forward_features(x)`` (so after the final norm), then ``model.fc_norm``: the
   checkpoint's own LayerNorm when it has one (U-MAE's ``global_pool`` feature; official
   fine-tuned files), ``nn.Identity`` otherwise.
+- ``pool='cls+avg'``: both, concatenated (DINO's linear-eval feature), width ``2 D``.
+
+Other blocks and the final norm off: a :class:`umae_eval.readout.Readout` (``readout=``); the
+default ``None`` is the last block with the final norm, computed by ``forward_features`` as always.
 
 Example
 -------
@@ -34,6 +38,7 @@ from umae_eval.errors import UmaeError
 from umae_eval.preprocess import to_model_input
 from umae_eval.progress import ProgressFactory, null_progress
 from umae_eval.provenance import atomic_write
+from umae_eval.readout import Readout, check_pool, encode_readout, pool_block, pool_width
 
 __all__ = [
     "Pool",
@@ -48,7 +53,7 @@ __all__ = [
     "resolve_device",
 ]
 
-Pool = Literal["cls", "avg"]
+Pool = Literal["cls", "avg", "cls+avg"]
 #: Bump when the meaning of cached features changes, so old cache files are not reused.
 FEATURE_CACHE_VERSION = 1
 
@@ -92,9 +97,17 @@ def resolve_device(spec: str | torch.device) -> torch.device:
 
 
 def _check_pool(pool: str) -> None:
-    if pool not in ("cls", "avg"):
-        raise UmaeError(f"unknown pooling {pool!r}; use 'cls' ([CLS] token) or 'avg' "
-                        "(mean of patch tokens)")
+    check_pool(pool)
+
+
+def feature_width(encoder: LoadedEncoder, pool: str = "cls", readout: Readout | None = None) -> int:
+    """Columns of ``encoder``'s features: blocks read x (``D``, or ``2 D`` for ``cls+avg``)."""
+    n_blocks = 1 if readout is None else len(readout.resolved(encoder.info.arch.depth))
+    return n_blocks * pool_width(encoder.info.arch.embed_dim, pool)
+
+
+def _is_default(encoder: LoadedEncoder, readout: Readout | None) -> bool:
+    return readout is None or readout.is_default(encoder.info.arch.depth)
 
 
 def pool_tokens(model: torch.nn.Module, tokens: torch.Tensor, pool: Pool = "cls") -> torch.Tensor:
@@ -107,18 +120,15 @@ def pool_tokens(model: torch.nn.Module, tokens: torch.Tensor, pool: Pool = "cls"
     tokens : Tensor, shape (B, 1 + L', D)
         ``forward_features`` output: [CLS] first, then ``L'`` patch tokens (all ``L`` patches,
         or only the visible ones of a masked view), after the final norm.
-    pool : {'cls', 'avg'}
+    pool : {'cls', 'avg', 'cls+avg'}
         ``'cls'``: ``tokens[:, 0]``. ``'avg'``: ``model.fc_norm(tokens[:, 1:].mean(1))``.
+        ``'cls+avg'``: both, concatenated.
 
     Returns
     -------
-    Tensor, shape (B, D)
+    Tensor, shape (B, D) (``(B, 2 D)`` for ``cls+avg``)
     """
-    _check_pool(pool)
-    if pool == "cls":
-        return tokens[:, 0]
-    prefix = int(getattr(model, "num_prefix_tokens", 1))
-    return model.fc_norm(tokens[:, prefix:].mean(dim=1))
+    return pool_block(model, tokens, pool)
 
 
 def _check_images(images: np.ndarray) -> None:
@@ -133,7 +143,8 @@ def _check_images(images: np.ndarray) -> None:
 
 def extract_features(encoder: LoadedEncoder, images: np.ndarray, *, pool: Pool = "cls",
                      device: str | torch.device = "auto", batch_size: int = 256,
-                     progress: ProgressFactory = null_progress) -> np.ndarray:
+                     progress: ProgressFactory = null_progress,
+                     readout: Readout | None = None) -> np.ndarray:
     """Encode images with a frozen encoder: one feature vector per image.
 
     Each batch goes to ``device`` as uint8, then ``umae_eval.preprocess.to_model_input`` resizes
@@ -158,11 +169,15 @@ def extract_features(encoder: LoadedEncoder, images: np.ndarray, *, pool: Pool =
         Images per forward pass; the result does not depend on it beyond float rounding.
     progress : ProgressFactory
         Advanced by the number of images after each batch.
+    readout : Readout, optional
+        Blocks read and final norm (:mod:`umae_eval.readout`); None: the last block, final norm.
+        Every block read comes from the same forward pass.
 
     Returns
     -------
-    ndarray, shape (N, D), float32
-        Row ``i`` is the feature of ``images[i]``.
+    ndarray, shape (N, n_blocks * W), float32
+        Row ``i`` is the feature of ``images[i]`` (``W`` = D, or 2 D for ``cls+avg``; one block
+        after another).
 
     Raises
     ------
@@ -176,12 +191,12 @@ def extract_features(encoder: LoadedEncoder, images: np.ndarray, *, pool: Pool =
     dev = resolve_device(device)
     encoder.model.to(dev).eval()
     n = len(images)
-    out = np.empty((n, encoder.info.arch.embed_dim), dtype=np.float32)
+    out = np.empty((n, feature_width(encoder, pool, readout)), dtype=np.float32)
     with torch.inference_mode(), progress("extracting features", total=n) as advance:
         for start in range(0, n, batch_size):
             chunk = np.array(images[start:start + batch_size], dtype=np.uint8, copy=True)
             batch = torch.from_numpy(chunk)
-            out[start:start + len(chunk)] = encode_batch(encoder, batch, dev, pool).cpu().numpy()
+            out[start:start + len(chunk)] = encode_batch(encoder, batch, dev, pool, readout).cpu().numpy()
             advance(len(chunk))
     return out
 
@@ -195,7 +210,7 @@ def feature_precision(device: torch.device) -> str:
 
 
 def encode_batch(encoder: LoadedEncoder, batch: torch.Tensor, device: torch.device,
-                 pool: Pool = "cls") -> torch.Tensor:
+                 pool: Pool = "cls", readout: Readout | None = None) -> torch.Tensor:
     """One batch of uint8 images to features: the single code path of every extractor.
 
     The uint8 batch moves to ``device`` (4x fewer bytes than float32), is resized and normalised
@@ -210,28 +225,36 @@ def encode_batch(encoder: LoadedEncoder, batch: torch.Tensor, device: torch.devi
     batch : Tensor, shape (B, H, W, 3), uint8
     device : torch.device
         From :func:`resolve_device`.
-    pool : {'cls', 'avg'}
+    pool : {'cls', 'avg', 'cls+avg'}
+    readout : Readout, optional
+        Other blocks / no final norm: :func:`umae_eval.readout.encode_readout` (one pass).
 
     Returns
     -------
-    Tensor, shape (B, D), float32, on ``device``
+    Tensor, shape (B, n_blocks * W), float32, on ``device``
     """
     model = encoder.model
     info = encoder.info
     x = to_model_input(batch.to(device, non_blocking=True), info.arch.img_size, info.mean,
                        info.std, device)
     with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
-        feats = pool_tokens(model, model.forward_features(x), pool)
+        if _is_default(encoder, readout):
+            feats = pool_tokens(model, model.forward_features(x), pool)
+        else:
+            assert readout is not None
+            feats = encode_readout(model, x, pool, readout)
     return feats.float()
 
 
 def feature_cache_path(encoder: LoadedEncoder, images_key: str, *, n_images: int,
-                       pool: Pool = "cls", device: str | torch.device = "auto") -> Path:
+                       pool: Pool = "cls", device: str | torch.device = "auto",
+                       readout: Readout | None = None) -> Path:
     """Where :func:`cached_features` keeps these features: ``cache_root()/features/<name>.npy``.
 
     The name hashes everything that changes the numbers: the checkpoint's sha256, its
     architecture (so an ``arch_overrides`` change is a different entry), ``images_key``,
-    ``n_images``, ``pool``, image size, mean/std, and the precision (bf16 on CUDA, fp32 on CPU).
+    ``n_images``, ``pool``, image size, mean/std, the precision (bf16 on CUDA, fp32 on CPU) and,
+    for any readout but the default, the blocks read and the final norm.
 
     Returns
     -------
@@ -251,21 +274,25 @@ def feature_cache_path(encoder: LoadedEncoder, images_key: str, *, n_images: int
         "std": [float(v) for v in info.std],
         "precision": feature_precision(dev),
     }
+    tag = ""
+    if readout is not None and not _is_default(encoder, readout):
+        key.update(readout.key(info.arch.depth))
+        tag = "-" + readout.tag(info.arch.depth)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
     readable = re.sub(r"[^A-Za-z0-9._-]+", "_", images_key)[:48]
-    return cache_root() / "features" / f"{readable}-{pool}-{info.arch.img_size}px-{digest[:20]}.npy"
+    return cache_root() / "features" / f"{readable}-{pool.replace('+', '')}{tag}-{info.arch.img_size}px-{digest[:20]}.npy"
 
 
 def cached_features(encoder: LoadedEncoder, images: np.ndarray, *, images_key: str,
                     pool: Pool = "cls", device: str | torch.device = "auto",
                     batch_size: int = 256, progress: ProgressFactory = null_progress,
-                    warnings: list[str] | None = None) -> np.ndarray:
+                    warnings: list[str] | None = None, readout: Readout | None = None) -> np.ndarray:
     """:func:`extract_features`, cached on disk so a second call does not run the model.
 
     Parameters
     ----------
-    encoder, images, pool, device, batch_size, progress
-        As for :func:`extract_features`.
+    encoder, images, pool, device, batch_size, progress, readout
+        As for :func:`extract_features`: every block read comes from one pass and is one entry.
     images_key : str
         Identifies the images, e.g. ``f"{imageset.fingerprint}-test"``. The caller guarantees
         that the same key always means the same images.
@@ -287,12 +314,12 @@ def cached_features(encoder: LoadedEncoder, images: np.ndarray, *, images_key: s
         raise UmaeError("images_key must name the images (e.g. '<dataset fingerprint>-test')")
     try:  # cache_root() creates the folder: a read-only home fails here already
         path: Path | None = feature_cache_path(encoder, images_key, n_images=len(images),
-                                               pool=pool, device=device)
+                                               pool=pool, device=device, readout=readout)
     except OSError as exc:
         _warn_once(warnings, cache_unwritable_message(getattr(exc, "filename", None)
                                                       or "the cache folder", exc))
         path = None
-    expected = (len(images), encoder.info.arch.embed_dim)
+    expected = (len(images), feature_width(encoder, pool, readout))
     if path is not None and path.is_file():
         try:
             cached = np.load(path, allow_pickle=False)
@@ -305,7 +332,7 @@ def cached_features(encoder: LoadedEncoder, images: np.ndarray, *, images_key: s
         except (OSError, ValueError, EOFError):
             pass  # a damaged or unverifiable cache entry: compute it again
     feats = extract_features(encoder, images, pool=pool, device=device, batch_size=batch_size,
-                             progress=progress)
+                             progress=progress, readout=readout)
     if path is not None:
         try:
             atomic_write(path, lambda fh: np.save(fh, feats, allow_pickle=False))
@@ -350,7 +377,8 @@ def keep_indices(noise: torch.Tensor, mask_ratio: float) -> torch.Tensor:
 
 def encode_masked_views(model: torch.nn.Module, x: torch.Tensor, mask_ratio: float, *,
                         generator: torch.Generator | None = None,
-                        noise: torch.Tensor | None = None, pool: Pool = "cls") -> torch.Tensor:
+                        noise: torch.Tensor | None = None, pool: Pool = "cls",
+                        block: int | None = None, final_norm: bool = True) -> torch.Tensor:
     """Encode a random masked view of each image exactly as MAE's encoder sees it.
 
     Patches are embedded and get their positional embeddings; per image, ``noise ~ U[0, 1)``
@@ -370,8 +398,12 @@ def encode_masked_views(model: torch.nn.Module, x: torch.Tensor, mask_ratio: flo
         Source of the noise (seeded for reproducible views); torch's global RNG if None.
     noise : Tensor, shape (B, L), optional
         Use these scores instead of drawing them (e.g. to share views across encoders).
-    pool : {'cls', 'avg'}
+    pool : {'cls', 'avg', 'cls+avg'}
         As in :func:`pool_tokens`; ``'avg'`` averages the visible patch tokens only.
+    block : int, optional
+        Read this block's output (0-based) instead of the last block's.
+    final_norm : bool
+        Apply the final norm to the tokens read (MAE's encoder does).
 
     Returns
     -------
@@ -395,6 +427,12 @@ def encode_masked_views(model: torch.nn.Module, x: torch.Tensor, mask_ratio: flo
     cls = (model.cls_token + pos[:, :1, :]).expand(b, -1, -1)
     seq = model.pos_drop(torch.cat([cls, tokens], dim=1))
     seq = model.norm_pre(seq)
-    seq = model.blocks(seq)
-    seq = model.norm(seq)  # (B, 1 + len_keep, D)
+    depth = len(model.blocks)
+    if block is None or block % depth == depth - 1:
+        seq = model.blocks(seq)
+    else:
+        for blk in model.blocks[:block % depth + 1]:
+            seq = blk(seq)
+    if final_norm:
+        seq = model.norm(seq)  # (B, 1 + len_keep, D)
     return pool_tokens(model, seq, pool)

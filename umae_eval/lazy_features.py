@@ -32,18 +32,21 @@ class LazyFeatures:
 
 def lazy_features(encoder: LoadedEncoder, view: Any, *, images_key: str, pool: str = "cls",
                   device: str = "auto", batch_size: int = 256, workers: int = 0,
-                  feature_dtype: str = "float32", progress: ProgressFactory = null_progress) -> LazyFeatures:
+                  feature_dtype: str = "float32", progress: ProgressFactory = null_progress,
+                  readout: Any = None) -> LazyFeatures:
     """Encode every row of ``view`` (a LazyArray at the encoder's input side) into the store.
 
     ``images_key`` is ``'<fingerprint>-<split>-<subset tag>'`` (``DataSubset.key``); the store
     key adds the checkpoint, the transform (``view.transform``), the pooling, the precision and
     the dtype, so a second command on the same data and checkpoint reads the features back.
+    ``readout`` (a :class:`umae_eval.readout.Readout`: blocks read, final norm) is part of the
+    key; all its blocks are filled by one pass, side by side in one store.
     """
     from umae_eval.featurestore import store_key, stored_features
 
     fingerprint, split, subset = images_key.split("-", 2)
     key = store_key(encoder, data_fingerprint=fingerprint, split=split, n=len(view), subset=subset,
-                    transform=view.transform, pool=pool, device=device, dtype=feature_dtype)
+                    transform=view.transform, pool=pool, device=device, dtype=feature_dtype, readout=readout)
     try:
         got = stored_features(encoder, view.dataset(), key, pool=pool, device=device, batch_size=batch_size,
                               workers=workers, progress=progress)

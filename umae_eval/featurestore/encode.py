@@ -25,6 +25,7 @@ from umae_eval.errors import UmaeError
 from umae_eval.features import encode_batch
 from umae_eval.featurestore.prepare import drop_inherited_locks
 from umae_eval.progress import ProgressFactory
+from umae_eval.readout import Readout
 
 #: Default chunk size in bytes of float32 features (16 MiB). The chunk is the unit of lost work
 #: after a kill and carries a fixed cost (one flush, a sha256 of the chunk, one fsynced manifest
@@ -141,7 +142,8 @@ class _Writer:
 
 def encode_chunks(encoder: LoadedEncoder, images: Dataset, chunks: Sequence[tuple[int, int, int]],
                   write: ChunkWriter, *, device: torch.device, pool: str, batch_size: int,
-                  workers: int, dtype: str, progress: ProgressFactory) -> int:
+                  workers: int, dtype: str, progress: ProgressFactory,
+                  readout: Readout | None = None, dim: int | None = None) -> int:
     """Encode the rows of ``chunks`` (``(index, start, stop)``) and hand each finished chunk
     to ``write`` (in a background thread, in order; see :class:`_Writer`). Returns the number
     of rows encoded, once every write has finished.
@@ -159,7 +161,7 @@ def encode_chunks(encoder: LoadedEncoder, images: Dataset, chunks: Sequence[tupl
     if not batches:
         return 0
     np_dtype = np.dtype(dtype)
-    dim = encoder.info.arch.embed_dim
+    dim = dim or encoder.info.arch.embed_dim  # several blocks / cls+avg: the key's width
     loader = DataLoader(images, batch_sampler=batches, num_workers=workers,
                         pin_memory=device.type == "cuda", worker_init_fn=drop_inherited_locks)
     encoder.model.to(device).eval()
@@ -175,7 +177,7 @@ def encode_chunks(encoder: LoadedEncoder, images: Dataset, chunks: Sequence[tupl
                     feats_buf = np.empty((rows, dim), dtype=np_dtype)
                     valid_buf = np.empty(rows, dtype=bool)
                 assert feats_buf is not None and valid_buf is not None
-                feats = encode_batch(encoder, imgs, device, pool).cpu().numpy()  # type: ignore[arg-type]
+                feats = encode_batch(encoder, imgs, device, pool, readout).cpu().numpy()  # type: ignore[arg-type]
                 feats_buf[off:off + len(imgs)] = _to_storage(feats, np_dtype, i)
                 valid_buf[off:off + len(imgs)] = ok.numpy()
                 advance(len(imgs))

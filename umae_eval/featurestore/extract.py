@@ -16,9 +16,9 @@ from torch.utils.data import Dataset
 from umae_eval.cache import cache_unwritable_message
 from umae_eval.checkpoints import LoadedEncoder
 from umae_eval.errors import UmaeError
-from umae_eval.features import feature_precision, resolve_device
+from umae_eval.features import feature_precision, feature_width, resolve_device
 from umae_eval.featurestore.encode import default_chunk_rows
-from umae_eval.featurestore.key import StoreKey, default_store_dir
+from umae_eval.featurestore.key import StoreKey, default_store_dir, key_readout
 from umae_eval.featurestore.parallel import extract_ranks
 from umae_eval.featurestore.prepare import write_error
 from umae_eval.featurestore.ranks import Ranks, rank_device, resolve_ranks
@@ -33,7 +33,8 @@ def _check(encoder: LoadedEncoder, images: Dataset, key: StoreKey, pool: str, ba
     n = len(images)  # type: ignore[arg-type]
     problems = [
         (key.n != n, f"n={key.n} but the dataset has {n} images"),
-        (key.dim != info.arch.embed_dim, f"dim={key.dim} but the encoder is {info.arch.embed_dim} wide"),
+        (key.dim != feature_width(encoder, pool, key_readout(key)),
+         f"dim={key.dim} but the encoder's features are {feature_width(encoder, pool, key_readout(key))} wide"),
         (key.pool != pool, f"pool={key.pool!r} but pool={pool!r} was asked for"),
         (key.checkpoint_sha256 != info.sha256, "checkpoint_sha256 is not this encoder's"),
         (key.img_size != info.arch.img_size,

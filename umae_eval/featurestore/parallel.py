@@ -19,7 +19,7 @@ from torch.utils.data import Dataset
 from umae_eval.checkpoints import LoadedEncoder
 from umae_eval.errors import UmaeError
 from umae_eval.featurestore.encode import encode_chunks
-from umae_eval.featurestore.key import StoreKey
+from umae_eval.featurestore.key import StoreKey, key_readout
 from umae_eval.featurestore.prepare import locked, prepare, run_record, write_error
 from umae_eval.featurestore.ranks import Ranks
 from umae_eval.featurestore.store import (
@@ -66,7 +66,7 @@ def extract_ranks(encoder: LoadedEncoder, images: Dataset, store_dir: Path, key:
                 encoder, images, ranges,
                 lambda i, f, v, s: store.write_chunk(i, f, v, seconds=s, rank=ranks.rank, part=part),
                 device=dev, pool=pool, batch_size=batch_size, workers=workers, dtype=key.dtype,
-                progress=progress)
+                progress=progress, readout=key_readout(key), dim=key.dim)
             run = run_record(ranks, dev, batch_size, workers, todo, rows,
                              time.perf_counter() - t0, started)
             if rows:

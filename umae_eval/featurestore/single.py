@@ -15,7 +15,7 @@ from umae_eval.cache import cache_unwritable_message
 from umae_eval.checkpoints import LoadedEncoder
 from umae_eval.errors import UmaeError
 from umae_eval.featurestore.encode import encode_chunks
-from umae_eval.featurestore.key import StoreKey
+from umae_eval.featurestore.key import StoreKey, key_readout
 from umae_eval.featurestore.prepare import locked, prepare, run_record, write_error
 from umae_eval.featurestore.ranks import Ranks
 from umae_eval.featurestore.store import (
@@ -132,7 +132,7 @@ def extract_single(encoder: LoadedEncoder, images: Dataset, store_dir: Path | No
 
         rows = encode_chunks(encoder, images, ranges, write, device=dev, pool=pool,
                              batch_size=batch_size, workers=workers, dtype=key.dtype,
-                             progress=progress)
+                             progress=progress, readout=key_readout(key), dim=key.dim)
         seconds = time.perf_counter() - t0
         if mem is None:
             assert store is not None and store_dir is not None
