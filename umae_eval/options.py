@@ -141,7 +141,18 @@ CkptsArg = Annotated[list[Path], typer.Argument(
     help="Checkpoint file(s) or folder(s): official MAE (encoder or full), U-MAE, umae, timm "
     "(.pth/.bin/.safetensors), a Hugging Face ViTMAE folder or file (README: Checkpoints).")]
 PoolOpt = Annotated[str, typer.Option("--pool", help="Feature: cls ([CLS] after the final norm, MAE's "
-                                                     "linear-probe feature) or avg (mean of patch tokens).")]
+                                                     "linear-probe feature), avg (mean of patch tokens, then "
+                                                     "the checkpoint's fc_norm if any) or cls+avg (both "
+                                                     "concatenated, DINO's linear eval).")]
+LayersOpt = Annotated[str, typer.Option("--layers", help="Blocks whose output is read: last, all, or "
+                                                         "0-based indices (negative from the end), e.g. "
+                                                         "3,6,-1. Several blocks add the layer-wise analysis; "
+                                                         "the deepest one is the main feature. One forward pass "
+                                                         "reads them all.")]
+FinalNormOpt = Annotated[str, typer.Option("--final-norm", help="on: apply the encoder's final LayerNorm to "
+                                                                "every block read (MAE's linear-probe feature); "
+                                                                "off: the raw block output (efficient-probing's "
+                                                                "kNN protocol).")]
 LabelOpt = Annotated[Optional[list[str]], typer.Option(
     "--label", help="Display name of a checkpoint; repeat once per checkpoint, in order (default: from "
     "its metadata, e.g. 'U-MAE λ=0.01 e200' for umae and U-MAE files, else the file name).")]
@@ -267,9 +278,16 @@ def out_dir_for(out: Optional[Path], command: str) -> Path:
     return path
 
 
+def parse_final_norm(text: str) -> bool:
+    """``--final-norm on|off`` as a bool."""
+    return check_choice(text, ("on", "off"), "--final-norm") == "on"
+
+
 def analysis_config(
     *,
     pool: str,
+    layers: str = "last",
+    final_norm: str = "on",
     methods: str | None = None,
     k: str = "10,20,200",
     temperature: float = 0.07,
@@ -300,9 +318,18 @@ def analysis_config(
         temperature=temperature,
         protocol=check_choice(protocol, ("fast", "mae"), "--protocol"),
         backend=check_choice(backend, ("torch", "sklearn"), "--backend"),
-        pool=check_choice(pool, ("cls", "avg"), "--pool"),
+        pool=check_choice(pool, ("cls", "avg", "cls+avg"), "--pool"),
+        layers=_check_layers(layers), final_norm=parse_final_norm(final_norm),
         collapse=collapse,
         embed=parse_embed(embed) if collapse else (),
         per_class=per_class, mask_ratio=mask_ratio, max_views=max_views,
         device=device, batch_size=batch_size, seed=seed, n_boot=bootstrap,
     )
+
+
+def _check_layers(text: str) -> str:
+    """``--layers`` checked for form here (the blocks are checked against each encoder's depth later)."""
+    from umae_eval.readout import parse_layers
+
+    spec = parse_layers(text)
+    return spec if isinstance(spec, str) else ",".join(map(str, spec))

@@ -28,6 +28,8 @@ from umae_eval.options import (
     NumHeadsOpt,
     OutOpt,
     PerClassOpt,
+    FinalNormOpt,
+    LayersOpt,
     PoolOpt,
     RandomInitOpt,
     SeedOpt,
@@ -44,6 +46,8 @@ def collapse_report(
     ckpts: CkptsArg,
     data: DataOpt,
     pool: PoolOpt = "cls",
+    layers: LayersOpt = "last",
+    final_norm: FinalNormOpt = "on",
     embed: EmbedOpt = "tsne",
     per_class: PerClassOpt = 500,
     random_init: RandomInitOpt = False,
@@ -74,7 +78,7 @@ def collapse_report(
     """
     from umae_eval.analysis_command import analyse_checkpoints
 
-    config = analysis_config(pool=pool, embed=embed, per_class=per_class, mask_ratio=mask_ratio,
+    config = analysis_config(pool=pool, layers=layers, final_norm=final_norm, embed=embed, per_class=per_class, mask_ratio=mask_ratio,
                              max_views=max_views, device=device, batch_size=batch_size, seed=seed,
                              bootstrap=bootstrap)
     analyse_checkpoints("collapse-report", "umae collapse-report: dimensional collapse of features", config, ckpts,

@@ -30,6 +30,8 @@ from umae_eval.options import (
     NumHeadsOpt,
     OutOpt,
     PerClassOpt,
+    FinalNormOpt,
+    LayersOpt,
     PoolOpt,
     ProtocolOpt,
     RandomInitOpt,
@@ -48,6 +50,8 @@ def compare(
     ckpts: CkptsArg,
     data: DataOpt,
     pool: PoolOpt = "cls",
+    layers: LayersOpt = "last",
+    final_norm: FinalNormOpt = "on",
     methods: MethodsOpt = "mean,linear,knn",
     k: KOpt = "10,20,200",
     temperature: TemperatureOpt = 0.07,
@@ -84,7 +88,7 @@ def compare(
     """
     from umae_eval.analysis_command import analyse_checkpoints
 
-    config = analysis_config(pool=pool, methods=methods, k=k, temperature=temperature, protocol=protocol,
+    config = analysis_config(pool=pool, layers=layers, final_norm=final_norm, methods=methods, k=k, temperature=temperature, protocol=protocol,
                              backend=backend, embed=embed, per_class=per_class, mask_ratio=mask_ratio,
                              max_views=max_views, device=device, batch_size=batch_size, seed=seed,
                              bootstrap=bootstrap)

@@ -24,6 +24,8 @@ from umae_eval.options import (
     NormOpt,
     NumHeadsOpt,
     OutOpt,
+    FinalNormOpt,
+    LayersOpt,
     PoolOpt,
     ProtocolOpt,
     SeedOpt,
@@ -41,6 +43,8 @@ def probe(
     ckpts: CkptsArg,
     data: DataOpt,
     pool: PoolOpt = "cls",
+    layers: LayersOpt = "last",
+    final_norm: FinalNormOpt = "on",
     methods: MethodsOpt = "mean,linear,knn",
     k: KOpt = "10,20,200",
     temperature: TemperatureOpt = 0.07,
@@ -71,7 +75,7 @@ def probe(
     """
     from umae_eval.analysis_command import analyse_checkpoints
 
-    config = analysis_config(pool=pool, methods=methods, k=k, temperature=temperature, protocol=protocol,
+    config = analysis_config(pool=pool, layers=layers, final_norm=final_norm, methods=methods, k=k, temperature=temperature, protocol=protocol,
                              backend=backend, device=device, batch_size=batch_size, seed=seed, bootstrap=bootstrap)
     analyse_checkpoints("probe", "umae probe: frozen-feature accuracy", config, ckpts, data, label=label, out=out,
                         trust_pickle=trust_pickle, loader=loader_options(num_heads, norm), max_train=max_train,

@@ -108,13 +108,16 @@ def masked_view_geometry(
     device: str = "auto",
     batch_size: int = 256,
     progress: ProgressFactory = null_progress,
+    block: int | None = None,
+    final_norm: bool = True,
 ) -> ViewGeometry:
     """Encode two independently masked views of each image and measure their geometry.
 
     ``images`` are uint8 (N, H, W, 3). View 1 uses a generator seeded with ``seed``, view 2
     with ``seed + 1``. Alignment/uniformity follow Wang & Isola; the U-MAE uniformity value is
     given in both forms (``code``: normalised features, whole batch incl. diagonal;
-    ``paper``: Eq. 11, off-diagonal pairs) over view 1.
+    ``paper``: Eq. 11, off-diagonal pairs) over view 1. ``block`` / ``final_norm``: the block
+    read (0-based; None the last) and whether the final norm applies, as in the feature spec.
     """
     import torch
 
@@ -139,8 +142,9 @@ def masked_view_geometry(
             for start in range(0, len(images), batch_size):
                 x = to_model_input(images[start:start + batch_size], info.arch.img_size, info.mean, info.std,
                                    device=dev)
-                z1.append(encode_masked_views(model, x, mask_ratio, generator=gens[0], pool=pool).float().cpu())
-                z2.append(encode_masked_views(model, x, mask_ratio, generator=gens[1], pool=pool).float().cpu())
+                for z, g in ((z1, gens[0]), (z2, gens[1])):
+                    z.append(encode_masked_views(model, x, mask_ratio, generator=g, pool=pool, block=block,
+                                                 final_norm=final_norm).float().cpu())
                 advance(len(x))
     a = torch.cat(z1)
     b = torch.cat(z2)

@@ -48,9 +48,11 @@ def bootstrap_accuracies(correct: np.ndarray, *, n_boot: int = DEFAULT_BOOTSTRAP
 
     Parameters
     ----------
-    correct : (C, N) bool
-        Row c: whether checkpoint c classified each of the N test images correctly. Every row
-        is resampled with the *same* column indices, so row differences are paired.
+    correct : (C, N) bool, or float in [0, 1]
+        Row c: whether checkpoint c classified each of the N test images correctly (a float: the
+        fraction of several probes, e.g. low-shot draws, that did). Every row is resampled with
+        the *same* column indices, so row differences are paired; the indices depend only on N,
+        ``n_boot`` and ``seed``, so calls with other rows share them too.
     n_boot : int
         Number of resamples (with replacement, N images each).
     seed : int
@@ -60,7 +62,9 @@ def bootstrap_accuracies(correct: np.ndarray, *, n_boot: int = DEFAULT_BOOTSTRAP
     -------
     (n_boot, C) float64, percent.
     """
-    c = np.asarray(correct, dtype=bool)
+    c = np.asarray(correct)
+    if c.dtype != bool and not np.issubdtype(c.dtype, np.floating):
+        c = c.astype(bool)
     if c.ndim != 2 or c.shape[1] == 0:
         raise ValueError(f"correct must be (checkpoints, test images) with at least one image, got {c.shape}")
     if n_boot < 1:

@@ -32,11 +32,14 @@ from umae_eval.pipeline.collapse import (
 )
 from umae_eval.pipeline.curves import eval_images, read_training_curves
 from umae_eval.pipeline.intervals import DEFAULT_BOOTSTRAP
+from umae_eval.pipeline.layers import LAYER_METHODS, BlockResult, LayerSummary, summarise_layers, sweep_blocks
+from umae_eval.pipeline.matrix import ProtocolMatrix, build_matrix
 from umae_eval.pipeline.probing import ProbeSummary, run_probes
 from umae_eval.pipeline.recipe import Recipe, recipe_of
 from umae_eval.pipeline.reference import Reference, reference_for
 from umae_eval.pipeline.summary import Summary, build_summary, main_metric
 from umae_eval.progress import ProgressFactory, null_progress
+from umae_eval.readout import readout_for
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,9 @@ class AnalysisConfig:
     protocol: str = "fast"
     backend: str = "torch"
     pool: str = "cls"
+    #: ``--layers``: 'last', 'all' or '3,6,-1' (resolved per encoder by umae_eval.readout)
+    layers: str = "last"
+    final_norm: bool = True
     collapse: bool = True
     embed: tuple[str, ...] = ()
     per_class: int = 500
@@ -63,7 +69,8 @@ class AnalysisConfig:
         """The options that shaped the results, by their CLI names (for results.json)."""
         from umae_eval.features import resolve_device
 
-        out: dict[str, Any] = {"pool": self.pool}
+        out: dict[str, Any] = {"pool": self.pool, "layers": self.layers,
+                               "final_norm": "on" if self.final_norm else "off"}
         if self.methods:
             out.update(methods=list(self.methods), k=list(self.ks), temperature=self.temperature,
                        protocol=self.protocol, backend=self.backend)
@@ -90,6 +97,10 @@ class CheckpointResult:
     reference: Reference | None = None
     #: (R, 2) effective rank and RankMe on R row resamples of the test features (not in JSON)
     rank_resamples: np.ndarray | None = None
+    #: the feature spec the main results were measured on: blocks read, main block, pool, final norm
+    spec: dict[str, Any] = field(default_factory=dict)
+    #: the layer-wise stage (several blocks read): one entry per block
+    blocks: list[BlockResult] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -106,7 +117,7 @@ class CheckpointResult:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-safe: accuracies + probe settings, collapse scalars, spectra, map settings, curves."""
-        out: dict[str, Any] = {"recipe": self.recipe.to_json()}
+        out: dict[str, Any] = {"recipe": self.recipe.to_json(), "feature_spec": dict(self.spec)}
         if self.probes is not None:
             out.update(accuracies=self.probes.accuracies, probes=self.probes.results, seconds=self.probes.seconds)
         if self.spectrum is not None:
@@ -124,6 +135,11 @@ class CheckpointResult:
             out["training_curves"] = self.curves
         if self.reference is not None:
             out["paper_reference"] = self.reference.to_json()
+        if self.blocks:
+            out["layers"] = [{"block": b.block, "feature_spec": {**self.spec, "block": b.block},
+                              "ranks": b.ranks, "linear_val_accuracy": b.val_accuracy,
+                              **({"accuracies": b.probes.accuracies, "probes": b.probes.results}
+                                 if b.probes is not None else {})} for b in self.blocks]
         return out
 
 
@@ -137,6 +153,10 @@ class AnalysisResults:
     summary: Summary
     class_names: list[str]
     timings: dict[str, float] = field(default_factory=dict)
+    #: the layer-wise summary (None unless --layers read several blocks)
+    layers: LayerSummary | None = None
+    #: checkpoint x protocol accuracies with intervals and paired differences (None without probes)
+    matrix: ProtocolMatrix | None = None
 
     @property
     def names(self) -> list[str]:
@@ -164,6 +184,10 @@ class AnalysisResults:
             out["ranked_by"] = self.ranked_by
             out["ranking"] = [h.name for h in self.summary.headlines]
         out["checkpoints"] = {c.name: c.to_json() for c in self.checkpoints}
+        if self.layers is not None:
+            out["layers"] = self.layers.to_json()
+        if self.matrix is not None:
+            out["protocol_matrix"] = self.matrix.to_json()
         out["timings_s"] = dict(self.timings)
         return out
 
@@ -226,12 +250,29 @@ def run_analysis(
     results: list[CheckpointResult] = []
     for s in subjects:
         recipe = recipe_of(s.info.layout, s.info.metadata)
-        r = CheckpointResult(s, recipe)
+        depth = s.info.arch.depth
+        readout = readout_for(config.layers, depth, config.final_norm)
+        blocks = readout.resolved(depth)
+        main = blocks[-1]  # the deepest block read carries the main results
+        r = CheckpointResult(s, recipe, spec=feature_spec(blocks, main, config, s))
+        sweep = len(blocks) > 1
         with timed(times, f"features:{s.name}"):
-            fs: FeatureSet = compute_features(s, data, pool=config.pool, device=config.device,  # type: ignore[arg-type]
-                                              batch_size=config.batch_size, with_train=bool(config.methods),
-                                              progress=progress)
-        if config.methods:
+            every: FeatureSet = compute_features(
+                s, data, pool=config.pool, device=config.device, batch_size=config.batch_size,  # type: ignore[arg-type]
+                with_train=bool(config.methods) or sweep, progress=progress,
+                readout=None if readout.is_default(depth) else readout)
+        fs = every.block(main)
+        if sweep:
+            methods = tuple(m for m in (config.methods or LAYER_METHODS) if m in LAYER_METHODS)
+            notify(f"{s.name}: layer-wise analysis of blocks {', '.join(map(str, blocks))} "
+                   f"({', '.join(methods)}, effective rank, RankMe)")
+            with timed(times, f"layers:{s.name}"):
+                r.blocks = sweep_blocks(every, methods=methods, ks=config.ks, temperature=config.temperature,
+                                        protocol=config.protocol, backend=config.backend, seed=config.seed,
+                                        device=probe_device, rank_boot=min(config.n_boot, 200), progress=progress)
+        if config.methods and r.blocks and r.blocks[-1].probes is not None and set(config.methods) <= set(methods):
+            r.probes = r.blocks[-1].probes  # the main block's probes: the same features, settings and seed
+        elif config.methods:
             notify(f"{s.name}: probing ({', '.join(config.methods)}) on {len(data.y_train)} train / "
                    f"{len(data.y_test)} test features")
             with timed(times, f"probes:{s.name}"):
@@ -246,7 +287,8 @@ def run_analysis(
             with timed(times, f"masked_views:{s.name}"):
                 r.views = masked_view_geometry(s, x_views, mask_ratio=config.mask_ratio, seed=config.seed,
                                                pool=config.pool, device=config.device,  # type: ignore[arg-type]
-                                               batch_size=config.batch_size, progress=progress)
+                                               batch_size=config.batch_size, progress=progress, block=main,
+                                               final_norm=config.final_norm)
             for method in config.embed:
                 notify(f"{s.name}: {method} map of up to {config.per_class} test images per class")
                 with timed(times, f"map_{method}:{s.name}"):
@@ -271,5 +313,66 @@ def run_analysis(
             {r.name: r.spectrum.dim for r in results if r.spectrum is not None},
             {r.name: r.reference for r in results}, data_settings, n_boot=config.n_boot, seed=config.seed,
             rank_resamples={r.name: r.rank_resamples for r in results if r.rank_resamples is not None})
+    layers = None
+    if any(r.blocks for r in results):
+        with timed(times, "layers_summary"):
+            layers = summarise_layers({r.name: r.blocks for r in results if r.blocks}, n_boot=config.n_boot,
+                                      seed=config.seed, n_test=int(data_settings["n_test"]))
+        summary.notes.extend(layers.sentences())
+    summary.notes.extend(fc_norm_notes(results, config.pool))
+    with timed(times, "protocol_matrix"):
+        matrix = protocol_matrix(results, layers, config)
+    if matrix is not None and len(results) > 1 and len(matrix.protocols) > len(headline_names(results)):
+        summary.notes.extend(matrix.sentences())  # the headline probes' sentences are said above already
     times["pipeline"] = time.perf_counter() - t_start
-    return AnalysisResults(results, data_settings, config, summary, list(data.images.class_names), times)
+    return AnalysisResults(results, data_settings, config, summary, list(data.images.class_names), times,
+                           layers, matrix)
+
+
+def headline_names(results: Sequence[CheckpointResult]) -> list[str]:
+    """The headline accuracies of the first checkpoint with probes (linear, main kNN, mean)."""
+    from umae_eval.pipeline.summary import headline_metrics
+
+    first = next((r.probes for r in results if r.probes is not None), None)
+    return headline_metrics(list(first.accuracies)) if first is not None else []
+
+
+def protocol_matrix(results: Sequence[CheckpointResult], layers: LayerSummary | None,
+                    config: AnalysisConfig) -> ProtocolMatrix | None:
+    """Every checkpoint under every protocol it ran (:mod:`umae_eval.pipeline.matrix`)."""
+    from umae_eval.pipeline.protocols import checkpoint_outcomes
+
+    heads = headline_names(results)
+    outcomes, words, order = {}, {}, []
+    for r in results:
+        best = layers.best[r.name].block if layers is not None and r.name in layers.best else None
+        o, w, ordr = checkpoint_outcomes(r, best, heads)
+        outcomes[r.name] = o
+        words.update(w)
+        order.extend(p for p in ordr if p not in order)
+    return build_matrix(outcomes, words, order, n_boot=config.n_boot, seed=config.seed)
+
+
+def feature_spec(blocks: Sequence[int], main: int, config: AnalysisConfig, subject: Subject) -> dict[str, Any]:
+    """What results.json records of the feature each number was measured on."""
+    import torch
+
+    from umae_eval.readout import fc_norm_untrained
+
+    model = subject.encoder.model
+    has_fc = isinstance(getattr(model, "fc_norm", None), torch.nn.LayerNorm)
+    return {"blocks": list(blocks), "main_block": int(main), "depth": int(subject.info.arch.depth),
+            "pool": config.pool, "final_norm": "on" if config.final_norm else "off",
+            "fc_norm": ("untrained" if fc_norm_untrained(model) else "trained") if has_fc else "none"}
+
+
+def fc_norm_notes(results: Sequence[CheckpointResult], pool: str) -> list[str]:
+    """A sentence naming every checkpoint whose average pooling goes through an untrained fc_norm."""
+    if pool not in ("avg", "cls+avg"):
+        return []
+    bad = [r.name for r in results if r.spec.get("fc_norm") == "untrained"]
+    if not bad:
+        return []
+    return [f"Average pooling goes through an fc_norm that was never trained (weight 1, bias 0) in "
+            f"{', '.join(bad)}: official linear-probe files with global pooling carry one (mae issue 186); "
+            f"their avg features are normalised, not learned."]

@@ -99,6 +99,11 @@ def analysis_tables(res: AnalysisResults) -> dict[str, pd.DataFrame]:
     maps = T.maps_frame(res)
     if len(maps):
         out["maps"] = maps
+    from umae_eval.report.layers import layers_frame, matrix_frame
+
+    for stem, frame in (("layers", layers_frame(res)), ("protocol_matrix", matrix_frame(res))):
+        if not frame.empty:
+            out[stem] = frame
     return out
 
 
@@ -245,6 +250,9 @@ def analysis_report(res: AnalysisResults, settings: Mapping[str, Any], *, comman
                           "'not recorded' for bare encoders and timm files), the layout detected when loading, "
                           "and the sha256 of the file's bytes (full hashes under Provenance).")
     _probe_section(rep, res, settings, prov)
+    from umae_eval.report.layers import add_layers_section
+
+    add_layers_section(rep, res, settings, prov)
     _collapse_section(rep, res, settings, prov)
     with rep.collapsed("Settings, versions and provenance"):
         rep.add_settings(report_settings(settings))
