@@ -140,3 +140,19 @@ def test_cli_run_killed_and_resumed_logs_every_epoch_once(tmp_path: Path) -> Non
     spectra = [m["singular_values"] for m in read_metrics(out) if "singular_values" in m]
     assert len(spectra) == 3 and all(s[0] == 1.0 and s == sorted(s, reverse=True) for s in spectra)
     assert [float(row["loss"]) for row in rows] == [m["loss"] for m in read_metrics(out)]
+
+
+@pytest.mark.slow
+def test_finetune_logs_the_same_way(tmp_path: Path) -> None:
+    """`umae finetune --log tensorboard,csv`: its records (train loss, lr, test top-1/5) mirrored as well."""
+    from umae_eval.cli import main
+
+    out = tmp_path / "ft"
+    encoder = ROOT / "umae_eval" / "demo" / "encoders" / "mae-cifar10-vit96x6-p4-e20.pth"
+    assert main(["finetune", str(encoder), "--data", "demo", "--preset", "cpu-demo", "--epochs", "1",
+                 "--max-train-images", "128", "--eval-images", "32", "--log", "tensorboard,csv",
+                 "--out", str(out)]) == 0
+    assert_mirrors_metrics(out)
+    tags = {tag for tag, _, _ in read_events(out / "tensorboard")}
+    assert {"loss/total", "lr", "eval/top1", "eval/top5"} <= tags
+    assert (out / "metrics.csv").read_text().splitlines()[0].startswith("epoch,step,loss,lr")

@@ -69,6 +69,9 @@ def finetune(
     set_fields: Annotated[Optional[list[str]], typer.Option(
         "--set", metavar="FIELD=VALUE", help="Override any fine-tuning preset field, repeatable, e.g. "
         "--set drop_path=0.2 --set rand_augment=none --set mixup=0 --set crop_scale=0.35,1.")] = None,
+    log: Annotated[Optional[str], typer.Option(
+        "--log", metavar="KINDS", help="Logs beside metrics.jsonl, comma-separated: tensorboard (event files in "
+        "<out>/tensorboard), csv (<out>/metrics.csv). Default: tensorboard when the package is installed.")] = None,
 ) -> None:
     """Fine-tune an encoder with a new head (MAE's recipe) and write runs/<name>/.
 
@@ -89,12 +92,17 @@ def finetune(
 
       umae finetune ... --out runs/ft-mae --resume auto   (continue after a stop, same options)
 
+      umae finetune ... --log tensorboard,csv --out runs/ft-mae   then: tensorboard --logdir runs/
+
     Several GPUs: torchrun --nproc_per_node 8 -m umae_eval.cli finetune CKPT --data ... --preset vit-base-in1k
     """
     from trainer.finetune import FinetuneConfig, finetune_run, resolve_finetune_preset
     from trainer.finetune_model import load_source_encoder
     from trainer.finetune_presets import parse_finetune_set
+    from trainer.logsinks import RunLoggers, parse_log_kinds
     from trainer.loop import check_out_dir
+
+    log_kinds = parse_log_kinds(log)
 
     precision = precision.strip().lower()
     if precision not in ("auto", "bf16", "fp32"):
@@ -125,9 +133,18 @@ def finetune(
     if os.environ.get("RANK", "0") != "0":
         finetune_run(config, progress=null_progress)
         return
-    with FinetuneDisplay(console) as display:
-        result = finetune_run(config, progress=display, on_step=display.on_step, on_epoch=display.on_epoch,
-                              on_note=display.note)
+    loggers = RunLoggers(out, log_kinds)
+
+    def on_epoch(record: dict[str, Any]) -> None:
+        loggers.on_epoch(record)
+        display.on_epoch(record)
+
+    try:
+        with FinetuneDisplay(console) as display:
+            result = finetune_run(config, progress=display, on_step=display.on_step, on_epoch=on_epoch,
+                                  on_note=display.note)
+    finally:
+        loggers.close()
     _write_results(result)
     stdout.print(_final_table(result))
     stdout.print(str(result.run_dir), highlight=False, soft_wrap=True)
