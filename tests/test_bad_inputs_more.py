@@ -36,6 +36,9 @@ class Case:
     needle: str
     setup: Callable[[Path], None] | None = None
     env: tuple[tuple[str, str], ...] = ()
+    #: (module, attribute, value) set for the case: bounds made small so that a test need not
+    #: write a gigabyte to show that the bound holds
+    patches: tuple[tuple[str, str, object], ...] = ()
 
 
 @pytest.fixture(scope="module")
@@ -176,7 +179,57 @@ HF = [
 HF.append(Case("convert-hf-config-heads-zero", ("convert", "{tmp}/hf", "{tmp}/out.pth", "--to", "official"),
                "num_attention_heads", setup=_hf_folder(num_attention_heads=0)))
 
-CASES = SEEDS + DATA + HF
+# ------------------------------------------------ sizes checked before anything is allocated
+
+def _fifo(work: Path) -> None:
+    os.mkfifo(work / "fifo")
+
+
+def _targz_with_member(size: int) -> Callable[[Path], None]:
+    """An ImageFolder .tar.gz whose first train image member is ``size`` zero bytes (it compresses
+    about 1000:1)."""
+    def setup(work: Path) -> None:
+        rng = np.random.default_rng(0)
+        with tarfile.open(work / "data.tar.gz", "w:gz") as tf:
+            for split in ("train", "test"):
+                for cls in ("a", "b"):
+                    for i in range(2):
+                        if split == "train" and cls == "a" and i == 0:
+                            data = bytes(size)
+                        else:
+                            buf = io.BytesIO()
+                            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(buf, "PNG")
+                            data = buf.getvalue()
+                        info = tarfile.TarInfo(f"{split}/{cls}/{i}.png")
+                        info.size = len(data)
+                        tf.addfile(info, io.BytesIO(data))
+    return setup
+
+
+SIZES = [
+    Case("set-embed-dim-65536", (*TRAIN, "--set", "embed_dim=65536"), "embed_dim 65536"),
+    Case("set-depth-huge", (*TRAIN, "--set", "depth=1000000"), "depth 1000000"),
+    Case("set-decoder-embed-dim-huge", (*TRAIN, "--set", "decoder_embed_dim=131072"), "decoder_embed_dim 131072"),
+    Case("set-mlp-ratio-huge", (*TRAIN, "--set", "mlp_ratio=1e7"), "mlp_ratio"),
+    Case("train-mask-ratio-0", (*TRAIN, "--mask-ratio", "0"), "mask_ratio 0"),
+    Case("set-mask-ratio-0", (*TRAIN, "--set", "mask_ratio=0"), "mask_ratio 0"),
+    Case("probe-data-dev-zero", (*PROBE, "--data", "/dev/zero"), "/dev/zero: not a regular file"),
+    Case("train-data-dev-zero", ("train", "--data", "/dev/zero", "--preset", "tiny-test", "--device", "cpu",
+                                 "--out", "{tmp}/r"), "/dev/zero: not a regular file"),
+    Case("sweep-data-dev-zero", ("mask-ratio-sweep", "--data", "/dev/zero"), "/dev/zero: not a regular file"),
+    Case("probe-data-fifo", (*PROBE, "--data", "{tmp}/fifo"), "fifo: not a regular file", setup=_fifo),
+    Case("targz-member-over-bound-memory", (*PROBE, "--data", "{tmp}/data.tar.gz", "--data-mode", "memory"),
+         "train/a/0.png is 2,097,152 bytes", setup=_targz_with_member(2 << 20),
+         patches=(("umae_eval.data.folder", "MAX_MEMBER_BYTES", 1 << 20),)),
+    Case("targz-bomb-lazy", (*PROBE, "--data", "{tmp}/data.tar.gz", "--data-mode", "lazy"),
+         "decompression bomb", setup=_targz_with_member(8 << 20),
+         patches=(("umae_eval.data.tarindex", "MIN_DECOMPRESSED_ALLOWANCE", 1 << 20),)),
+    Case("targz-member-over-bound-lazy", (*PROBE, "--data", "{tmp}/data.tar.gz", "--data-mode", "lazy"),
+         "train/a/0.png is 2,097,152 bytes", setup=_targz_with_member(2 << 20),
+         patches=(("umae_eval.data.tarindex", "MAX_MEMBER_BYTES", 1 << 20),)),
+]
+
+CASES = SEEDS + DATA + HF + SIZES
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
@@ -189,6 +242,8 @@ def test_bad_value_ends_in_one_line_and_exit_2(
     monkeypatch.chdir(work)
     for key, value in case.env:
         monkeypatch.setenv(key, value)
+    for module, attr, value in case.patches:
+        monkeypatch.setattr(module + "." + attr, value)
     if case.setup is not None:
         case.setup(work)
     before = _snapshot(work)
@@ -201,6 +256,11 @@ def test_bad_value_ends_in_one_line_and_exit_2(
     assert [line for line in lines if line.startswith("error:")] == lines[-1:], err
     assert case.needle in lines[-1], err
     assert _snapshot(work) == before, "files left behind"
+    from umae_eval.cache import cache_root
+
+    tars = cache_root() / "tars"
+    assert not tars.is_dir() or [p.name for p in tars.iterdir() if p.name.startswith(".")] == [], \
+        "a half-decompressed archive left in the cache"
 
 
 def test_memory_limit_inf_means_no_limit(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -220,4 +280,4 @@ def test_case_count() -> None:
     import test_bad_inputs
 
     assert len({c.id for c in CASES}) == len(CASES)
-    assert len(CASES) + len(test_bad_inputs.CASES) >= 80  # raised as the remaining classes land
+    assert len(CASES) + len(test_bad_inputs.CASES) >= 100

@@ -395,7 +395,10 @@ def _validate(p: Preset) -> None:
     if p.img_size % p.patch_size:
         raise UmaeError(f"img_size {p.img_size} is not a multiple of patch_size {p.patch_size}")
     if not 0.0 <= p.mask_ratio < 1.0:
-        raise UmaeError(f"mask_ratio must satisfy 0 <= mask_ratio < 1, got {p.mask_ratio}")
+        raise UmaeError(f"mask_ratio must satisfy 0 < mask_ratio < 1, got {p.mask_ratio}")
+    if p.mask_ratio == 0:  # the loss is taken on removed patches only: 0.0 at every step
+        raise UmaeError("mask_ratio 0 (--mask-ratio) removes no patch, so the reconstruction loss is 0 and nothing is "
+                        "learned; use e.g. 0.75 (MAE) or 0.6 (SimMIM)")
     if int(p.num_patches * (1 - p.mask_ratio)) < 1:  # the official len_keep rule (truncation)
         raise UmaeError(f"mask_ratio {p.mask_ratio} leaves no visible patch of the {p.num_patches} "
                         f"(img_size {p.img_size}, patch_size {p.patch_size}); use a mask_ratio of at most "

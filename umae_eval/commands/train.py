@@ -200,6 +200,9 @@ def train(
     # Refuse a bad preset or a taken --out before the progress display opens, so the error is
     # the only thing printed.
     chosen = resolve_preset(config)
+    from trainer.sizing import check_model_fits, free_memory
+
+    check_model_fits(chosen, *free_memory(device))  # before torch is asked for the tensors
     check_out_dir(run_dir, resume)
     if init is not None and resume not in (None, "auto"):
         raise UmaeError("--init starts a new run and --resume continues one; pass only one of them")

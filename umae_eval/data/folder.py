@@ -16,6 +16,7 @@ from umae_eval.data.formats import (
     CIFAR10_FILES,
     CIFAR100_FILES,
     DEFAULT_DECODE_SIZE,
+    MAX_MEMBER_BYTES,
 )
 from umae_eval.data.imageset import Arrays
 from umae_eval.data.layouts import (
@@ -152,6 +153,9 @@ def load_tar(path: Path, source: str, decode_size: int | None, progress: Progres
 
 
 def _read_member(tf: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    if member.size > MAX_MEMBER_BYTES:  # from the header: nothing of it read yet
+        raise UmaeError(f"{tf.name}: member {member.name} is {member.size:,} bytes, more than the "
+                        f"{MAX_MEMBER_BYTES >> 20} MiB any image or metadata file may have; remove it from the archive")
     fh = tf.extractfile(member)
     assert fh is not None  # regular files always have a file object
     return fh.read()

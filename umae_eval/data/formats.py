@@ -48,6 +48,16 @@ ARCHIVE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+#: The largest archive member read as an image or metadata file (CIFAR-100's 'train' pickle is
+#: 155 MB); a larger one is refused from its header, before a byte of it is read.
+MAX_MEMBER_BYTES = 256 << 20
+
+#: A compressed tar may grow this many times when decompressed (JPEG/PNG images barely
+#: compress; tar headers do) before it is taken for a bomb and refused, with at least
+#: :data:`MIN_DECOMPRESSED_ALLOWANCE` allowed whatever its size.
+MAX_COMPRESSION_RATIO = 100
+MIN_DECOMPRESSED_ALLOWANCE = 1 << 30
+
 #: Labels above this are refused before any per-class list is built (ImageNet-21k has 21,841
 #: classes): a damaged label of 999999999999 would otherwise ask for a list that long.
 MAX_CLASSES = 100_000

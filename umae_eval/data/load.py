@@ -64,6 +64,9 @@ def load_dataset(spec: str | Path, *, cache: bool = True, decode_size: int | Non
     source = str(spec)
     if not path.exists():
         raise UmaeError(f"{source}: no such file or folder; pass an existing dataset path or 'demo'")
+    if not (path.is_dir() or path.is_file()):  # /dev/zero, a FIFO: format detection would never end
+        raise UmaeError(f"{source}: not a regular file or folder (a device, pipe or socket); pass a "
+                        "dataset file or folder")
     if path.is_dir():
         cifar = find_cifar_dir(path)
         if cifar is not None:

@@ -30,7 +30,13 @@ from pathlib import Path
 import numpy as np
 
 from umae_eval.cache import cache_root
-from umae_eval.data.formats import ARCHIVE_ERRORS
+from umae_eval.data.formats import (
+    ARCHIVE_ERRORS,
+    MAX_COMPRESSION_RATIO,
+    MAX_MEMBER_BYTES,
+    MIN_DECOMPRESSED_ALLOWANCE,
+)
+from umae_eval.data.layouts import is_image_name
 from umae_eval.errors import UmaeError
 from umae_eval.progress import ProgressFactory, null_progress
 
@@ -101,14 +107,21 @@ def _decompress(archive: Path, target: Path, progress: ProgressFactory) -> None:
     opener = (gzip.open if head.startswith(b"\x1f\x8b") else bz2.open if head.startswith(b"BZh")
               else lzma.open)
     target.parent.mkdir(parents=True, exist_ok=True)
+    allowed = max(MIN_DECOMPRESSED_ALLOWANCE, MAX_COMPRESSION_RATIO * archive.stat().st_size)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out, opener(archive, "rb") as src, \
                 progress(f"decompressing {archive.name} once for random access") as advance:
+            written = 0
             while True:
                 block = src.read(1 << 22)
                 if not block:
                     break
+                written += len(block)
+                if written > allowed:  # checked as it grows: a bomb stops here, not when the disk is full
+                    raise UmaeError(f"{archive}: decompresses to more than {allowed >> 20:,} MiB, over "
+                                    f"{MAX_COMPRESSION_RATIO} times its size (a decompression bomb?); "
+                                    "extract it yourself and pass the folder")
                 out.write(block)
                 advance(1)
         os.replace(tmp, target)
@@ -128,6 +141,9 @@ def _scan(path: Path, archive: Path, progress: ProgressFactory) -> TarIndex:
             if member.isdir():
                 dirs.append(name.rstrip("/"))
             elif member.isfile():
+                if member.size > MAX_MEMBER_BYTES and is_image_name(name):
+                    raise UmaeError(f"{archive}: member {name} is {member.size:,} bytes, more than the "
+                                    f"{MAX_MEMBER_BYTES >> 20} MiB an image may have; remove it from the archive")
                 names.append(name)
                 offsets.append(member.offset_data)
                 sizes.append(member.size)
