@@ -1,13 +1,14 @@
 """Cost of the attentive (EP) probe against the linear probe on the same frozen tokens.
 
-    python benchmarks/attentive_cost.py                 # demo MAE encoder's tokens, 1,000 and 3,000 train images
-    python benchmarks/attentive_cost.py --quick         # 300 train images, a smoke run
-    python benchmarks/attentive_cost.py --md out.md     # also the markdown section for RESULTS.md
+    python benchmarks/attentive_cost.py            # demo MAE encoder's tokens, 1,000 and 3,000 train images
+    python benchmarks/attentive_cost.py --quick    # 300 train images, a smoke run
+    python benchmarks/attentive_cost.py --md out.md  # also the markdown section for RESULTS.md
 
 Tokens: the shipped demo MAE encoder (ViT 96 x 6, patch 4, 32 px: 64 patch tokens + [CLS],
 96 dims, after the final norm) on the CIFAR-10 sample inside the package (3,000 train / 1,000
 test images), stored as float16 as a caller would cache them. At each train size (``n / 10``
-train images of every class, ``umae_eval.subsets.balanced_subset``; all 1,000 test images) and in its own forked process each:
+train images of every class, ``umae_eval.subsets.balanced_subset``; all 1,000 test images),
+each in its own forked process:
 
 - ``linear [CLS]``: the 'fast' linear probe on the [CLS] token (umae's default feature),
 - ``linear avg``: the same probe on the mean of the patch tokens,
@@ -38,7 +39,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="one size of 300 train images, no JSON")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--json", type=Path, default=None, help="default benchmarks/attentive_cost.json (none with --quick)")
+    p.add_argument("--json", type=Path, default=None,
+                   help="default benchmarks/attentive_cost.json (none with --quick)")
     p.add_argument("--md", type=Path, default=None, help="also write the markdown section here")
     return p.parse_args(argv)
 
@@ -121,7 +123,8 @@ def markdown(result: dict[str, Any]) -> str:
     lines = ["## Attentive probe cost (`benchmarks/attentive_cost.py`)", "",
              f"{result['setup']}. Load average {result['load_before']} before, {result['load_after']} after; "
              f"{result['threads']} thread(s); {result['machine']}.", "",
-             "| train images | method | test accuracy (%) | CPU s | wall s | CPU ratio to linear [CLS] | peak extra memory (MB) |",
+             "| train images | method | test accuracy (%) | CPU s | wall s | CPU ratio to linear [CLS] "
+             "| peak extra memory (MB) |",
              "|---:|---|---:|---:|---:|---:|---:|"]
     for n in result["sizes"]:
         rows = [r for r in result["rows"] if r["n_train"] == n]
@@ -129,7 +132,7 @@ def markdown(result: dict[str, Any]) -> str:
         for r in rows:
             lines.append(f"| {n} | {r['method']} | {r['accuracy']:.1f} | {r['cpu_s']:.1f} | {r['wall_s']:.1f} | "
                          f"{r['cpu_s'] / base:.1f}x | {r['peak_extra_mb']:.0f} |")
-    lines += ["", f"Token cache (float16, N x 65 x 96 x 2 bytes): "
+    lines += ["", "Token cache (float16, N x 65 x 96 x 2 bytes): "
               + ", ".join(f"{n}: {token_cache_bytes(n, 65, 96) / 2**20:.1f} MB" for n in result["sizes"]) + "."]
     return "\n".join(lines) + "\n"
 
@@ -145,12 +148,13 @@ def main() -> None:
         for method in ("linear [CLS]", "linear avg", "attentive"):
             r = measure(method, tokens, n, ARGS.seed)
             rows.append(r)
-            print(f"{n:>6} {method:<14} {r['accuracy']:6.1f} {r['cpu_s']:7.1f} {r['wall_s']:7.1f} {r['peak_extra_mb']:8.0f}",
-                  flush=True)
+            print(f"{n:>6} {method:<14} {r['accuracy']:6.1f} {r['cpu_s']:7.1f} {r['wall_s']:7.1f} "
+                  f"{r['peak_extra_mb']:8.0f}", flush=True)
     result = {"benchmark": "attentive_cost", "created": now_iso(), "versions": versions(),
-              "setup": ("demo MAE encoder (ViT 96 x 6, patch 4) tokens of the CIFAR-10 sample shipped in the package, "
-                        "65 tokens x 96 dims (float16), n/10 train images per class (balanced_subset, seed), all 1,000 test images; linear = 'fast' "
-                        "probe defaults, attentive = attentive_probe defaults (EP, Q=32, 3 x 2 grid + refit, 30 epochs)"),
+              "setup": ("demo MAE encoder (ViT 96 x 6, patch 4) tokens of the CIFAR-10 sample shipped in the "
+                        "package, 65 tokens x 96 dims (float16), n/10 train images per class (balanced_subset, "
+                        "seed), all 1,000 test images; linear = 'fast' probe defaults, attentive = "
+                        "attentive_probe defaults (EP, Q=32, 3 x 2 grid + refit, 30 epochs)"),
               "sizes": sizes, "threads": ARGS.threads, "seed": ARGS.seed,
               "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores",
               "load_before": [round(x, 1) for x in load_before],
