@@ -1,10 +1,11 @@
 """What each representation metric costs: seconds and peak memory on N x D features (default
 10,000 x 768, generated), each beside the simplest honest way to compute the same number.
 
-Every measurement runs in a fresh child process (so that one metric's memory does not hide
-another's): it generates the inputs with a fixed seed, then records the best wall time of
-``--repeats`` runs and the growth of the process's peak resident memory (``ru_maxrss``) over
-what the inputs already took. Metrics and their baselines, side by side in one run:
+Memory: each measure runs once in a fresh child process (so that one metric's memory does not
+hide another's), which generates the inputs with a fixed seed and records its wall time and the
+growth of the process's peak resident memory (``ru_maxrss``) over what the inputs already took.
+Time ratios: each metric and its baseline run alternately in one more child process (the same
+load on a shared machine), best of ``--repeats`` each. Metrics and their baselines:
 
 - ``spectrum_scalars`` (participation ratio, stable rank, collapse std, RankMe x 2) vs
   ``svd_baseline``: two full ``numpy.linalg.svd`` calls (centred, raw) and the formulas;
@@ -16,8 +17,8 @@ what the inputs already took. Metrics and their baselines, side by side in one r
   N x N kernels) on the first ``--kernel-rows`` rows, and the feature route on those same rows
   (``cka_unbiased_small``) for the ratio;
 - ``minibatch_cka`` (1,024-row batches); ``cka_matrix_4x4`` (4 blocks against 4);
-- ``mutual_knn`` (k = 10, 1,024-row chunks) vs ``knn_full_baseline`` (the whole N x N
-  similarity matrix, argsort);
+- ``mutual_knn`` (k = 10, 1,024-row chunks, float32 torch ``topk``) vs ``knn_full_baseline``
+  (the whole N x N float32 similarity matrix, numpy argsort);
 - ``lidar`` (N / 10 images x 10 views of D) and ``lidar_resample`` (one resample);
 - ``fourier`` (``--images`` x 14 x 14 tokens of D).
 
@@ -147,6 +148,20 @@ def _job(name: str, n: int, d: int, kernel_rows: int, images: int) -> Callable[[
     raise SystemExit(f"unknown measure {name}")
 
 
+def child_pair(metric: str, baseline: str, n: int, d: int, kernel_rows: int, images: int,
+               repeats: int) -> dict[str, Any]:
+    """Time a metric and its baseline alternately in one process (same load): best of ``repeats`` each."""
+    jobs = {metric: _job(metric, n, d, kernel_rows, images), baseline: _job(baseline, n, d, kernel_rows, images)}
+    best = {metric: float("inf"), baseline: float("inf")}
+    for _ in range(repeats):
+        for name, job in jobs.items():
+            t0 = time.perf_counter()
+            job()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    return {"metric": metric, "baseline": baseline, "metric_s": best[metric], "baseline_s": best[baseline],
+            "repeats": repeats}
+
+
 def child(name: str, n: int, d: int, kernel_rows: int, images: int, repeats: int) -> dict[str, Any]:
     """Run one measure in this process and return its record."""
     job = _job(name, n, d, kernel_rows, images)
@@ -160,25 +175,39 @@ def child(name: str, n: int, d: int, kernel_rows: int, images: int, repeats: int
             "inputs_mb": before}
 
 
+def _run_child(args: argparse.Namespace, flag: str, value: str) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, flag, value, "--n", str(args.n), "--d", str(args.d),
+           "--kernel-rows", str(args.kernel_rows), "--images", str(args.images), "--repeats", str(args.repeats)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if proc.returncode != 0:
+        raise SystemExit(f"{value} failed:\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=10000)
     ap.add_argument("--d", type=int, default=768)
-    ap.add_argument("--kernel-rows", type=int, default=4000, help="rows of the N x N kernel baseline")
+    ap.add_argument("--kernel-rows", type=int, default=3000, help="rows of the N x N kernel baseline")
     ap.add_argument("--images", type=int, default=256, help="images of the Fourier token grids")
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3, help="alternating runs of each metric/baseline pair")
     ap.add_argument("--quick", action="store_true", help="1,000 x 32 in one process, for tests")
     ap.add_argument("--in-process", action="store_true",
                     help="measure everything in this process (faster; peak memory then only counts growth)")
     ap.add_argument("--only", default="", help="comma-separated measures (default: all)")
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
+    ap.add_argument("--child-pair", default="", help=argparse.SUPPRESS)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "metrics_cost.json"))
     args = ap.parse_args()
     if args.quick:
-        args.n, args.d, args.kernel_rows, args.images = 1000, 32, 500, 16
+        args.n, args.d, args.kernel_rows, args.images, args.repeats = 1000, 32, 500, 16, 1
         args.in_process = True
     if args.child:
-        print(json.dumps(child(args.child, args.n, args.d, args.kernel_rows, args.images, args.repeats)))
+        print(json.dumps(child(args.child, args.n, args.d, args.kernel_rows, args.images, 1)))
+        return
+    if args.child_pair:
+        metric, baseline = args.child_pair.split(",")
+        print(json.dumps(child_pair(metric, baseline, args.n, args.d, args.kernel_rows, args.images, args.repeats)))
         return
     wanted = [m for m in args.only.split(",") if m]
     rows: list[dict[str, Any]] = []
@@ -186,16 +215,14 @@ def main() -> None:
         if wanted and name not in wanted:
             continue
         if args.in_process:
-            rec = child(name, args.n, args.d, args.kernel_rows, args.images, args.repeats)
+            rec = child(name, args.n, args.d, args.kernel_rows, args.images, 1)
         else:
-            cmd = [sys.executable, __file__, "--child", name, "--n", str(args.n), "--d", str(args.d),
-                   "--kernel-rows", str(args.kernel_rows), "--images", str(args.images),
-                   "--repeats", str(args.repeats)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-            if proc.returncode != 0:
-                raise SystemExit(f"{name} failed:\n{proc.stderr}")
-            rec = json.loads(proc.stdout.strip().splitlines()[-1])
+            rec = _run_child(args, "--child", name)
         rec["baseline_of"] = base
+        if base is not None and (not wanted or base in wanted):
+            pair = (child_pair(base, name, args.n, args.d, args.kernel_rows, args.images, args.repeats)
+                    if args.in_process else _run_child(args, "--child-pair", f"{base},{name}"))
+            rec["interleaved"] = pair
         rows.append(rec)
     by = {r["measure"]: r for r in rows}
     print(f"{'measure':<24} {'seconds':>9} {'peak extra MB':>14} {'baseline of':>22} {'time / its':>11} "
@@ -204,7 +231,7 @@ def main() -> None:
         base = r["baseline_of"]
         line = f"{r['measure']:<24} {r['seconds']:>9.3f} {r['peak_extra_mb']:>14.1f}"
         if base and base in by:
-            t = r["seconds"] / by[base]["seconds"]
+            t = r["interleaved"]["baseline_s"] / r["interleaved"]["metric_s"]
             mem = r["peak_extra_mb"] / max(by[base]["peak_extra_mb"], 0.1)
             r["time_ratio_to_metric"], r["memory_ratio_to_metric"] = t, mem
             line += f" {base:>22} {t:>10.2f}x {mem:>12.1f}x"

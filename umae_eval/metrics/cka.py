@@ -57,7 +57,7 @@ __all__ = [
 
 #: Rows per minibatch of :func:`minibatch_cka` / :func:`cka_matrix` (Gram matrices of 8 MB each).
 DEFAULT_CKA_BATCH = 1024
-#: Rows of one chunk of the kNN search (a chunk x N similarity block).
+#: Rows of one chunk of the kNN search (a chunk x N float32 similarity block).
 _KNN_CHUNK = 1024
 
 
@@ -222,15 +222,22 @@ def minibatch_cka(x: ArrayLike, y: ArrayLike, *, batch_size: int = DEFAULT_CKA_B
 
 
 def _knn(z: np.ndarray, k: int) -> np.ndarray:
-    """Indices (N, k) of each row's k most cosine-similar other rows (order within a row arbitrary)."""
-    zn = z / np.maximum(np.linalg.norm(z, axis=1, keepdims=True), 1e-12)
+    """Indices (N, k) of each row's k most cosine-similar other rows (order within a row arbitrary).
+
+    Similarities in float32 torch (``mm`` + ``topk``, a chunk of rows at a time): the neighbour
+    order only needs float32's resolution, and it is 2-3x faster than float64 numpy.
+    """
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(z, dtype=np.float32))
+    zn = t / t.norm(dim=1, keepdim=True).clamp_min(1e-12)
     n = zn.shape[0]
     out = np.empty((n, k), dtype=np.int64)
     for s in range(0, n, _KNN_CHUNK):
         sim = zn[s:s + _KNN_CHUNK] @ zn.T
-        rows = np.arange(sim.shape[0])
-        sim[rows, rows + s] = -np.inf  # a row is not its own neighbour
-        out[s:s + _KNN_CHUNK] = np.argpartition(-sim, k - 1, axis=1)[:, :k]
+        rows = torch.arange(sim.shape[0])
+        sim[rows, rows + s] = -float("inf")  # a row is not its own neighbour
+        out[s:s + _KNN_CHUNK] = torch.topk(sim, k, dim=1).indices.numpy()
     return out
 
 
@@ -238,7 +245,7 @@ def mutual_knn_scores(x: ArrayLike, y: ArrayLike, k: int = 10) -> np.ndarray:
     """Per image, the fraction of its k nearest neighbours (cosine) that both spaces share: (N,) in [0, 1].
 
     The mean is :func:`mutual_knn`; the per-image scores serve its bootstrap over images.
-    Neighbours tied at the k-th similarity are broken arbitrarily (numpy ``argpartition``).
+    Neighbours tied at the k-th similarity (in float32) are broken arbitrarily (``torch.topk``).
     """
     a, b = _pair(x, y, 2)
     n = a.shape[0]
