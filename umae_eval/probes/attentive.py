@@ -37,7 +37,8 @@ attention (``G B Q (T + D)`` floats, G = grid size), about 0.1 GB at B=256, T=64
 
 Seeded and deterministic on CPU: one ``torch.Generator`` seeded with ``seed`` draws the initial
 weights (shared by every grid point) and one batch order per epoch; the validation split uses
-the same ``seed``.
+the same ``seed``. Two runs with the same seed and thread count give the same bits; another
+thread count may change the last bits of sums (BLAS blocking), so rarely a prediction.
 """
 
 from __future__ import annotations
