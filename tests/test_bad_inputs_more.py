@@ -229,7 +229,36 @@ SIZES = [
          patches=(("umae_eval.data.tarindex", "MAX_MEMBER_BYTES", 1 << 20),)),
 ]
 
-CASES = SEEDS + DATA + HF + SIZES
+# -------------------------------------- merging into an existing --out: checked before any move
+
+def _out_with(kind: str, name: str) -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        (work / "out").mkdir()
+        (work / "out" / "notes.txt").write_text("the user's own file\n")
+        if kind == "folder":
+            (work / "out" / name).mkdir()
+            (work / "out" / name / "keep.txt").write_text("x")
+        elif kind == "symlink":
+            (work / "elsewhere").mkdir()
+            (work / "out" / name).symlink_to(work / "elsewhere")
+        else:
+            (work / "out" / name).write_text("a file where a folder goes")
+    return setup
+
+
+MERGE = [
+    Case("probe-out-report-html-is-folder", (*PROBE, "--data", "{npz}", "--out", "{tmp}/out"),
+         "out/report.html is a folder", setup=_out_with("folder", "report.html")),
+    Case("probe-out-figures-is-symlink", (*PROBE, "--data", "{npz}", "--out", "{tmp}/out"),
+         "out/figures is a symlink", setup=_out_with("symlink", "figures")),
+    Case("probe-out-figures-is-file", (*PROBE, "--data", "{npz}", "--out", "{tmp}/out"),
+         "out/figures is a file", setup=_out_with("file", "figures")),
+    Case("compare-out-results-json-is-folder",
+         ("compare", "{ckpt}", "{ckpt}", "--data", "{npz}", "--methods", "mean", "--device", "cpu", "--out", "{tmp}/out"),
+         "out/results.json is a folder", setup=_out_with("folder", "results.json")),
+]
+
+CASES = SEEDS + DATA + HF + SIZES + MERGE
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
@@ -256,6 +285,7 @@ def test_bad_value_ends_in_one_line_and_exit_2(
     assert [line for line in lines if line.startswith("error:")] == lines[-1:], err
     assert case.needle in lines[-1], err
     assert _snapshot(work) == before, "files left behind"
+    assert ".partial-" not in err, err  # the hidden stage is never shown
     from umae_eval.cache import cache_root
 
     tars = cache_root() / "tars"

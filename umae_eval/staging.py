@@ -199,6 +199,12 @@ class StagedOutput:
         """
         if self._done or self.path is None:
             raise RuntimeError("stage already finished")
+        if os.path.lexists(self._target):
+            try:
+                _check_merge(self.path, self._target, self.final, self.option)
+            except BaseException:
+                self.discard()
+                raise
         try:
             if not os.path.lexists(self._target):
                 os.rename(self.path, self._target)
@@ -241,6 +247,34 @@ class StagedOutput:
             self.commit()
         else:
             self.discard()
+
+
+def _check_merge(src: Path, dst: Path, final: Path, option: str) -> None:
+    """Refuse, before any file is moved, a merge that would stop halfway: a staged file whose
+    namesake in ``dst`` is a folder, a staged folder whose namesake is a file or a symlink
+    (umae never writes through a symlink into another folder).
+
+    Raises
+    ------
+    UmaeError
+        Naming the path inside ``--out`` as the user knows it, never the hidden stage.
+    """
+    for entry in os.scandir(src):
+        target = dst / entry.name
+        if not os.path.lexists(target):
+            continue
+        shown = final / os.path.relpath(target, dst)
+        if entry.is_dir(follow_symlinks=False):
+            if target.is_symlink():
+                raise UmaeError(f"{option} {final}: {shown} is a symlink where umae writes a folder; "
+                                "remove the link (or choose another --out); nothing was written")
+            if not target.is_dir():
+                raise UmaeError(f"{option} {final}: {shown} is a file where umae writes a folder; "
+                                "remove or rename it (or choose another --out); nothing was written")
+            _check_merge(Path(entry.path), target, final, option)
+        elif target.is_dir() and not target.is_symlink():
+            raise UmaeError(f"{option} {final}: {shown} is a folder where umae writes a file; "
+                            "remove or rename it (or choose another --out); nothing was written")
 
 
 def _merge(src: Path, dst: Path) -> None:
