@@ -99,6 +99,9 @@ def _write_folder(out: Path, files: dict[str, bytes]) -> None:
 
 def _decoder_heads(width: int, hints: dict[str, Any], given: int | None) -> tuple[int | None, str]:
     if given is not None:
+        if given < 1 or width % given:  # transformers would refuse the folder only when it is loaded
+            raise UmaeError(f"--decoder-num-heads {given}: does not divide the decoder width {width}; "
+                            f"choose a divisor of {width} (e.g. {max(h for h in range(1, 17) if width % h == 0)})")
         return given, ""
     if "decoder_num_heads" in hints:
         return int(hints["decoder_num_heads"]), ""

@@ -96,6 +96,9 @@ def demo(
     if out_dir.exists() and not out_dir.is_dir():
         raise UmaeError(f"--out {out_dir} is a file; give a folder")
     check_writable(out_dir)  # a read-only or full disk is refused before the work
+    # the comparison's options (--embed ...) are checked before the smoke run, not after it
+    analysis = analysis_config(pool="cls", methods="mean,linear,knn", embed=embed, per_class=100, device=device,
+                               seed=seed)
     shipped = shipped_encoders()
     say(f"umae demo: the shipped MAE and U-MAE encoders (20 epochs on the full CIFAR-10 train split) "
         f"and a random init, on the embedded sample (3,000 train / 1,000 test), into {out_dir}")
@@ -113,8 +116,6 @@ def demo(
 
     say("[bold]comparing[/] the shipped MAE and U-MAE, an untrained encoder of their architecture, "
         "and the smoke run")
-    config = analysis_config(pool="cls", methods="mean,linear,knn", embed=embed, per_class=100, device=device,
-                             seed=seed)
     timings: dict[str, float] = {}
     with timed(timings, "load_checkpoints"):
         subjects = load_subjects([*shipped, result.checkpoint], labels=[*(label for label, _ in SHIPPED), SMOKE_LABEL],
@@ -122,7 +123,7 @@ def demo(
     announce(subjects)
     with timed(timings, "load_data"):
         ds = load_data("demo", seed=seed, progress=rich_progress)
-    res = run_analysis(subjects, ds, config, spec="demo", progress=rich_progress, notify=say, timings=timings)
+    res = run_analysis(subjects, ds, analysis, spec="demo", progress=rich_progress, notify=say, timings=timings)
     preface = (study_summary() + "\n\nThe smoke run (a few epochs on the 3,000 sample images at 16 px) only "
                "shows that training works; its numbers say nothing about the methods.")
     stage = begin_output(out_dir)  # merged into out_dir beside runs/ when complete
