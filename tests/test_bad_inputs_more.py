@@ -247,6 +247,9 @@ def _out_with(kind: str, name: str) -> Callable[[Path], None]:
 
 
 MERGE = [
+    Case("demo-embed-bogus", ("demo", "--embed", "bogus", "--out", "{tmp}/d"), "--embed"),
+    Case("convert-hf-decoder-heads-not-dividing", ("convert", "{ckpt}", "{tmp}/hfout", "--to", "hf",
+                                                   "--decoder-num-heads", "7"), "--decoder-num-heads 7"),
     Case("probe-out-report-html-is-folder", (*PROBE, "--data", "{npz}", "--out", "{tmp}/out"),
          "out/report.html is a folder", setup=_out_with("folder", "report.html")),
     Case("probe-out-figures-is-symlink", (*PROBE, "--data", "{npz}", "--out", "{tmp}/out"),
@@ -311,3 +314,52 @@ def test_case_count() -> None:
 
     assert len({c.id for c in CASES}) == len(CASES)
     assert len(CASES) + len(test_bad_inputs.CASES) >= 100
+
+
+def test_a_second_train_on_a_locked_run_folder_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Two ``umae train --resume auto`` on one run folder used to both append epochs to
+    metrics.jsonl. The folder is flock'ed by the run; a second one (here: this test holding the
+    lock, as another process would) is refused in one line and writes nothing."""
+    import fcntl
+
+    run = tmp_path / "run"
+    run.mkdir()
+    fd = os.open(run, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code = main(["train", "--data", "demo", "--preset", "tiny-test", "--device", "cpu", "--epochs", "1",
+                     "--max-train-images", "64", "--eval-every", "0", "--out", str(run), "--resume", "auto"])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert len(lines) == 1 and "another umae process is training in this run folder" in lines[0], err
+        assert list(run.iterdir()) == []
+    finally:
+        os.close(fd)
+    # once the other process is gone, the same command runs, and leaves no lock behind
+    assert main(["train", "--data", "demo", "--preset", "tiny-test", "--device", "cpu", "--epochs", "1",
+                 "--max-train-images", "64", "--eval-images", "32", "--knn-train-images", "64", "--eval-every", "0",
+                 "--out", str(run), "--resume", "auto"]) == 0
+    fd = os.open(run, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free again
+    finally:
+        os.close(fd)
+
+
+def test_a_new_run_takes_the_lock_before_config_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A fresh run into a folder another run has just made (and locked) stops before writing."""
+    import fcntl
+
+    run = tmp_path / "run"
+    run.mkdir()
+    fd = os.open(run, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        code = main(["train", "--data", "demo", "--preset", "tiny-test", "--device", "cpu", "--epochs", "1",
+                     "--max-train-images", "64", "--out", str(run)])
+    finally:
+        os.close(fd)
+    err = capsys.readouterr().err
+    assert code == 2 and "another umae process" in err, err
+    assert list(run.iterdir()) == []

@@ -48,6 +48,7 @@ from trainer.checkpoint import LAST, checkpoint_name, metadata, rng_state, save_
 from trainer.distributed import DistInfo, all_reduce_mean, cleanup_distributed, setup_distributed
 from trainer.flops import flops_per_image
 from trainer.losses import paper_form_warning, paper_over_code
+from trainer.runlock import hold_run_lock, release_run_lock
 from trainer.runlog import append_metrics, read_metrics
 from trainer.schedule import set_lr
 from trainer.stepinfo import StepInfo  # noqa: F401  (re-exported: the displays' type)
@@ -113,8 +114,11 @@ def train_run(
         if config.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.use_deterministic_algorithms(True, warn_only=True)
+        if dist_info.rank == 0 and Path(config.out).is_dir():
+            hold_run_lock(Path(config.out))  # before last.pth is read: one process per run folder
         return _Run(config, dist_info, progress, on_step, on_epoch, on_note).run()
     finally:
+        release_run_lock(Path(config.out))
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_det_warn)
         if dist_info.world_size > 1:
             cleanup_distributed()

@@ -38,6 +38,7 @@ from trainer.runlog import (
     write_config,
 )
 from trainer.schedule import CosineSchedule, build_optimizer, scaled_lr
+from trainer.runlock import hold_run_lock
 from umae_eval.errors import UmaeError
 from umae_eval.progress import null_progress
 from umae_eval.provenance import versions
@@ -185,6 +186,7 @@ class RunSetup:
             self.init_report = init_from_checkpoint(self.model, p, c.init, trust_pickle=c.trust_pickle)
         if self.main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            hold_run_lock(self.run_dir)  # a new run: before config.json (released by train_run)
             if self.resumed_from is None:
                 write_config(self.run_dir, self._config_record())
                 truncate_metrics(self.run_dir, 0)  # '--resume auto' before any checkpoint: start over
