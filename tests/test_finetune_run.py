@@ -178,3 +178,22 @@ def test_one_demo_epoch_from_mae_beats_random_init(tmp_path: Path) -> None:
     mae = finetune_run(FinetuneConfig(out=tmp_path / "mae", **common)).final
     scratch = finetune_run(FinetuneConfig(out=tmp_path / "scratch", random_init=True, **common)).final
     assert mae["test_top1"] > scratch["test_top1"], (mae, scratch)
+
+
+def test_command_writes_run_folder_and_results(files: dict[str, Path], tmp_path: Path,
+                                              capfd: pytest.CaptureFixture[str]) -> None:
+    from umae_eval.cli import main
+
+    out = tmp_path / "cli"
+    code = main(["finetune", str(files["enc"]), "--data", str(files["data"]), "--preset", "cpu-demo", "--epochs", "1",
+                 "--batch-size", "16", "--workers", "0", "--random-init", "--set", "rand_augment=none",
+                 "--aug-path", "device", "--out", str(out)])
+    assert code == 0, capfd.readouterr()
+    assert sorted(p.name for p in out.iterdir()) == ["checkpoint-1.pth", "config.json", "last.pth", "metrics.jsonl",
+                                                     "results.json"]
+    results = json.loads((out / "results.json").read_text())
+    assert results["command"] == "finetune" and results["results"]["encoder"]["random_init"] is True
+    assert results["settings"]["aug_path"] == "device" and "batched on the device" in results["settings"]["augmentation"]
+    assert results["results"]["final"]["test_top1"] == read_metrics(out)[-1]["test_top1"]
+    meta = torch.load(out / "last.pth", weights_only=True)["umae"]
+    assert meta["method"] == "fine-tuned (random init)" and meta["finetune"]["random_init"] is True
