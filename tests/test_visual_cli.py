@@ -58,10 +58,10 @@ def test_reconstruct_writes_report_figures_and_settings(tiny_npz: Path, tmp_path
     stats = pd.read_csv(out / "attention_stats.csv")
     assert len(stats) == 2 * 2 * 3 and {"distance", "distance_lo", "nmi", "cls_entropy"} <= set(stats.columns)
     html = (out / "report.html").read_text()
-    assert "LEAK" in html and html.count("<div class='umae-image'><img") == 4
+    assert "LEAK" in html and html.count("<div class='umae-image'><img") == 5
     figs = sorted(p.name for p in (out / "figures").glob("*.pdf"))
     assert figs == ["attention-distance.pdf", "attention-entropy-nmi.pdf", "attention-mae.pdf", "attention-np.pdf",
-                    "reconstruction-mae.pdf", "reconstruction-np.pdf"]
+                    "reconstruction-mae.pdf", "reconstruction-np.pdf", "side-by-side-0p75.pdf"]
     assert_pdf_draws(out / "figures" / "attention-distance.pdf")
 
 
@@ -75,3 +75,27 @@ def test_encoder_only_and_bad_options_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in run.stderr and not (tmp_path / "o").exists()
     run = _umae(["reconstruct", str(enc), "--mask-ratio", "1.2"])
     assert run.returncode == 2 and "--mask-ratio 1.2: each ratio must be in (0, 1)" in run.stdout + run.stderr
+
+
+@pytest.mark.slow  # ~10 s of CPU: transformers' import and the figures
+def test_reconstruct_a_hugging_face_vitmae_folder_on_the_demo_images(tmp_path: Path) -> None:
+    """The shipped demo encoders have no decoder; a transformers ViTMAEForPreTraining folder does."""
+    pytest.importorskip("transformers")
+    from hf_factory import hf_pretraining
+
+    hf_pretraining(seed=2, mask_ratio=0.75).save_pretrained(tmp_path / "vit-mae")
+    out = tmp_path / "out"
+    assert main(["reconstruct", str(tmp_path / "vit-mae"), "--data", "demo", "--images", "2", "--stat-images", "4",
+                 "--bootstrap", "20", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    ck = res["results"]["checkpoints"][0]
+    assert ck["layout"] == "hf-vitmae" and ck["decoder"] == "decoder dim32 depth1 heads2"
+    assert ck["norm_pix"]["source"] == "stated" and ck["norm_pix"]["norm_pix"] is False  # config.json says so
+    assert len(res["settings"]["image_indices"]) == 2 and (out / "figures" / "attention-distance.pdf").is_file()
+
+
+def test_the_shipped_demo_encoders_are_refused_with_one_line(tmp_path: Path) -> None:
+    demo = ROOT / "umae_eval" / "demo" / "encoders" / "mae-cifar10-vit96x6-p4-e20.pth"
+    run = _umae(["reconstruct", str(demo), "--data", "demo", "--out", str(tmp_path / "o")])
+    assert run.returncode == 2
+    assert "this umae file holds the encoder only" in run.stdout + run.stderr

@@ -18,6 +18,7 @@ import pandas as pd
 
 from umae_eval.report.visual_figures import (
     attention_figure,
+    comparison_figure,
     distance_figure,
     entropy_nmi_figure,
     mode_caption,
@@ -103,6 +104,25 @@ def results_dict(shown: Sequence[Shown], rows: np.ndarray, labels: Sequence[str]
     return out
 
 
+def _add_side_by_side(rep: HtmlReport, shown: Sequence[Shown], row_labels: Sequence[str],
+                      fig_settings: dict[str, Any]) -> None:
+    """One figure per mask ratio with every checkpoint on the same masks (first display mode each)."""
+    if len(shown) < 2:
+        return
+    for ratio in dict.fromkeys(p.mask_ratio for p in shown[0].visual.panels):
+        named = [(s.name, next(p for p in s.visual.panels if p.mask_ratio == ratio)) for s in shown]
+        first = named[0][1].mask
+        if any(p.mask.shape != first.shape or not np.array_equal(p.mask, first) for _, p in named):
+            return  # different patch grids: no shared masks to compare on
+        footer = settings_footer({**fig_settings, "mask_ratio": ratio})
+        fig = comparison_figure(named, row_labels, f"Side by side on the same masks, mask ratio {ratio:g}", footer)
+        rep.add_image_figure(f"Side by side, mask ratio {ratio:g}", fig, level=3,
+                             name=f"side-by-side-{ratio:g}".replace(".", "p"),
+                             caption="The same images and masks for every checkpoint; MSE: each checkpoint's "
+                                     "training loss on the hidden patches. " + mode_caption([p.mode for _, p in named]),
+                             settings={**fig_settings, "mask_ratio": ratio})
+
+
 def reconstruct_report(shown: Sequence[Shown], rows: np.ndarray, labels: Sequence[str], settings: dict[str, Any],
                        tables: dict[str, pd.DataFrame]) -> HtmlReport:
     """The page (see the module docstring)."""
@@ -125,6 +145,7 @@ def reconstruct_report(shown: Sequence[Shown], rows: np.ndarray, labels: Sequenc
                           "against the original, pixels in [0, 1] (with 'true' display it uses the target's "
                           "statistics).", settings=fig_settings)
     rep.add_heading("Reconstructions")
+    _add_side_by_side(rep, shown, row_labels, fig_settings)
     for s in shown:
         footer = settings_footer({**fig_settings, "checkpoint": s.name, "sha256": s.info["sha256"][:12]})
         fig = reconstruction_figure(s.visual.panels, row_labels, f"{s.name}: original, masked, reconstruction, "

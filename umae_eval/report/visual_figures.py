@@ -3,6 +3,7 @@ pictures), attention statistics against depth (plotly, redrawn for figures/ like
 
 - :func:`reconstruction_figure`: one row per image; per mask ratio (and display mode) the four
   panels of MAE's ``mae_visualize`` notebook; the masked-patch MSE under the reconstruction.
+- :func:`comparison_figure`: several checkpoints on the same masks, side by side.
 - :func:`attention_figure`: one row per image: the image, attention rollout, the last block's
   [CLS] attention of each head, over the image.
 - :func:`distance_figure`: Park et al. (ICLR 2023) Fig. 3 / Dosovitskiy et al. Fig. 7: mean
@@ -65,6 +66,30 @@ def reconstruction_figure(panel_sets: Sequence[Panels], row_labels: Sequence[str
                 if k == 2:
                     ax.set_xlabel(f"MSE {ps.mse_target[i]:.3f}", fontsize=5.5, labelpad=1)
     for i in range(n):
+        axes[i, 0].set_ylabel(row_labels[i], fontsize=5.5, rotation=0, ha="right", va="center")
+    return fig
+
+
+def comparison_figure(named: Sequence[tuple[str, Panels]], row_labels: Sequence[str], title: str,
+                      footer: str = "") -> Figure:
+    """Checkpoints side by side on the same masks: original, masked, then per checkpoint its
+    reconstruction and reconstruction + visible (``named``: (name, Panels) sharing one mask)."""
+    first = named[0][1]
+    n = len(row_labels)
+    fig, axes = _new_figure(n, 2 + 2 * len(named), title, footer)
+    for i in range(n):
+        cells = [(first.original[i], "original", ""), (first.masked[i], f"masked {first.mask_ratio:.0%}", "")]
+        for name, ps in named:
+            tag = f" [{ps.mode}]" if ps.mode != "pixels" else ""
+            cells += [(ps.reconstruction[i], f"{name}{tag}", f"MSE {ps.mse_target[i]:.3f}"),
+                      (ps.pasted[i], f"{name}\n+ visible", "")]
+        for k, (img, head, under) in enumerate(cells):
+            ax = axes[i, k]
+            ax.imshow(img, interpolation="nearest")
+            if i == 0:
+                ax.set_title(head, fontsize=5.5)
+            if under:
+                ax.set_xlabel(under, fontsize=5.5, labelpad=1)
         axes[i, 0].set_ylabel(row_labels[i], fontsize=5.5, rotation=0, ha="right", va="center")
     return fig
 
