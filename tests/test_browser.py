@@ -155,7 +155,7 @@ _STATE_JS = """JSON.stringify({
   figures: document.querySelectorAll('.umae-figure').length,
   drawn: Array.from(document.querySelectorAll('.umae-figure')).filter(d => d.querySelector('svg.main-svg') !== null).length,
   webgl: document.querySelectorAll('.umae-figure canvas').length,
-  plotly: typeof Plotly, injected: document.querySelectorAll('img').length,
+  plotly: typeof Plotly, injected: document.querySelectorAll('img:not(.umae-picture)').length,
   tables: document.querySelectorAll('table').length,
   scrolling_tables: Array.from(document.querySelectorAll('.tablewrap')).filter(w => w.scrollWidth > w.clientWidth + 1)
       .map(w => (w.previousElementSibling ? w.previousElementSibling.textContent : '') + ' ' + w.scrollWidth + '>' + w.clientWidth),
@@ -361,3 +361,29 @@ def test_real_report_prints_without_modebars_or_split_figures(real_reports: dict
     assert state["print"]["modebars_shown"] == 0, state["print"]
     assert state["print"]["figures_that_may_split"] == 0, state["print"]
     assert state["print"]["pdf_bytes"] > 10_000
+
+
+@pytest.mark.timeout(300)
+def test_reconstruct_report_in_chromium(tmp_path: Path) -> None:
+    """`umae reconstruct`'s page: pictures as <img>, two plots drawn as SVG, names that try to inject markup."""
+    from umae_eval.cli import main
+
+    if _chromium() is None:
+        pytest.skip("Chromium not installed (Debian: apt-get install -y chromium)")
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(3), 4)
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x_train=_images(rng, y, 32), y_train=y, x_test=_images(rng, y, 32), y_test=y,
+             class_names=np.array(EVIL))
+    CF.make_umae(tmp_path / "a.pth", {"decoder_num_heads": 2}, seed=1)
+    CF.make_umae(tmp_path / "b.pth", {"decoder_num_heads": 2, "norm_pix_loss": True}, seed=3)
+    out = tmp_path / "reconstruct"
+    assert main(["reconstruct", str(tmp_path / "a.pth"), str(tmp_path / "b.pth"), "--data", str(npz), "--images", "3",
+                 "--stat-images", "4", "--bootstrap", "20", "--label", EVIL[0], "--label", "MAE",
+                 "--out", str(out)]) == 0
+    state = render_in_chromium(out / "report.html", tmp_path / "profile", width=1280,
+                               screenshot=_shot("reconstruct-1280.png"))
+    _check_page(state, n_figures=2)
+    assert state["scrolling_tables"] == [] and state["page_width"] <= 1280, state
+    assert state["first_h2"].startswith("Summary"), state["first_h2"]
+

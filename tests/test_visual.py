@@ -325,3 +325,20 @@ def test_select_images() -> None:
         select_images(labels, names, n=1, index=[7])
     with pytest.raises(UmaeError, match=r"--class 'horse': not a class"):
         select_images(labels, names, n=1, classes=["horse"])
+
+
+def test_attention_statistics_do_not_depend_on_batching(tmp_path: Path) -> None:
+    from umae_eval.visual.attention_stats import per_image_stats
+    from umae_eval.visual.run import attention_statistics
+
+    make_umae(tmp_path / "u.pth", {"decoder_num_heads": 2})
+    enc = build_mae(read_checkpoint(tmp_path / "u.pth")).model.encoder
+    imgs = _images(11)  # more than one batch of 8
+    stats, block, per_image = attention_statistics(enc, imgs, img_size=32, patch_size=4, mean=MEAN, std=STD,
+                                                   n_boot=50)
+    whole = attention_maps(enc, to_model_input(imgs, 32, MEAN, STD))
+    direct = per_image_stats(whole.attentions, whole.grid, 4)
+    np.testing.assert_allclose(per_image.distance, direct.distance, rtol=1e-5)
+    np.testing.assert_allclose(stats["nmi"].mean, direct.nmi.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(block["distance"].mean, direct.distance.mean((0, 2)), rtol=1e-5)
+    assert stats["distance"].mean.shape == (2, 3) and np.all(stats["distance"].lo <= stats["distance"].hi)

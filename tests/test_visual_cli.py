@@ -58,7 +58,7 @@ def test_reconstruct_writes_report_figures_and_settings(tiny_npz: Path, tmp_path
     stats = pd.read_csv(out / "attention_stats.csv")
     assert len(stats) == 2 * 2 * 3 and {"distance", "distance_lo", "nmi", "cls_entropy"} <= set(stats.columns)
     html = (out / "report.html").read_text()
-    assert "LEAK" in html and html.count("<div class='umae-image'><img") == 5
+    assert "LEAK" in html and html.count("<img class='umae-picture'") == 5
     figs = sorted(p.name for p in (out / "figures").glob("*.pdf"))
     assert figs == ["attention-distance.pdf", "attention-entropy-nmi.pdf", "attention-mae.pdf", "attention-np.pdf",
                     "reconstruction-mae.pdf", "reconstruction-np.pdf", "side-by-side-0p75.pdf"]

@@ -286,7 +286,7 @@ class HtmlReport:
         src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
         self._parts.append(
             self._heading_html(title, level)
-            + f"<div class='umae-image'><img alt='{html.escape(title)}' style='max-width:100%' src='{src}'></div>"
+            + f"<div class='umae-image'><img class='umae-picture' alt='{html.escape(title)}' style='max-width:100%' src='{src}'></div>"
             + (f"<div class='caption'>{html.escape(caption)}</div>" if caption else "")
             + _settings_line(settings) + self._static(name or slug(title), fig, title, settings))
 
