@@ -69,6 +69,12 @@ def test_checkpoint_loads_as_umae_layout_with_its_provenance(files: dict[str, Pa
     meta = tuned["umae"]
     assert meta["kind"] == "finetune" and meta["finetune"]["tuned_on"] == str(files["data"])
     assert meta["finetune"]["num_classes"] == 4 and "head.weight" in tuned["model"]
+    from umae_eval.checkpoints.naming import metadata_name
+    from umae_eval.pipeline.recipe import recipe_of
+
+    # shown as fine-tuned, never as a frozen MAE (whose Table 1 row is a linear probe)
+    assert metadata_name(loaded.info) == "fine-tuned (official-encoder) e1"
+    assert recipe_of(loaded.info.layout, loaded.info.metadata).method not in ("MAE", "U-MAE")
     record = read_metrics(tmp_path / "l")[-1]
     assert set(record) >= {"epoch", "loss", "lr", "test_top1", "test_top5"}
     assert 0 <= record["test_top1"] <= record["test_top5"] <= 100
@@ -198,3 +204,30 @@ def test_command_writes_run_folder_and_results(files: dict[str, Path], tmp_path:
     assert results["results"]["final"]["test_top1"] == read_metrics(out)[-1]["test_top1"]
     meta = torch.load(out / "last.pth", weights_only=True)["umae"]
     assert meta["method"] == "fine-tuned (random init)" and meta["finetune"]["random_init"] is True
+
+
+def test_nan_loss_stops_with_one_line_and_keeps_the_last_checkpoint(files: dict[str, Path], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import trainer.finetune as ft
+    from umae_eval.errors import UmaeError
+
+    real = ft.train_criterion
+
+    def poisoned(preset: Any) -> Any:
+        crit, calls = real(preset), [0]
+
+        def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+            calls[0] += 1
+            value = crit(logits, target)
+            return value * float("nan") if calls[0] == 6 else value  # step 6 = epoch 2, step 2
+
+        return loss
+
+    monkeypatch.setattr(ft, "train_criterion", poisoned)
+    out = tmp_path / "nan"
+    with pytest.raises(UmaeError) as err:
+        _run(files, out)
+    assert err.value.message.startswith("the loss became nan at epoch 2, step 6; ")
+    assert f"{out / 'last.pth'} is intact" in err.value.message and "--resume auto" in err.value.message
+    assert torch.load(out / "last.pth", weights_only=True)["epoch"] == 1
+    assert [r["epoch"] for r in read_metrics(out)] == [1]
