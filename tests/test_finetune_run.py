@@ -231,3 +231,13 @@ def test_nan_loss_stops_with_one_line_and_keeps_the_last_checkpoint(files: dict[
     assert f"{out / 'last.pth'} is intact" in err.value.message and "--resume auto" in err.value.message
     assert torch.load(out / "last.pth", weights_only=True)["epoch"] == 1
     assert [r["epoch"] for r in read_metrics(out)] == [1]
+
+
+def test_worker_count_does_not_change_the_run(files: dict[str, Path], tmp_path: Path) -> None:
+    """Each image's augmentation is seeded by (seed, epoch, image): 0 or 2 DataLoader workers, same bits."""
+    a = _run(files, tmp_path / "w0", epochs=1, workers=0)
+    b = _run(files, tmp_path / "w2", epochs=1, workers=2)
+    ma = torch.load(a.checkpoint, weights_only=True)["model"]
+    mb = torch.load(b.checkpoint, weights_only=True)["model"]
+    for k in ma:
+        assert torch.equal(ma[k], mb[k]), k
