@@ -160,7 +160,16 @@ MaxTrainOpt = Annotated[Optional[int], typer.Option(
     "--max-train", min=1, help="Use a seeded random subset of this many training images (default: all).")]
 MaxTestOpt = Annotated[Optional[int], typer.Option(
     "--max-test", min=1, help="Use a seeded random subset of this many test images (default: all).")]
-MethodsOpt = Annotated[str, typer.Option("--methods", help="Probes to run, comma-separated: mean, linear, knn.")]
+MethodsOpt = Annotated[str, typer.Option("--methods", help="Probes to run, comma-separated: mean, linear, knn, "
+                                                           "attentive (an EP cross-attention head on the main "
+                                                           "block's patch tokens; slower).")]
+LabelFractionOpt = Annotated[Optional[str], typer.Option(
+    "--label-fraction", help="Low-shot probes on these fractions of the train labels, comma-separated "
+    "(e.g. 0.01,0.1): seeded class-balanced nested subsets, linear and kNN, --draws draws each.")]
+ShotsOpt = Annotated[Optional[str], typer.Option(
+    "--shots", help="Low-shot probes with this many train images per class, comma-separated (e.g. 1,5,10).")]
+DrawsOpt = Annotated[int, typer.Option("--draws", min=1, help="Seeded draws of each low-shot subset (mean and "
+                                                              "spread over draws are reported).")]
 KOpt = Annotated[str, typer.Option("--k", help="Neighbour counts of the kNN probe, comma-separated.")]
 TemperatureOpt = Annotated[float, typer.Option("--temperature", min=1e-6,
                                                help="Temperature of the weighted kNN vote (InstDisc/DINO).")]
@@ -179,7 +188,7 @@ BootstrapOpt = Annotated[int, typer.Option(
     "--bootstrap", min=100, help="Bootstrap resamples of the test images behind each 95% interval "
     "(effective rank and RankMe: at most 200, down to 50 for wide features on many images).")]
 
-PROBE_METHODS: tuple[str, ...] = ("mean", "linear", "knn")
+PROBE_METHODS: tuple[str, ...] = ("mean", "linear", "knn", "attentive")
 MAP_METHODS: tuple[str, ...] = ("tsne", "umap")
 
 
@@ -301,6 +310,9 @@ def analysis_config(
     batch_size: int = 256,
     seed: int = 0,
     bootstrap: int = 2000,
+    label_fraction: str | None = None,
+    shots: str | None = None,
+    draws: int = 5,
 ) -> AnalysisConfig:
     """Validate the analysis options into an :class:`~umae_eval.pipeline.AnalysisConfig`.
 
@@ -324,6 +336,8 @@ def analysis_config(
         embed=parse_embed(embed) if collapse else (),
         per_class=per_class, mask_ratio=mask_ratio, max_views=max_views,
         device=device, batch_size=batch_size, seed=seed, n_boot=bootstrap,
+        label_fractions=parse_fractions(label_fraction) if label_fraction else (),
+        shots=parse_ints(shots, "--shots") if shots else (), draws=draws,
     )
 
 
@@ -333,3 +347,22 @@ def _check_layers(text: str) -> str:
 
     spec = parse_layers(text)
     return spec if isinstance(spec, str) else ",".join(map(str, spec))
+
+
+def parse_fractions(text: str) -> tuple[float, ...]:
+    """``--label-fraction 0.01,0.1``: each a fraction of the train labels in (0, 1]."""
+    out = []
+    for t in str(text).split(","):
+        t = t.strip()
+        if not t:
+            continue
+        try:
+            v = float(t)
+        except ValueError:
+            raise UmaeError(f"--label-fraction: {t!r} is not a number (e.g. --label-fraction 0.01,0.1)") from None
+        if not 0.0 < v <= 1.0:
+            raise UmaeError(f"--label-fraction {t}: a fraction of the train labels lies in (0, 1], e.g. 0.01 for 1%")
+        out.append(v)
+    if not out:
+        raise UmaeError("--label-fraction is empty; give fractions such as 0.01,0.1")
+    return tuple(dict.fromkeys(out))

@@ -14,8 +14,10 @@ from umae_eval.options import (
     DataModeOpt,
     DataOpt,
     DeviceOpt,
+    DrawsOpt,
     FeatureDtypeOpt,
     KOpt,
+    LabelFractionOpt,
     LabelOpt,
     MaxTestOpt,
     MaxTrainOpt,
@@ -29,6 +31,7 @@ from umae_eval.options import (
     PoolOpt,
     ProtocolOpt,
     SeedOpt,
+    ShotsOpt,
     SkipBadOpt,
     TemperatureOpt,
     TrustPickleOpt,
@@ -47,6 +50,9 @@ def probe(
     final_norm: FinalNormOpt = "on",
     methods: MethodsOpt = "mean,linear,knn",
     k: KOpt = "10,20,200",
+    label_fraction: LabelFractionOpt = None,
+    shots: ShotsOpt = None,
+    draws: DrawsOpt = 5,
     temperature: TemperatureOpt = 0.07,
     protocol: ProtocolOpt = "fast",
     backend: BackendOpt = "torch",
@@ -76,7 +82,8 @@ def probe(
     from umae_eval.analysis_command import analyse_checkpoints
 
     config = analysis_config(pool=pool, layers=layers, final_norm=final_norm, methods=methods, k=k, temperature=temperature, protocol=protocol,
-                             backend=backend, device=device, batch_size=batch_size, seed=seed, bootstrap=bootstrap)
+                             backend=backend, device=device, batch_size=batch_size, seed=seed, bootstrap=bootstrap,
+                             label_fraction=label_fraction, shots=shots, draws=draws)
     analyse_checkpoints("probe", "umae probe: frozen-feature accuracy", config, ckpts, data, label=label, out=out,
                         trust_pickle=trust_pickle, loader=loader_options(num_heads, norm), max_train=max_train,
                         max_test=max_test, data_opts=data_options(data_mode, workers, skip_bad_images,

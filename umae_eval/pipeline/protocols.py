@@ -10,12 +10,17 @@ results.json and ``protocol_matrix.csv``: ``linear_accuracy``, ``knn_accuracy@20
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from umae_eval.pipeline.matrix import Outcome
+from umae_eval.pipeline.matrix import Outcome, ProtocolMatrix, build_matrix
+
+if TYPE_CHECKING:  # run.py imports this module: its types only for the checker
+    from umae_eval.analysis import Subject
+    from umae_eval.pipeline.layers import LayerSummary
+    from umae_eval.pipeline.run import AnalysisConfig, CheckpointResult
 
 
 def spec_words(spec: Mapping[str, Any], block: int | None = None) -> str:
@@ -56,18 +61,65 @@ def checkpoint_outcomes(result: Any, best_block: int | None, headline: list[str]
                                 {**_one_spec(spec, best_block), "chosen_by": "linear validation accuracy"})
             words[name] = "linear accuracy on each checkpoint's best block (chosen by validation accuracy)"
             order.append(name)
-    attentive = getattr(result, "attentive", None)
-    if attentive is not None:
-        preds = attentive.test_predictions.get("attentive_accuracy")
-        if preds is not None and result.probes is not None and result.probes.y_test is not None:
-            name = "attentive_accuracy"
-            out[name] = Outcome((np.asarray(preds) == np.asarray(result.probes.y_test)).astype(np.float64),
-                                {**_one_spec(spec), "pool": "attentive (patch tokens)"})
-            words[name] = f"attentive probe (block {spec.get('main_block')} patch tokens)"
-            order.append(name)
+    if result.probes is not None and "attentive_accuracy" in result.probes.predictions:
+        name = "attentive_accuracy"
+        out[name] = Outcome(result.probes.correct(name).astype(np.float64),
+                            {**_one_spec(spec), "pool": "attentive (EP head on patch tokens)"})
+        words[name] = (f"attentive probe (EP, 32 queries) on the patch tokens of block {spec.get('main_block')}, "
+                       f"final norm {spec.get('final_norm')}")
+        order.append(name)
     for item in getattr(result, "lowshot", None) or []:
         out[item["name"]] = Outcome(np.asarray(item["per_image"], dtype=np.float64), _one_spec(spec),
                                     list(item["draws"]))
         words[item["name"]] = item["words"]
         order.append(item["name"])
     return out, words, order
+
+
+def feature_spec(blocks: Sequence[int], main: int, config: AnalysisConfig, subject: Subject) -> dict[str, Any]:
+    """What results.json records of the feature each number was measured on."""
+    import torch
+
+    from umae_eval.readout import fc_norm_untrained
+
+    model = subject.encoder.model
+    has_fc = isinstance(getattr(model, "fc_norm", None), torch.nn.LayerNorm)
+    return {"blocks": list(blocks), "main_block": int(main), "depth": int(subject.info.arch.depth),
+            "pool": config.pool, "final_norm": "on" if config.final_norm else "off",
+            "fc_norm": ("untrained" if fc_norm_untrained(model) else "trained") if has_fc else "none"}
+
+
+def fc_norm_notes(results: Sequence[CheckpointResult], pool: str) -> list[str]:
+    """A sentence naming every checkpoint whose average pooling goes through an untrained fc_norm."""
+    if pool not in ("avg", "cls+avg"):
+        return []
+    bad = [r.name for r in results if r.spec.get("fc_norm") == "untrained"]
+    if not bad:
+        return []
+    return [f"Average pooling goes through an fc_norm that was never trained (weight 1, bias 0) in "
+            f"{', '.join(bad)}: official linear-probe files with global pooling carry one (mae issue 186); "
+            f"their avg features are normalised, not learned."]
+
+
+def headline_names(results: Sequence[CheckpointResult]) -> list[str]:
+    """The headline accuracies of the first checkpoint with probes (linear, main kNN, mean)."""
+    from umae_eval.pipeline.summary import headline_metrics
+
+    first = next((r.probes for r in results if r.probes is not None), None)
+    return headline_metrics(list(first.accuracies)) if first is not None else []
+
+
+def protocol_matrix(results: Sequence[CheckpointResult], layers: LayerSummary | None,
+                    config: AnalysisConfig) -> ProtocolMatrix | None:
+    """Every checkpoint under every protocol it ran (:mod:`umae_eval.pipeline.matrix`)."""
+    from umae_eval.pipeline.protocols import checkpoint_outcomes
+
+    heads = headline_names(results)
+    outcomes, words, order = {}, {}, []
+    for r in results:
+        best = layers.best[r.name].block if layers is not None and r.name in layers.best else None
+        o, w, ordr = checkpoint_outcomes(r, best, heads)
+        outcomes[r.name] = o
+        words.update(w)
+        order.extend(p for p in ordr if p not in order)
+    return build_matrix(outcomes, words, order, n_boot=config.n_boot, seed=config.seed)

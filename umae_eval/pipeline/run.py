@@ -33,7 +33,9 @@ from umae_eval.pipeline.collapse import (
 from umae_eval.pipeline.curves import eval_images, read_training_curves
 from umae_eval.pipeline.intervals import DEFAULT_BOOTSTRAP
 from umae_eval.pipeline.layers import LAYER_METHODS, BlockResult, LayerSummary, summarise_layers, sweep_blocks
-from umae_eval.pipeline.matrix import ProtocolMatrix, build_matrix
+from umae_eval.pipeline.matrix import ProtocolMatrix
+from umae_eval.pipeline.protocol_probes import attentive_into, headline_k
+from umae_eval.pipeline.protocols import fc_norm_notes, feature_spec, headline_names, protocol_matrix
 from umae_eval.pipeline.probing import ProbeSummary, run_probes
 from umae_eval.pipeline.recipe import Recipe, recipe_of
 from umae_eval.pipeline.reference import Reference, reference_for
@@ -52,6 +54,10 @@ class AnalysisConfig:
     protocol: str = "fast"
     backend: str = "torch"
     pool: str = "cls"
+    #: ``--label-fraction`` / ``--shots`` / ``--draws``: the low-shot probes (none by default)
+    label_fractions: tuple[float, ...] = ()
+    shots: tuple[int, ...] = ()
+    draws: int = 5
     #: ``--layers``: 'last', 'all' or '3,6,-1' (resolved per encoder by umae_eval.readout)
     layers: str = "last"
     final_norm: bool = True
@@ -74,6 +80,8 @@ class AnalysisConfig:
         if self.methods:
             out.update(methods=list(self.methods), k=list(self.ks), temperature=self.temperature,
                        protocol=self.protocol, backend=self.backend)
+        if self.label_fractions or self.shots:
+            out.update(label_fraction=list(self.label_fractions), shots=list(self.shots), draws=self.draws)
         if self.collapse:
             out.update(embed=list(self.embed), per_class=self.per_class, mask_ratio=self.mask_ratio,
                        max_views=self.max_views, max_views_used=min(self.max_views, n_test))
@@ -101,6 +109,9 @@ class CheckpointResult:
     spec: dict[str, Any] = field(default_factory=dict)
     #: the layer-wise stage (several blocks read): one entry per block
     blocks: list[BlockResult] = field(default_factory=list)
+    #: the low-shot stage: the LowShotResult (JSON) and its matrix entries (per-image outcomes)
+    lowshot_result: Any = None
+    lowshot: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -135,6 +146,8 @@ class CheckpointResult:
             out["training_curves"] = self.curves
         if self.reference is not None:
             out["paper_reference"] = self.reference.to_json()
+        if self.lowshot_result is not None:
+            out["lowshot"] = {**self.lowshot_result.to_dict(), "feature_spec": dict(self.spec)}
         if self.blocks:
             out["layers"] = [{"block": b.block, "feature_spec": {**self.spec, "block": b.block},
                               "ranks": b.ranks, "linear_val_accuracy": b.val_accuracy,
@@ -259,7 +272,8 @@ def run_analysis(
         with timed(times, f"features:{s.name}"):
             every: FeatureSet = compute_features(
                 s, data, pool=config.pool, device=config.device, batch_size=config.batch_size,  # type: ignore[arg-type]
-                with_train=bool(config.methods) or sweep, progress=progress,
+                with_train=bool(config.methods) or sweep or bool(config.label_fractions or config.shots),
+                progress=progress,
                 readout=None if readout.is_default(depth) else readout)
         fs = every.block(main)
         if sweep:
@@ -270,15 +284,29 @@ def run_analysis(
                 r.blocks = sweep_blocks(every, methods=methods, ks=config.ks, temperature=config.temperature,
                                         protocol=config.protocol, backend=config.backend, seed=config.seed,
                                         device=probe_device, rank_boot=min(config.n_boot, 200), progress=progress)
-        if config.methods and r.blocks and r.blocks[-1].probes is not None and set(config.methods) <= set(methods):
+        pooled = tuple(m for m in config.methods if m in LAYER_METHODS)  # probes of pooled features
+        if pooled and r.blocks and r.blocks[-1].probes is not None and set(pooled) <= set(methods):
             r.probes = r.blocks[-1].probes  # the main block's probes: the same features, settings and seed
-        elif config.methods:
-            notify(f"{s.name}: probing ({', '.join(config.methods)}) on {len(data.y_train)} train / "
+        elif pooled:
+            notify(f"{s.name}: probing ({', '.join(pooled)}) on {len(data.y_train)} train / "
                    f"{len(data.y_test)} test features")
             with timed(times, f"probes:{s.name}"):
-                r.probes = run_probes(fs, methods=config.methods, ks=config.ks, temperature=config.temperature,
+                r.probes = run_probes(fs, methods=pooled, ks=config.ks, temperature=config.temperature,
                                       protocol=config.protocol, backend=config.backend, seed=config.seed,
                                       device=probe_device, progress=progress)
+        if "attentive" in config.methods:
+            with timed(times, f"attentive:{s.name}"):
+                r.probes = attentive_into(r.probes, s, data, fs, main, config, probe_device, notify, progress)
+        if config.label_fractions or config.shots:
+            from umae_eval.pipeline.protocol_probes import lowshot_stage
+
+            notify(f"{s.name}: low-shot probes ({', '.join([f'{f:g}' for f in config.label_fractions] + [f'{k}-shot' for k in config.shots])}, "
+                   f"{config.draws} draws, linear and kNN)")
+            with timed(times, f"lowshot:{s.name}"):
+                r.lowshot_result, r.lowshot = lowshot_stage(
+                    fs, fractions=config.label_fractions, shots=config.shots, draws=config.draws, seed=config.seed,
+                    k=headline_k(config.ks), temperature=config.temperature, backend=config.backend,
+                    device=probe_device, progress=progress)
         if config.collapse:
             with timed(times, f"spectrum:{s.name}"):
                 r.spectrum = spectrum_stats(fs.test)
@@ -327,52 +355,3 @@ def run_analysis(
     times["pipeline"] = time.perf_counter() - t_start
     return AnalysisResults(results, data_settings, config, summary, list(data.images.class_names), times,
                            layers, matrix)
-
-
-def headline_names(results: Sequence[CheckpointResult]) -> list[str]:
-    """The headline accuracies of the first checkpoint with probes (linear, main kNN, mean)."""
-    from umae_eval.pipeline.summary import headline_metrics
-
-    first = next((r.probes for r in results if r.probes is not None), None)
-    return headline_metrics(list(first.accuracies)) if first is not None else []
-
-
-def protocol_matrix(results: Sequence[CheckpointResult], layers: LayerSummary | None,
-                    config: AnalysisConfig) -> ProtocolMatrix | None:
-    """Every checkpoint under every protocol it ran (:mod:`umae_eval.pipeline.matrix`)."""
-    from umae_eval.pipeline.protocols import checkpoint_outcomes
-
-    heads = headline_names(results)
-    outcomes, words, order = {}, {}, []
-    for r in results:
-        best = layers.best[r.name].block if layers is not None and r.name in layers.best else None
-        o, w, ordr = checkpoint_outcomes(r, best, heads)
-        outcomes[r.name] = o
-        words.update(w)
-        order.extend(p for p in ordr if p not in order)
-    return build_matrix(outcomes, words, order, n_boot=config.n_boot, seed=config.seed)
-
-
-def feature_spec(blocks: Sequence[int], main: int, config: AnalysisConfig, subject: Subject) -> dict[str, Any]:
-    """What results.json records of the feature each number was measured on."""
-    import torch
-
-    from umae_eval.readout import fc_norm_untrained
-
-    model = subject.encoder.model
-    has_fc = isinstance(getattr(model, "fc_norm", None), torch.nn.LayerNorm)
-    return {"blocks": list(blocks), "main_block": int(main), "depth": int(subject.info.arch.depth),
-            "pool": config.pool, "final_norm": "on" if config.final_norm else "off",
-            "fc_norm": ("untrained" if fc_norm_untrained(model) else "trained") if has_fc else "none"}
-
-
-def fc_norm_notes(results: Sequence[CheckpointResult], pool: str) -> list[str]:
-    """A sentence naming every checkpoint whose average pooling goes through an untrained fc_norm."""
-    if pool not in ("avg", "cls+avg"):
-        return []
-    bad = [r.name for r in results if r.spec.get("fc_norm") == "untrained"]
-    if not bad:
-        return []
-    return [f"Average pooling goes through an fc_norm that was never trained (weight 1, bias 0) in "
-            f"{', '.join(bad)}: official linear-probe files with global pooling carry one (mae issue 186); "
-            f"their avg features are normalised, not learned."]
