@@ -10,6 +10,10 @@
 #   STEP=seeds SEEDS="1 2" bash scripts/cifar10_study.sh  # issue 21: the same MAE / U-MAE pair with
 #                                                # other pre-training seeds (runs mae-s1, umae-s1, ...);
 #                                                # SAVE_EVERY=1 keeps a checkpoint every epoch
+#   STEP=finetune bash scripts/cifar10_study.sh  # issue 21 step 3: `umae finetune --preset cpu-demo`
+#                                                # (4 epochs) of the seed-0 MAE and U-MAE encoders (the
+#                                                # shipped copies) and a random init, seeds FT_SEEDS
+#                                                # ("0 1"), plus a partial fine-tune (last 2 of 6 blocks)
 #
 # Model: ViT 96 x 6 (3 heads), decoder 96 x 2, patch 4, 32 px; batch 512, blr 1.5e-3
 # (lr 3e-3; the best of 1.5e-4 / 5e-4 / 1.5e-3 after 4 epochs on 10k images), 20 epochs,
@@ -50,6 +54,23 @@ if [ "$STEP" = seeds ]; then
     for s in ${SEEDS:-1 2}; do
         train 0 "mae-s$s" "$s" & train 0.01 "umae-s$s" "$s" & wait
     done
+fi
+if [ "$STEP" = finetune ]; then
+    ENC=umae_eval/demo/encoders
+    finetune() {  # NAME CKPT SEED [extra options...]
+        local name=$1 ckpt=$2 seed=$3; shift 3
+        local resume=(); [ -f "$RUNS/$name/last.pth" ] && resume=(--resume auto)
+        OMP_NUM_THREADS=${THREADS:-1} $UMAE finetune "$ckpt" --data "$DATA" --preset cpu-demo --seed "$seed" \
+            --log tensorboard,csv "$@" --out "$RUNS/$name" "${resume[@]}"
+    }
+    for s in ${FT_SEEDS:-0 1}; do
+        finetune "ft-mae-s$s" "$ENC/mae-cifar10-vit96x6-p4-e20.pth" "$s" &
+        finetune "ft-umae-s$s" "$ENC/u-mae-cifar10-vit96x6-p4-e20.pth" "$s" & wait
+        finetune "ft-random-s$s" "$ENC/mae-cifar10-vit96x6-p4-e20.pth" "$s" --random-init
+    done
+    finetune ft-mae-last2 "$ENC/mae-cifar10-vit96x6-p4-e20.pth" 0 --freeze-blocks 4 &
+    finetune ft-umae-last2 "$ENC/u-mae-cifar10-vit96x6-p4-e20.pth" 0 --freeze-blocks 4 & wait
+    finetune ft-random-last2 "$ENC/mae-cifar10-vit96x6-p4-e20.pth" 0 --freeze-blocks 4 --random-init
 fi
 if [ "$STEP" = lambda ]; then
     train 0.001 lam1e-3 & train 0.1 lam1e-1 & wait
