@@ -363,3 +363,25 @@ def test_a_new_run_takes_the_lock_before_config_json(tmp_path: Path, capsys: pyt
     err = capsys.readouterr().err
     assert code == 2 and "another umae process" in err, err
     assert list(run.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", ["memory", "lazy"])
+def test_feature_cache_fallback_is_printed_and_recorded(mode: str, assets: dict[str, Path], tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 23 (weak): the fallback warning of an unwritable feature cache was built and dropped
+    on the lazy path, and in results.json on both."""
+    (tmp_path / "afile").write_text("a file where the cache folder would go")
+    _image_folder(tmp_path)
+    monkeypatch.setenv("UMAE_CACHE_DIR", str(tmp_path / "afile" / "cache"))
+    out = tmp_path / "out"
+    data = ["--data", str(tmp_path / "folder"), "--data-mode", "lazy", "--workers", "0"] if mode == "lazy" else \
+        ["--data", str(assets["npz"])]
+    code = main(["probe", str(assets["ckpt"]), *PROBE[2:], *data, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if line.startswith("warning: feature cache not written")]
+    assert len(warned) == 1, err
+    assert "set UMAE_CACHE_DIR to a writable folder" in warned[0] and "free space" not in warned[0]
+    notes = json.loads((out / "results.json").read_text())["settings"]["data"]["notes"]
+    assert any(n.startswith("feature cache not written") for n in notes), notes

@@ -17,6 +17,7 @@ Example::
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -363,15 +364,28 @@ def compute_features(
             extra.setdefault("stores", {})[split] = out.store
             if out.warning:
                 extra.setdefault("warnings", []).append(out.warning)
+                _warn(data, out.warning)
         else:
+            cache_warnings: list[str] = []
             feats[split] = np.asarray(cached_features(
                 subject.encoder, data.pixels(split), images_key=data.key(split), pool=pool, device=device,
-                batch_size=batch_size, progress=label, readout=readout), dtype=np.float32)
+                batch_size=batch_size, progress=label, readout=readout, warnings=cache_warnings), dtype=np.float32)
+            for line in cache_warnings:
+                extra.setdefault("warnings", []).append(line)
+                _warn(data, line)
     assert feats["test"] is not None
     blocks = None if readout is None else readout.resolved(subject.encoder.info.arch.depth)
     return FeatureSet(feats["train"], feats["test"], labels["train"], labels["test"], pool,
                       time.perf_counter() - t0, extra, blocks=blocks,
                       final_norm=True if readout is None else bool(readout.final_norm))
+
+
+def _warn(data: DataSubset, line: str) -> None:
+    """A feature-cache fallback (damaged store rebuilt, cache unwritable: features kept in
+    memory): shown once as a warning line by the CLI, and kept in results.json's data notes."""
+    if line not in data.notes:
+        warnings.warn(line, stacklevel=3)
+        data.notes.append(line)
 
 
 def _note(data: DataSubset, line: str) -> None:

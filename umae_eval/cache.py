@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -20,5 +21,7 @@ def cache_unwritable_message(where: str | Path, exc: OSError) -> str:
     """
     # numpy reports a short write ("12288 requested and 4064 written") without an errno.
     reason = exc.strerror or f"{exc} (is the disk full?)"
-    return (f"feature cache not written to {where}: {reason}; going on without it (free space "
-            "there, or set UMAE_CACHE_DIR to a writable folder)")
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG) or exc.strerror is None
+    fix = "free space there, or set UMAE_CACHE_DIR to a writable folder" if full else \
+        "set UMAE_CACHE_DIR to a writable folder"  # a read-only disk or a file in the way: space is not it
+    return f"feature cache not written to {where}: {reason}; going on without it ({fix})"
