@@ -246,7 +246,18 @@ def _out_with(kind: str, name: str) -> Callable[[Path], None]:
     return setup
 
 
+def _solo_learn_without_args(work: Path) -> None:
+    import torch
+    from thirdparty_models import TimmNamedViT
+
+    vit = TimmNamedViT(dim=192, heads=12, seed=6)  # solo-learn's vit_tiny: 12 heads, not D/64 = 3
+    torch.save({"epoch": 9, "state_dict": {f"backbone.{k}": v for k, v in vit.state_dict().items()}},
+               work / "mae-ep=9.ckpt")
+
+
 MERGE = [
+    Case("probe-solo-learn-without-args-json", (*PROBE[:1], "{tmp}/mae-ep=9.ckpt", *PROBE[2:], "--data", "{npz}"),
+         "pass --num-heads N", setup=_solo_learn_without_args),
     Case("demo-embed-bogus", ("demo", "--embed", "bogus", "--out", "{tmp}/d"), "--embed"),
     Case("convert-hf-decoder-heads-not-dividing", ("convert", "{ckpt}", "{tmp}/hfout", "--to", "hf",
                                                    "--decoder-num-heads", "7"), "--decoder-num-heads 7"),

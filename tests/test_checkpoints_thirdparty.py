@@ -144,8 +144,11 @@ def test_solo_learn_with_args_json(tmp_path: Path) -> None:
     folder = tmp_path / "trained_models" / "mae" / "abc123"
     folder.mkdir(parents=True)
     torch.save(_lightning(state), folder / "mae-cifar10-abc123-ep=399.ckpt")
+    # no args.json yet: the heads are never guessed (D/64 = 3 gave features off by 0.34)
+    with pytest.raises(UmaeError, match="does not record its attention heads .* or pass --num-heads N"):
+        load_encoder(folder / "mae-cifar10-abc123-ep=399.ckpt")
     enc = load_encoder(folder / "mae-cifar10-abc123-ep=399.ckpt", arch_overrides={"num_heads": 12})
-    assert "pass --num-heads 12" in enc.info.note  # no args.json yet
+    assert "heads from --num-heads" in enc.info.note
     with torch.no_grad():
         close(enc.model(images()), vit.cls(images()))
     (folder / "args.json").write_text(json.dumps({
@@ -178,4 +181,30 @@ def test_lightly_masked_vit_timm_and_decoder(tmp_path: Path) -> None:
     torch.save(state, tmp_path / "lightly_mae.pth")
     parsed = read_checkpoint(tmp_path / "lightly_mae.pth")
     assert parsed.layout == "lightly" and set(parsed.decoder) == set(dec.state_dict())
+    assert all(torch.equal(parsed.decoder[k], v) for k, v in dec.state_dict().items())
+
+
+def test_lightly_1_6_masked_vit_decoder_timm_names(tmp_path: Path) -> None:
+    """lightly 1.6.0's MAE example: MaskedVisionTransformerDecoderTIMM ('decoder.blocks',
+    'decoder.norm', 'decoder.pos_embed', 'decoder.mask_token') with 'decoder_embed' and
+    'prediction_head' on the module itself (names from lightly 1.6.0's
+    masked_vision_transformer_decoder_timm.py). Was: "unexpected key 'decoder_embed.weight'"."""
+    vit = TimmNamedViT(dim=128, heads=2, seed=8)
+    dec = OfficialNamedDecoder(dim=128, seed=3)
+    renamed = {"decoder_embed": "decoder_embed", "mask_token": "decoder.mask_token",
+               "decoder_pos_embed": "decoder.pos_embed", "decoder_blocks": "decoder.blocks",
+               "decoder_norm": "decoder.norm", "decoder_pred": "prediction_head"}
+    lightly_names = OrderedDict()
+    for k, v in dec.state_dict().items():
+        first, dot, rest = k.partition(".")
+        lightly_names[renamed[first] + dot + rest] = v
+    state = OrderedDict([(f"backbone.vit.{k}", v) for k, v in vit.state_dict().items()]
+                        + [("backbone.mask_token", torch.zeros(1, 1, 128))] + list(lightly_names.items()))
+    torch.save(_lightning(state), tmp_path / "epoch=9-step=100.ckpt")
+    enc = load_encoder(tmp_path / "epoch=9-step=100.ckpt")
+    assert enc.info.layout == "lightly" and "MaskedVisionTransformerDecoderTIMM" in enc.info.note
+    with torch.no_grad():
+        close(enc.model(images()), vit.cls(images()))
+    parsed = read_checkpoint(tmp_path / "epoch=9-step=100.ckpt")
+    assert set(parsed.decoder) == set(dec.state_dict())
     assert all(torch.equal(parsed.decoder[k], v) for k, v in dec.state_dict().items())

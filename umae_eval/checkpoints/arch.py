@@ -124,6 +124,10 @@ def shape(t: Any) -> tuple[int, ...]:
     return tuple(t.shape) if hasattr(t, "shape") else ()
 
 
+#: A parser's hint that the head count is not in the file (its value says why); see :func:`infer_arch`.
+HEADS_UNKNOWN = "heads_unknown"
+
+
 def infer_arch(state: Mapping[str, torch.Tensor], *, source: str = "checkpoint",
                overrides: Mapping[str, Any] | None = None) -> ViTArch:
     """Infer a :class:`ViTArch` from encoder weights.
@@ -155,6 +159,12 @@ def infer_arch(state: Mapping[str, torch.Tensor], *, source: str = "checkpoint",
         override names no field.
     """
     overrides = dict(overrides or {})
+    # a layout whose head count cannot be read from the file (a solo-learn checkpoint without its
+    # args.json) puts the reason here: guessing D/64 would give other features without a word
+    heads_unknown = overrides.pop(HEADS_UNKNOWN, None)
+    if heads_unknown and "num_heads" not in overrides:
+        raise UmaeError(f"{source}: {heads_unknown}, or pass --num-heads N (arch_overrides={{'num_heads': N}} "
+                        "from Python)")
     valid = {f.name for f in fields(ViTArch)}
     unknown = sorted(set(overrides) - valid)
     if unknown:

@@ -12,6 +12,9 @@ Both save PyTorch Lightning checkpoints (``{'state_dict', 'epoch', 'global_step'
 - ``lightly`` (``MaskedVisionTransformerTIMM`` + ``MAEDecoderTIMM``, as in lightly's MAE example):
   the encoder ``backbone.vit.*`` (a timm VisionTransformer), an encoder-side ``backbone.mask_token``
   that MAE never uses (dropped), the decoder ``decoder.*`` with the official names (eps 1e-6).
+  lightly 1.6.0's example uses ``MaskedVisionTransformerDecoderTIMM`` instead: ``decoder.blocks`` /
+  ``decoder.norm`` / ``decoder.pos_embed`` / ``decoder.mask_token``, with ``decoder_embed`` and
+  ``prediction_head`` on the module itself; renamed to the official names.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from umae_eval.checkpoints.arch import HEADS_UNKNOWN
 from umae_eval.checkpoints.info import ParsedCheckpoint
 from umae_eval.errors import UmaeError
 
@@ -31,6 +35,9 @@ _SOLO_NORM = {"cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
               "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
               "stl10": ((0.4914, 0.4823, 0.4466), (0.247, 0.243, 0.261))}
 _PREFIX = {"lightly": "backbone.vit.", "solo-learn": "backbone."}
+#: lightly's MaskedVisionTransformerDecoderTIMM (1.6.0) -> the official decoder names that
+#: MAEDecoderTIMM and solo-learn already use (those pass through unchanged).
+_LIGHTLY_DECODER = {"blocks": "decoder_blocks", "norm": "decoder_norm", "pos_embed": "decoder_pos_embed"}
 
 
 def _state(obj: Any) -> Mapping[str, Any] | None:
@@ -66,6 +73,7 @@ def parse(obj: Mapping[str, Any], layout: str, path: Path) -> ParsedCheckpoint:
     assert state is not None
     prefix = _PREFIX[layout]
     encoder, decoder, dropped = {}, {}, []
+    new_names = False
     for key, value in state.items():
         if key.startswith(prefix):
             name = key[len(prefix):]
@@ -74,7 +82,16 @@ def parse(obj: Mapping[str, Any], layout: str, path: Path) -> ParsedCheckpoint:
             else:
                 encoder[name] = value
         elif key.startswith("decoder."):
-            decoder[key[len("decoder."):]] = value
+            first, dot, rest = key[len("decoder."):].partition(".")
+            if layout == "lightly":
+                first = _LIGHTLY_DECODER.get(first, first)
+            decoder[first + dot + rest] = value
+        elif layout == "lightly" and key.startswith(("decoder_embed.", "prediction_head.")):
+            # lightly 1.6.0's MAE example: the decoder's input Linear and output head sit on the
+            # module itself, beside MaskedVisionTransformerDecoderTIMM
+            head, rest = key.split(".", 1)
+            decoder[("decoder_embed." if head == "decoder_embed" else "decoder_pred.") + rest] = value
+            new_names = True
         elif key.startswith(("classifier.", "backbone.mask_token")):
             dropped.append(key)
         else:
@@ -85,13 +102,16 @@ def parse(obj: Mapping[str, Any], layout: str, path: Path) -> ParsedCheckpoint:
                                 if isinstance(obj.get(k), (int, str))}
     norm = None
     if layout == "lightly":
-        note = "lightly MaskedVisionTransformerTIMM" + (" + MAEDecoderTIMM" if decoder else "")
+        note = "lightly MaskedVisionTransformerTIMM" + (
+            "" if not decoder else " + MaskedVisionTransformerDecoderTIMM" if new_names else " + MAEDecoderTIMM")
     else:
         note = "solo-learn MAE"
         args = _solo_args(path)
         if args is None:
-            note += ("; no args.json beside the file: heads D/64 (solo-learn's vit_tiny and "
-                     "vit_small have 12: pass --num-heads 12)")
+            hints[HEADS_UNKNOWN] = ("a solo-learn checkpoint without the args.json solo-learn writes beside it "
+                                    "does not record its attention heads (vit_tiny, vit_small and vit_base "
+                                    "have 12, vit_large 16): put args.json back beside it")
+            note += "; no args.json beside the file: heads from --num-heads"
         else:
             backbone = args.get("backbone") or {}
             name = backbone.get("name") if isinstance(backbone, Mapping) else None
