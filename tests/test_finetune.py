@@ -170,6 +170,6 @@ def test_randaugment_posterize_to_zero_bits_gives_old_pillows_black_image() -> N
     assert np.asarray(_posterize(im, 0)).max() == 0
     assert np.array_equal(np.asarray(_posterize(im, 4)), np.asarray(im) & 0xF0)
     t = train_transform(get_finetune_preset("cpu-demo"), 32, (0.5,) * 3, (0.5,) * 3)
-    for seed in range(1500):  # ran into ValueError within these seeds before the fix
+    for seed in range(300):  # seed 234 raised ValueError before the fix
         with seeded_global_rngs(seed):
             assert t(im).shape == (3, 32, 32)
