@@ -342,3 +342,24 @@ def test_attention_statistics_do_not_depend_on_batching(tmp_path: Path) -> None:
     np.testing.assert_allclose(stats["nmi"].mean, direct.nmi.mean(0), rtol=1e-5)
     np.testing.assert_allclose(block["distance"].mean, direct.distance.mean((0, 2)), rtol=1e-5)
     assert stats["distance"].mean.shape == (2, 3) and np.all(stats["distance"].lo <= stats["distance"].hi)
+
+
+@pytest.mark.parametrize("maker", ["make_official_full", "make_u_mae", "make_umae_layout_official"])
+def test_every_layout_with_a_decoder_reconstructs(maker: str, tmp_path: Path) -> None:
+    import ckpt_factory as CF
+
+    path = tmp_path / "mae_visualize_vit_tiny.pth"
+    getattr(CF, maker)(path)
+    parsed = read_checkpoint(path, trust_pickle=False)
+    loaded = build_mae(parsed, decoder_num_heads=2)  # these tiny files do not record the decoder's heads
+    imgs = _images(2)
+    x = to_model_input(imgs, 32, MEAN, STD)
+    masks = mask_from_noise(mask_noise(2, 64, 0), 0.75)
+    ps = panels(imgs, predict(loaded.model, x, masks), masks, img_size=32, patch_size=4, mean=MEAN, std=STD,
+                norm_pix=False, mode="visible")
+    keep = np.repeat(np.repeat(ps.mask.reshape(2, 8, 8), 4, 1), 4, 2) == 0
+    assert np.array_equal(ps.pasted[keep], ps.original[keep]) and not np.array_equal(ps.pasted, ps.original)
+    verdict = stated_norm_pix(parsed.decoder_hints, path)
+    assert verdict is not None and verdict.norm_pix is False  # stated by args, else the *visualize* name
+    with pytest.raises(UmaeError, match=r"32-wide decoder has; pass --decoder-num-heads N"):
+        build_mae(parsed)
