@@ -121,7 +121,7 @@ def test_eps_note_and_encoder_only_hf(tmp_path: Path) -> None:
 
     hf_model(seed=1, hidden_size=128, num_attention_heads=2, intermediate_size=512).save_pretrained(tmp_path / "enc")
     result = convert_checkpoint(tmp_path / "enc", tmp_path / "enc.safetensors", "timm")
-    assert any("the source used 1e-12" in n for n in result.notes)
+    assert any("the source used 1e-12" in w for w in result.warnings)
     result = convert_checkpoint(tmp_path / "enc", tmp_path / "enc-hf", "hf")
     assert "written as ViTMAEModel" in result.summary() and result.decoder_tensors == 0
 
@@ -145,3 +145,28 @@ def test_cli_convert_and_refusals(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing half-written
     assert main(["convert", str(src), str(tmp_path / "hf"), "--to", "hf", "--decoder-num-heads", "2"]) == 0
     assert (tmp_path / "hf" / "config.json").is_file()
+
+
+def test_u_mae_to_official_drops_fc_norm_so_the_official_strict_load_works(tmp_path: Path) -> None:
+    """Issue 23: U-MAE's fc_norm.* went into the official file, whose model (models_mae) has none."""
+    src = tmp_path / "u_mae.pth"
+    make_u_mae(src, seed=3)
+    out = tmp_path / "official.pth"
+    result = convert_checkpoint(src, out, "official")
+    assert any("fc_norm left out" in n for n in result.notes)
+    ckpt = torch.load(out, weights_only=True)
+    assert not any(k.startswith("fc_norm.") for k in ckpt["model"])
+    tiny_mae().load_state_dict(ckpt["model"], strict=True)
+
+
+def test_hf_to_official_warns_about_the_eps_in_its_own_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 23: layer_norm_eps 1e-12 was dropped with only a clause inside the summary."""
+    pytest.importorskip("transformers")
+    from hf_factory import hf_pretraining
+
+    hf_pretraining(seed=1).save_pretrained(tmp_path / "hf")
+    assert main(["convert", str(tmp_path / "hf"), str(tmp_path / "o.pth"), "--to", "official",
+                 "--decoder-num-heads", "2"]) == 0
+    err = capsys.readouterr().err
+    warned = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert len(warned) == 1 and "eps 1e-12" in warned[0], err

@@ -68,6 +68,9 @@ class ConversionResult:
     decoder_tensors: int
     notes: list[str] = field(default_factory=list)
     sha256: dict[str, str] = field(default_factory=dict)
+    #: What changes the features when the written file is loaded the target's way (a LayerNorm
+    #: eps the target cannot record): shown as warning lines, not only inside the summary.
+    warnings: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One line: what went where."""
@@ -157,9 +160,16 @@ def convert_checkpoint(src: str | Path, out: str | Path, to: str, *, trust_pickl
     if to != "hf" and arch.num_heads != default_heads(arch.embed_dim):
         notes.append(f"{arch.num_heads} heads are not recorded in this layout: load it with "
                      f"--num-heads {arch.num_heads}")
+    warnings: list[str] = []
     if to == "official":
         if arch.norm_eps != 1e-6:
-            notes.append(f"the source's LayerNorm eps {arch.norm_eps:g} is not recorded (MAE uses 1e-6)")
+            warnings.append(f"{out}: the source's LayerNorm eps {arch.norm_eps:g} cannot be recorded in the "
+                            "official layout, whose model builds 1e-6: features there differ slightly "
+                            f"(umae's own --to hf keeps it)")
+        if arch.has_fc_norm and arch.has_final_norm:
+            # models_mae.MaskedAutoencoderViT has only `norm`: its strict load refuses fc_norm.*
+            encoder = {k: v for k, v in encoder.items() if not k.startswith("fc_norm.")}
+            notes.append("fc_norm left out: the official MAE model has none (it only served average pooling)")
         payload = {"model": {**encoder, **decoder}}
         atomic_write(out, lambda fh: torch.save(payload, fh))
         written = {out.name: sha256_file(out)}
@@ -168,7 +178,9 @@ def convert_checkpoint(src: str | Path, out: str | Path, to: str, *, trust_pickl
             notes.append(f"decoder ({len(decoder)} tensors) left out: timm's ViT has none")
             decoder = {}
         if arch.norm_eps != 1e-6:
-            notes.append(f"timm builds LayerNorm eps 1e-6, the source used {arch.norm_eps:g}")
+            warnings.append(f"{out}: timm builds LayerNorm eps 1e-6, the source used {arch.norm_eps:g}: "
+                            "features loaded with timm differ slightly (pass norm_layer=partial(nn.LayerNorm, "
+                            f"eps={arch.norm_eps:g}) to timm.create_model to match)")
         if arch.has_fc_norm and arch.has_final_norm:
             # timm's ViT has either a final norm ([CLS] pooling) or fc_norm (average pooling).
             encoder = {k: v for k, v in encoder.items() if not k.startswith("fc_norm.")}
@@ -197,4 +209,4 @@ def convert_checkpoint(src: str | Path, out: str | Path, to: str, *, trust_pickl
         notes.append(f"written as {config['architectures'][0]}")
     return ConversionResult(source=str(parsed.path), source_layout=parsed.layout, target=to,
                             out=str(out), arch=arch, encoder_tensors=len(encoder),
-                            decoder_tensors=len(decoder), notes=notes, sha256=written)
+                            decoder_tensors=len(decoder), notes=notes, sha256=written, warnings=warnings)

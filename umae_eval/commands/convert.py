@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from umae_eval.options import NumHeadsOpt, TrustPickleOpt
-from umae_eval.progress import say, stdout
+from umae_eval.progress import console, say, stdout
 
 
 def convert(
@@ -48,4 +49,6 @@ def convert(
                                 arch_overrides={"num_heads": num_heads} if num_heads else None,
                                 decoder_num_heads=decoder_num_heads)
     say(result.summary())
+    for line in result.warnings:
+        console.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)
     stdout.print(result.out, highlight=False, soft_wrap=True)
