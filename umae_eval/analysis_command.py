@@ -42,6 +42,7 @@ def analyse_checkpoints(
     from umae_eval.options import check_encoder, check_labels, check_visible_patches, out_dir_for
     from umae_eval.pipeline import run_analysis, timed
     from umae_eval.progress import rich_progress, say
+    from umae_eval.readout import resolve_blocks
     from umae_eval.report.analysis import write_analysis
     from umae_eval.report.console import announce, print_analysis
     from umae_eval.staging import begin_output
@@ -56,6 +57,7 @@ def analyse_checkpoints(
         check_visible_patches(subjects, config.mask_ratio)
     for s in subjects:
         check_encoder(s.encoder)
+        resolve_blocks(config.layers, s.info.arch.depth)  # a --layers block beyond a checkpoint's depth: before the data
     announce(subjects)
     with timed(timings, "load_data"):
         ds = load_data(data, max_train=max_train, max_test=max_test, seed=config.seed, progress=rich_progress,

@@ -75,6 +75,8 @@ def collapse_report(
     Writes results.json, collapse.csv, singular_values.csv, maps.csv, figures/ and report.html into --out.
 
     Example:  umae collapse-report mae.pth umae.pth --data demo --random-init --embed tsne
+
+    Example:  umae collapse-report mae.pth umae.pth --data demo --layers all   (ranks and probes by block)
     """
     from umae_eval.analysis_command import analyse_checkpoints
 

@@ -91,6 +91,12 @@ def compare(
     differences, collapse, singular_values, maps) into --out.
 
     Example:  umae compare mae.pth u-mae.pth vit_base_patch16_224.mae.safetensors --data demo --random-init
+
+    The protocol matrix (every block, attentive probe, 1% and 10% labels, 5-shot), each later
+    checkpoint minus the first under every protocol:
+
+    Example:  umae compare mae.pth u-mae.pth --data demo --layers all --methods mean,linear,knn,attentive
+    --label-fraction 0.01,0.1 --shots 5
     """
     from umae_eval.analysis_command import analyse_checkpoints
 

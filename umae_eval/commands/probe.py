@@ -78,6 +78,8 @@ def probe(
     Writes results.json, accuracy.csv, intervals.csv, figures/ and report.html into --out.
 
     Example:  umae probe mae.pth umae.pth --data ../shared/data/cifar10-jpeg.tar.gz --k 10,20,200
+
+    Example:  umae probe mae.pth --data demo --layers 3,6,-1 --pool cls+avg --final-norm off
     """
     from umae_eval.analysis_command import analyse_checkpoints
 

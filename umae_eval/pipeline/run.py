@@ -300,7 +300,7 @@ def run_analysis(
         if config.label_fractions or config.shots:
             from umae_eval.pipeline.protocol_probes import lowshot_stage
 
-            notify(f"{s.name}: low-shot probes ({', '.join([f'{f:g}' for f in config.label_fractions] + [f'{k}-shot' for k in config.shots])}, "
+            notify(f"{s.name}: low-shot probes ({', '.join([f'{100 * f:g}%' for f in config.label_fractions] + [f'{k}-shot' for k in config.shots])}, "
                    f"{config.draws} draws, linear and kNN)")
             with timed(times, f"lowshot:{s.name}"):
                 r.lowshot_result, r.lowshot = lowshot_stage(
