@@ -76,3 +76,49 @@ def test_best_block_is_chosen_on_validation_not_test() -> None:
     ranks = [r for r in s.rows if r["metric"] == "effective_rank"]
     assert [r["estimate"] for r in ranks] == [10.0, 11.0] and ranks[0]["lo"] is None
     assert "best block 0 (chosen by linear validation accuracy)" in s.sentences()[0]
+
+
+def test_run_analysis_reads_every_block_once_and_fills_the_matrix(tmp_path) -> None:
+    """The pipeline with --layers all on a tiny ViT: one feature pass, per-block results, the matrix."""
+    import ckpt_factory as CF
+    import umae_eval.features as F
+    from umae_eval.analysis import DataSubset, load_subjects
+    from umae_eval.data import ImageSet
+    from umae_eval.pipeline import AnalysisConfig, run_analysis
+
+    rng = np.random.default_rng(0)
+    y_tr, y_te = np.repeat(np.arange(3), 12), np.repeat(np.arange(3), 8)
+    base = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200]], float)
+
+    def imgs(y):
+        return np.clip(base[y][:, None, None] + rng.normal(0, 60, (len(y), 32, 32, 3)), 0, 255).astype(np.uint8)
+
+    data = DataSubset(ImageSet(imgs(y_tr), y_tr, imgs(y_te), y_te, ["r", "g", "b"], "mem", "npz"))
+    paths = [tmp_path / "a.pth", tmp_path / "b.pth"]
+    CF.make_official_encoder(paths[0], seed=1, depth=3)
+    CF.make_official_encoder(paths[1], seed=2, depth=3)
+    subjects = load_subjects(paths, labels=["A", "B"])
+    calls = []
+    real = F.extract_features
+    F.extract_features = lambda *a, **k: calls.append(k.get("readout")) or real(*a, **k)
+    try:
+        config = AnalysisConfig(methods=("mean", "knn"), ks=(5,), collapse=False, layers="all", pool="cls+avg",
+                                final_norm=False, device="cpu", n_boot=100)
+        res = run_analysis(subjects, data, config, spec="mem")
+    finally:
+        F.extract_features = real
+    assert len(calls) == 4  # one pass per checkpoint and split, every block in it
+    assert all(c is not None and c.blocks == (0, 1, 2) and not c.final_norm for c in calls)
+    for c in res.checkpoints:
+        assert c.spec["blocks"] == [0, 1, 2] and c.spec["main_block"] == 2 and c.spec["final_norm"] == "off"
+        assert [b.block for b in c.blocks] == [0, 1, 2]
+        assert c.probes is c.blocks[-1].probes  # the main block's probes are not run twice
+    assert set(res.layers.best) == {"A", "B"} and "optimistic" in res.layers.best["A"].chosen_by
+    assert res.matrix is not None
+    names = [p["name"] for p in res.matrix.protocols]
+    assert names == ["knn_accuracy@5", "mean_classifier_accuracy"]
+    cell = res.matrix.cells[("B", "knn_accuracy@5")]["accuracy"]
+    assert cell.estimate == res.checkpoints[1].probes.accuracies["knn_accuracy@5"]
+    out = res.to_json()
+    assert out["checkpoints"]["A"]["feature_spec"]["pool"] == "cls+avg"
+    assert out["protocol_matrix"]["differences"][0]["baseline"] == "A"
