@@ -37,7 +37,7 @@ from trainer.finetune_data import (TrainItems, device_batch, evaluate, host_epoc
                                    train_criterion, train_transform)
 from trainer.finetune_model import build_finetune_model, freeze_blocks, load_pretrained, load_source_encoder
 from trainer.finetune_presets import FinetunePreset, get_finetune_preset
-from trainer.finetune_record import check_resumable, checkpoint_meta, config_record
+from trainer.finetune_record import FinetuneResult, FinetuneStep, check_resumable, checkpoint_meta, config_record
 from trainer.loop import autocast_dtype, check_out_dir, resolve_device
 from trainer.lrd import build_lrd_optimizer, set_scaled_lr
 from trainer.runlog import append_metrics, note_resume, read_metrics, truncate_metrics, write_config
@@ -96,35 +96,6 @@ class FinetuneConfig:
     eval_images: int | None = None
     eval_batch: int = 256
     command_line: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class FinetuneStep:
-    """What the loop reports after each optimiser step (rank 0)."""
-
-    epoch: int
-    epochs: int
-    step: int
-    total_steps: int
-    loss: float
-    lr: float
-    img_per_s: float
-
-
-@dataclass(frozen=True)
-class FinetuneResult:
-    """A finished (or resumed and finished) run: folder, last checkpoint, figures."""
-
-    run_dir: Path
-    checkpoint: Path
-    epochs: int
-    steps: int
-    final: dict[str, Any]
-    history: list[dict[str, Any]]
-    resumed_from: Path | None
-    wall_s: float
-    preset: dict[str, Any]
-    encoder: dict[str, Any]
 
 
 def resolve_finetune_preset(c: FinetuneConfig) -> FinetunePreset:

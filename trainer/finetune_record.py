@@ -1,4 +1,5 @@
-"""What a fine-tuning run records: checkpoint metadata, ``config.json``, and the resume check.
+"""What a fine-tuning run records and reports: checkpoint metadata, ``config.json``, the resume
+check, and :class:`FinetuneStep` / :class:`FinetuneResult`.
 
 The checkpoint's ``'umae'`` metadata has what umae's loaders need (``num_heads``, ``norm_eps``,
 ``qkv_bias``, ``mean``, ``std``: the file loads as the 'umae' layout in ``umae probe`` /
@@ -8,12 +9,41 @@ pooling, frozen blocks and source encoder the weights were tuned with.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from trainer.finetune_presets import SCHEDULE_FIELDS
 from umae_eval.errors import UmaeError
+
+
+@dataclass(frozen=True)
+class FinetuneStep:
+    """What the loop reports after each optimiser step (rank 0)."""
+
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    loss: float
+    lr: float
+    img_per_s: float
+
+
+@dataclass(frozen=True)
+class FinetuneResult:
+    """A finished (or resumed and finished) run: folder, last checkpoint, figures."""
+
+    run_dir: Path
+    checkpoint: Path
+    epochs: int
+    steps: int
+    final: dict[str, Any]
+    history: list[dict[str, Any]]
+    resumed_from: Path | None
+    wall_s: float
+    preset: dict[str, Any]
+    encoder: dict[str, Any]
 
 
 def source_name(run: Any) -> str:
