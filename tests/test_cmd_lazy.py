@@ -152,3 +152,21 @@ def test_probe_and_sweep_on_webdataset_shards(ckpt: Path, tmp_path: Path) -> Non
                  "--graph-images", "6", "--bootstrap", "10", "--device", "cpu", "--out", str(out)]) == 0
     sweep = json.loads((out / "results.json").read_text())["settings"]["data"]
     assert sweep["format"] == "webdataset" and sweep["class_names"] == CLASSES
+
+
+@pytest.mark.slow  # two commands with the layer-wise stage: about 40 s on the shared cores
+def test_lazy_layers_fill_one_store_per_split_and_equal_memory(folder: Path, ckpt: Path, tmp_path: Path,
+                                                               _own_cache: Path) -> None:
+    """--layers all on the lazy path: one store per split holds every block (one pass), keyed by
+    the spec, and the per-block accuracies equal the in-memory path's."""
+    spec = ("--layers", "all", "--pool", "cls+avg", "--final-norm", "off", "--methods", "mean,knn")
+    memory = _probe(ckpt, folder, tmp_path / "m", "--data-mode", "memory", *spec)
+    lazy = _probe(ckpt, folder, tmp_path / "l", "--data-mode", "lazy", "--workers", "0", *spec)
+    lay_m = memory["results"]["checkpoints"]["mae_pretrain_vit_tiny"]["layers"]
+    lay_l = lazy["results"]["checkpoints"]["mae_pretrain_vit_tiny"]["layers"]
+    assert [b["accuracies"] for b in lay_l] == [b["accuracies"] for b in lay_m] and len(lay_l) == 2
+    manifests = [json.loads(p.read_text()) for p in (_own_cache / "features").glob("*/manifest.json")]
+    assert len(manifests) == 2  # train and test, each with both blocks side by side
+    for m in manifests:
+        assert m["key"]["blocks"] == [0, 1] and m["key"]["final_norm"] is False and m["key"]["pool"] == "cls+avg"
+        assert m["dim"] == 2 * 2 * 192

@@ -86,7 +86,9 @@ def feature_spec(blocks: Sequence[int], main: int, config: AnalysisConfig, subje
     has_fc = isinstance(getattr(model, "fc_norm", None), torch.nn.LayerNorm)
     return {"blocks": list(blocks), "main_block": int(main), "depth": int(subject.info.arch.depth),
             "pool": config.pool, "final_norm": "on" if config.final_norm else "off",
-            "fc_norm": ("untrained" if fc_norm_untrained(model) else "trained") if has_fc else "none"}
+            "fc_norm": ("untrained" if fc_norm_untrained(model) else "trained") if has_fc else "none",
+            # fine-tuned global-pool files carry no final norm: 'on' then applies nothing
+            "has_final_norm": bool(subject.info.arch.has_final_norm)}
 
 
 def fc_norm_notes(results: Sequence[CheckpointResult], pool: str) -> list[str]:
