@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 import ckpt_factory as CF
-from figure_checks import assert_pdf_draws
+from figure_checks import assert_pdf_draws, pdf_operators
 from umae_eval.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,6 +63,8 @@ def test_reconstruct_writes_report_figures_and_settings(tiny_npz: Path, tmp_path
     assert figs == ["attention-distance.pdf", "attention-entropy-nmi.pdf", "attention-mae.pdf", "attention-np.pdf",
                     "reconstruction-mae.pdf", "reconstruction-np.pdf", "side-by-side-0p75.pdf"]
     assert_pdf_draws(out / "figures" / "attention-distance.pdf")
+    # a picture figure: one drawn image per panel (1 image x 4 panels x 2 display modes) and its labels
+    assert pdf_operators(out / "figures" / "reconstruction-np.pdf")[b"Do"] >= 8
 
 
 def test_encoder_only_and_bad_options_exit_2(tmp_path: Path) -> None:
