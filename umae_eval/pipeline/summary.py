@@ -25,6 +25,7 @@ from umae_eval.pipeline.reference import Reference, table1_rows, table1_setting
 METRIC_WORDS: dict[str, str] = {
     "linear_accuracy": "linear accuracy",
     "mean_classifier_accuracy": "mean-classifier accuracy",
+    "attentive_accuracy": "attentive-probe accuracy",
     "effective_rank": "effective rank",
     "rankme": "RankMe",
 }

@@ -38,7 +38,7 @@ def _short_header(column: str) -> str:
     """Terminal column headers: ``knn_accuracy@20`` -> ``kNN@20``, ``linear_accuracy`` -> ``linear``."""
     if column.startswith("knn_accuracy@"):
         return "kNN@" + column.split("@", 1)[1]
-    return {"mean_classifier_accuracy": "mean clf", "linear_accuracy": "linear",
+    return {"mean_classifier_accuracy": "mean clf", "linear_accuracy": "linear", "attentive_accuracy": "attentive",
             "effective_rank": "eff. rank", "alignment": "align", "uniformity": "unif",
             "linear_accuracy_lo": "lo", "linear_accuracy_hi": "hi"}.get(column, column)
 

@@ -50,9 +50,23 @@ def _wide_matrix(res: AnalysisResults) -> pd.DataFrame:
             text = f"{iv.estimate:.1f} ({iv.lo:.1f} to {iv.hi:.1f})"
             if cell["spread"] is not None:
                 text += f" ± {cell['spread']:.1f} over {len(cell['draws'])} draws"
-            row[p["name"]] = text
+            row[matrix_column(p["name"])] = text
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def matrix_column(protocol: str) -> str:
+    """A short column title for a protocol name: ``knn_accuracy@10%`` -> ``kNN, 10% labels``."""
+    base, _, tail = protocol.partition("@")
+    words = {"linear_accuracy": "linear", "mean_classifier_accuracy": "mean classifier",
+             "attentive_accuracy": "attentive", "knn_accuracy": "kNN"}.get(base, base.replace("_", " "))
+    if not tail:
+        return words
+    if tail.isdigit():
+        return f"{words} k={tail}"
+    if tail == "best_block":
+        return f"{words}, best block"
+    return f"{words}, {tail} labels" if tail.endswith("%") else f"{words}, {tail}"
 
 
 def layer_figure(rows: Sequence[Mapping[str, Any]], names: Sequence[str], metric: str, *,

@@ -18,6 +18,7 @@ HEADERS: dict[str, str] = {
     "checkpoint": "checkpoint",
     "linear_accuracy": "linear (%)",
     "mean_classifier_accuracy": "mean classifier (%)",
+    "attentive_accuracy": "attentive probe (%)",
     "effective_rank": "effective rank",
     "rankme": "RankMe",
     "alpha_req": "α-ReQ",
