@@ -176,6 +176,21 @@ HF = [
         ("norm-pix-loss-text", "norm_pix_loss", "no"),
     ]
 ]
+def _hf_shard_index(shard: str) -> Callable[[Path], None]:
+    def setup(work: Path) -> None:
+        _hf_folder()(work)
+        (work / "outside.safetensors").write_bytes((work / "hf" / "model.safetensors").read_bytes())
+        (work / "hf" / "model.safetensors").unlink()
+        target = shard.format(tmp=work)
+        (work / "hf" / "model.safetensors.index.json").write_text(json.dumps(
+            {"metadata": {}, "weight_map": {"vit.embeddings.cls_token": target}}))
+    return setup
+
+
+for _name, _shard in [("absolute", "{tmp}/outside.safetensors"), ("dotdot", "../outside.safetensors")]:
+    HF.append(Case(f"hf-shard-index-{_name}-path", (*PROBE[:1], "{tmp}/hf", *PROBE[2:], "--data", "{npz}"),
+                   "is not a file name inside", setup=_hf_shard_index(_shard)))
+
 HF.append(Case("convert-hf-config-heads-zero", ("convert", "{tmp}/hf", "{tmp}/out.pth", "--to", "official"),
                "num_attention_heads", setup=_hf_folder(num_attention_heads=0)))
 

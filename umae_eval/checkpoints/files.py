@@ -155,6 +155,11 @@ def read_weights(path: Path, trust_pickle: bool) -> Any:
         raise UmaeError(f"{path}: no 'weight_map' in the shard index; re-download the folder")
     merged: dict[str, Any] = {}
     for shard in dict.fromkeys(str(v) for v in weight_map.values()):
+        # transformers writes bare file names: a path, absolute or through '..', is refused
+        # (an index must not make umae open files outside the checkpoint folder)
+        if not shard or "/" in shard or "\\" in shard or shard in (".", ".."):
+            raise UmaeError(f"{path}: shard {shard!r} is not a file name inside {path.parent}; "
+                            "the index may only name files of its own folder (re-download it)")
         part = read_any(path.parent / shard, trust_pickle)
         if not isinstance(part, Mapping):
             raise UmaeError(f"{path.parent / shard}: a shard that is not a state dict")
