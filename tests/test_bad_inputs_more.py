@@ -411,3 +411,40 @@ def test_feature_cache_fallback_is_printed_and_recorded(mode: str, assets: dict[
     assert "set UMAE_CACHE_DIR to a writable folder" in warned[0] and "free space" not in warned[0]
     notes = json.loads((out / "results.json").read_text())["settings"]["data"]["notes"]
     assert any(n.startswith("feature cache not written") for n in notes), notes
+
+
+@pytest.mark.parametrize("mode", ["memory", "lazy"])
+def test_a_tar_replaced_by_one_of_equal_size_and_mtime_is_decoded_again(mode: str, tmp_path: Path) -> None:
+    """Issue 23 (weak): the decode cache and tar index were keyed by size and mtime only."""
+    from umae_eval.data.choose import open_dataset
+
+    def pack(path: Path, value: int) -> None:
+        with tarfile.open(path, "w") as tf:
+            for split in ("train", "test"):
+                for cls in ("a", "b"):
+                    for i in range(2):
+                        buf = io.BytesIO()
+                        Image.fromarray(np.full((8, 8, 3), value + i, np.uint8)).save(buf, "BMP")  # fixed size
+                        info = tarfile.TarInfo(f"{split}/{cls}/{i}.bmp")
+                        info.size, info.mtime = len(buf.getvalue()), 0
+                        tf.addfile(info, io.BytesIO(buf.getvalue()))
+
+    data = tmp_path / "data.tar"
+    pack(data, 10)
+    def train_images() -> np.ndarray:
+        opened = open_dataset(data, mode=mode)
+        if mode == "memory":
+            return np.asarray(opened.x_train)
+        from umae_eval.data.lazy import LazyArray
+
+        return np.asarray(LazyArray(opened.train, 8, "fit", str(data))[np.arange(len(opened.train))])
+
+    first = train_images()
+    st = data.stat()
+    replacement = tmp_path / "new.tar"
+    pack(replacement, 200)
+    assert replacement.stat().st_size == st.st_size
+    os.replace(replacement, data)
+    os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns))
+    again = train_images()
+    assert first.max() <= 11 and again.min() >= 200

@@ -26,10 +26,15 @@ from umae_eval.errors import UmaeError
 
 
 def _source_state(path: Path) -> list[Any]:
-    """What invalidates the cache: size and mtime of the file, or of every file in a folder."""
+    """What invalidates the cache: size and mtime of the file, or of every file in a folder.
+
+    A single file (a tar) adds its inode and ctime: a file replaced by another of the same size,
+    with its mtime set back (``cp -p``, ``touch -r``, ``tar --mtime``), still gets a new ctime,
+    which no user call can set. (Inside a folder only size and mtime count, for speed.)
+    """
     if path.is_file():
         st = path.stat()
-        return [st.st_size, st.st_mtime_ns]
+        return [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]
     state: list[Any] = []
     for rel in walk_tree(path).files:  # follows symlinks, but not around a symlink loop
         try:

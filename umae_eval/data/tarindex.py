@@ -82,8 +82,9 @@ def _clean(name: str) -> str:
 
 def _key(path: Path) -> str:
     st = path.stat()
+    # inode and ctime too: a tar replaced by one of equal size and mtime must not reuse the index
     payload = json.dumps({"v": _INDEX_VERSION, "path": str(path.resolve()), "size": st.st_size,
-                          "mtime": st.st_mtime_ns})
+                          "mtime": st.st_mtime_ns, "ino": st.st_ino, "ctime": st.st_ctime_ns})
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -195,7 +196,14 @@ def tar_index(archive: Path, *, cache: bool = True, progress: ProgressFactory = 
                         "download or pack it again") from None
     if cache:
         _save(index_file, index)
+    _forget_descriptor(index.path)  # a file replaced since this process last read it: reopen
     return index
+
+
+def _forget_descriptor(path: Path | str) -> None:
+    fd = _FDS.pop((os.getpid(), str(path)), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def _save(index_file: Path, index: TarIndex) -> None:
