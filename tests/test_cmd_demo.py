@@ -40,10 +40,32 @@ def test_demo_analyses_the_shipped_pair_and_a_smoke_run(tiny_demo: None, tmp_pat
     prov = json.loads((demo_cmd.shipped_encoders()[0].parent / "provenance.json").read_text())
     assert shas["MAE (CIFAR-10, 20 ep)"] == prov["mae-cifar10-vit96x6-p4-e20.pth"]["sha256"]
     html = (out / "report.html").read_text()
-    # the summary opens the page, with what the full study found first, then this run's verdict
-    order = ["summary", "what-this-shows", "on-these-test-images", "differences-in-linear-accuracy", "checkpoints"]
+    # the summary opens the page, with what the full study found first, then the sample as a check
+    order = ["summary", "what-the-full-study-found", "on-these-test-images-a-consistency-check",
+             "differences-in-linear-accuracy", "checkpoints"]
     at = [html.index(f"id='{a}'") for a in order]
     assert at == sorted(at), dict(zip(order, at))
+    assert "45.9 [45.0, 46.9]" in html and "-0.1 [-1.1, 0.8]" in html  # the study's numbers, full split first
+    assert "not the probe fit and not the pre-training seed" in html
+    # the smoke run is a table row, never one side of a paired verdict
+    summ = results["results"]["summary"]
+    assert summ["not_compared"] == [demo_cmd.SMOKE_LABEL]
+    assert {c["better"] for c in summ["comparisons"]} | {c["worse"] for c in summ["comparisons"]} == names - {
+        demo_cmd.SMOKE_LABEL}
+    assert len(summ["comparisons"]) == 3 * 5 and any("not corrected for multiple comparisons" in x
+                                                     for x in summ["sentences"])
+    # Fig. 1c / 3b / the mean classifier from the shipped encoders' 20-epoch runs, not the smoke run
+    per = results["results"]["checkpoints"]
+    assert per[demo_cmd.SMOKE_LABEL]["training_curves"] is None
+    for name, shipped_run in zip(("MAE (CIFAR-10, 20 ep)", "U-MAE (CIFAR-10, 20 ep)"), demo_cmd.shipped_curves()):
+        rows = [json.loads(line) for line in (shipped_run / "metrics.jsonl").read_text().splitlines()]
+        curves = per[name]["training_curves"]
+        assert curves["epoch"] == [float(r["epoch"]) for r in rows] and len(rows) == 20
+        assert curves["effective_rank"] == [r["effective_rank"] for r in rows]
+        assert curves["mean_classifier_accuracy"] == [r["mean_classifier_accuracy"] for r in rows
+                                                      if "mean_classifier_accuracy" in r]
+    for stem in ("fig1c-effective-rank", "fig3b-linear-accuracy", "mean-classifier-along-training"):
+        assert (out / "figures" / f"{stem}.pdf").is_file(), stem
 
     # A second call with the same --out continues the finished smoke run instead of training again.
     mtime = (run / "last.pth").stat().st_mtime_ns

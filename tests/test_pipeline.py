@@ -94,12 +94,43 @@ def test_summary_sentences_say_whether_a_difference_is_noise() -> None:
     assert [h.name for h in s.headlines] == ["big", "U-MAE", "MAE"]
     text = s.sentences()
     umae = next(t for t in text if t.startswith("U-MAE is 1.9 points above MAE in linear accuracy"))
-    assert umae.endswith("within noise at 1,000 test images.")
+    assert umae.endswith("within test-image noise at 1,000 test images.")
     big = next(t for t in text if t.startswith("big is 15.0 points above MAE"))
-    assert big.endswith("more than noise at 1,000 test images.")
-    assert any("Table 1 (CIFAR-10" in t and "does not apply" in t for t in text)
+    assert big.endswith("beyond test-image noise at 1,000 test images.")
+    # no paper number applies: a caption says why, the verdict does not open with it
+    assert not any("Table 1" in t for t in text)
+    assert "Table 1 (CIFAR-10" in s.reference_note and s.reference_note.startswith("No paper number")
+    # three comparisons: no multiple-comparisons note yet; the table-only checkpoint is never compared
+    assert not any("multiple comparisons" in t for t in text)
+    t = build_summary(list(probes), recipes, probes, {}, {}, {}, data, n_boot=200, seed=0, table_only=["big"])
+    assert {(c.better, c.worse) for c in t.comparisons} == {("U-MAE", "MAE")} and t.table_only == ("big",)
+    assert [h.name for h in t.headlines] == ["big", "U-MAE", "MAE"]  # still a row of the table
     c = next(c for c in s.comparisons if (c.better, c.worse) == ("U-MAE", "MAE"))
     assert c.difference.lo < 0 < c.difference.hi
+
+
+def test_summary_without_comparisons_states_the_headline_and_counts_many_comparisons() -> None:
+    """One checkpoint (probe): the verdict is its accuracy with its interval, not a note about the
+    paper; collapse-report (no probe) never mentions Table 1; many comparisons get a word."""
+    rng = np.random.default_rng(5)
+    y = rng.integers(0, 10, size=400)
+    data = {"n_test": 400, "class_names": list(CIFAR10_CLASSES), "image_size": [32, 32]}
+    one = {"MAE": _probe(np.where(rng.random(400) < 0.4, y, (y + 1) % 10), y)}
+    s = build_summary(["MAE"], {"MAE": recipe_of("timm", {})}, one, {}, {}, {}, data, n_boot=200, seed=0)
+    (first, *_) = s.sentences()
+    iv = s.headlines[0].accuracies["linear_accuracy"]
+    assert first == (f"MAE: linear accuracy {iv.estimate:.1f}% (95% interval {iv.lo:.1f} to {iv.hi:.1f}) "
+                     f"at 400 test images.")
+    assert not any("Table 1" in t for t in s.sentences())
+    collapse = build_summary(["MAE"], {"MAE": recipe_of("timm", {})}, {}, {"MAE": {"effective_rank": 5.0}}, {},
+                             {}, data, n_boot=200, seed=0)
+    assert collapse.reference_note == "" and not any("Table 1" in t for t in collapse.sentences())
+    names = [f"m{i}" for i in range(4)]
+    probes = {n: _probe(np.where(rng.random(400) < 0.3 + 0.1 * i, y, (y + 1) % 10), y) for i, n in enumerate(names)}
+    many = build_summary(names, {n: recipe_of("timm", {}) for n in names}, probes, {}, {}, {}, data, n_boot=200,
+                         seed=0)
+    assert len(many.comparisons) == 6
+    assert any(t.startswith("6 paired comparisons in 1 measure,") and "not corrected" in t for t in many.sentences())
 
 
 def test_recipe_from_each_kind_of_metadata() -> None:

@@ -70,6 +70,8 @@ class AnalysisConfig:
     batch_size: int = 256
     seed: int = 0
     n_boot: int = DEFAULT_BOOTSTRAP
+    #: Checkpoints shown as table rows only: no paired comparison, no training curves (umae demo's smoke run).
+    table_only: tuple[str, ...] = ()
 
     def settings(self, n_test: int) -> dict[str, Any]:
         """The options that shaped the results, by their CLI names (for results.json)."""
@@ -87,6 +89,8 @@ class AnalysisConfig:
                        max_views=self.max_views, max_views_used=min(self.max_views, n_test))
         out.update(seed=self.seed, device=str(resolve_device(self.device)), batch_size=self.batch_size,
                    bootstrap_resamples=self.n_boot)
+        if self.table_only:
+            out["not_compared"] = list(self.table_only)
         return out
 
 
@@ -324,8 +328,9 @@ def run_analysis(
                     index = data.test_idx if len(fs.y_test) == len(data.y_test) else None
                     r.maps.extend(feature_maps(fs, methods=(method,), per_class=config.per_class,
                                                seed=config.seed, test_index=index, progress=progress))
-            r.curves = read_training_curves(s.info.run_dir)
-            r.eval_images = eval_images(s.info.run_dir)
+            if s.name not in config.table_only:
+                r.curves = read_training_curves(s.info.run_dir)
+                r.eval_images = eval_images(s.info.run_dir)
         results.append(r)
     data_settings = data.settings(spec)  # after the features: a lazy set adds its notes (transform, skips)
     for r in results:
@@ -340,7 +345,8 @@ def run_analysis(
              for r in results},
             {r.name: r.spectrum.dim for r in results if r.spectrum is not None},
             {r.name: r.reference for r in results}, data_settings, n_boot=config.n_boot, seed=config.seed,
-            rank_resamples={r.name: r.rank_resamples for r in results if r.rank_resamples is not None})
+            rank_resamples={r.name: r.rank_resamples for r in results if r.rank_resamples is not None},
+            table_only=config.table_only)
     layers = None
     if any(r.blocks for r in results):
         with timed(times, "layers_summary"):

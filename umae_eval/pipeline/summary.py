@@ -101,9 +101,9 @@ class Comparison:
         """E.g. 'U-MAE is 1.9 points above MAE in linear accuracy (95% interval -1.1 to 4.8):
         within noise at 1,000 test images.'"""
         d = self.difference
-        verdict = (f"more than noise at {self.n_test:,} test images" if self.beyond_noise
-                   else f"within noise at {self.n_test:,} test images")
-        # the interval is over test images only (not pre-training or probe seeds): said in the report
+        # the interval covers resampling the test images only (not the probe fit or the pre-training seed)
+        verdict = (f"beyond test-image noise at {self.n_test:,} test images" if self.beyond_noise
+                   else f"within test-image noise at {self.n_test:,} test images")
         unit = "" if self.metric in RANK_NAMES else " points"
         if abs(d.estimate) < 0.05:
             head = f"{self.better} and {self.worse} are level in {metric_words(self.metric)}"
@@ -128,10 +128,40 @@ class Summary:
     comparisons: list[Comparison]
     notes: list[str] = field(default_factory=list)
     n_boot_ranks: int = 0
+    #: Why no paper number is shown (probes only; empty when a Table 1 row applies or no probe ran).
+    reference_note: str = ""
+    #: Checkpoints shown as table rows but left out of the paired comparisons (e.g. a smoke run).
+    table_only: tuple[str, ...] = ()
 
     def sentences(self) -> list[str]:
-        """The comparison sentences of the main metric, then the notes (ranks, the paper)."""
-        return [c.sentence() for c in self.comparisons if c.metric == self.metric] + list(self.notes)
+        """The headline (or the comparison sentences) of the main metric, a word on multiple
+        comparisons when there are several, then the notes (ranks, the paper)."""
+        main = [c.sentence() for c in self.comparisons if c.metric == self.metric]
+        if not main:
+            main = self._headline_sentences()
+        return main + self.multiple_comparisons_note() + list(self.notes)
+
+    def _headline_sentences(self) -> list[str]:
+        """One sentence per checkpoint with its main accuracy and interval (no comparison to make)."""
+        if not self.metric or self.metric in RANK_NAMES:
+            return []
+        out = []
+        for h in self.headlines:
+            iv = h.accuracies.get(self.metric)
+            if iv is not None:
+                out.append(f"{h.name}: {metric_words(self.metric)} {one_decimal(iv.estimate)}% (95% interval "
+                           f"{one_decimal(iv.lo)} to {one_decimal(iv.hi)}) at {self.n_test:,} test images.")
+        return out
+
+    def multiple_comparisons_note(self) -> list[str]:
+        """A word on multiple comparisons once there are more than three paired verdicts."""
+        n = len(self.comparisons)
+        if n <= 3:
+            return []
+        n_metrics = len({c.metric for c in self.comparisons})
+        return [f"{n} paired comparisons in {n_metrics} measure{'s' if n_metrics > 1 else ''}, each at 95% and "
+                f"not corrected for multiple comparisons: about 1 in 20 'beyond noise' verdicts can be chance, "
+                f"so read a single one near its edge with care."]
 
     def to_json(self) -> dict[str, Any]:
         return {"metric": self.metric, "n_test": self.n_test, "bootstrap_resamples": self.n_boot,
@@ -140,7 +170,9 @@ class Summary:
                                  "is the estimate: resampling repeats rows, which lowers a rank by itself",
                 "interval": "95% percentile bootstrap over test images (paired across checkpoints)",
                 "headlines": [h.to_json() for h in self.headlines],
-                "comparisons": [c.to_json() for c in self.comparisons], "sentences": self.sentences()}
+                "comparisons": [c.to_json() for c in self.comparisons], "sentences": self.sentences(),
+                "reference_note": self.reference_note, "not_compared": list(self.table_only),
+                "multiple_comparisons": "none: each interval is a marginal 95% interval"}
 
 
 def _pairs(order: Sequence[str]) -> list[tuple[str, str]]:
@@ -161,10 +193,12 @@ def build_summary(
     n_boot: int,
     seed: int,
     rank_resamples: Mapping[str, np.ndarray] | None = None,
+    table_only: Sequence[str] = (),
 ) -> Summary:
     """Headlines with intervals, paired differences (best first) and the notes of the summary.
 
-    ``probes`` may be empty (collapse-report): then the panel shows ranks and, where
+    ``table_only`` names checkpoints that get their headline row but no paired comparison
+    (umae demo's smoke run: its numbers say nothing about the methods). ``probes`` may be empty (collapse-report): then the panel shows ranks and, where
     ``rank_resamples`` (name -> (R, 2) effective rank, RankMe on R shared row resamples) are
     given, their intervals and paired differences, ranked by effective rank.
     """
@@ -183,7 +217,7 @@ def build_summary(
                 headlines[n].accuracies[m] = interval(100.0 * correct[i].mean(), boot[:, i])
             col = {n: i for i, n in enumerate(names)}
             order = sorted(names, key=lambda n: -headlines[n].accuracies[m].estimate)
-            for a, b in _pairs(order):
+            for a, b in _pairs([n for n in order if n not in table_only]):
                 diff = interval(headlines[a].accuracies[m].estimate - headlines[b].accuracies[m].estimate,
                                 boot[:, col[a]] - boot[:, col[b]])
                 comparisons.append(Comparison(m, a, b, diff, n_test))
@@ -197,7 +231,7 @@ def build_summary(
             for n in names:
                 headlines[n].rank_intervals[m] = centred_interval(headlines[n].ranks[m], boots[n][:, j])
             order = sorted(names, key=lambda n: -headlines[n].ranks[m])
-            for a, b in _pairs(order):
+            for a, b in _pairs([n for n in order if n not in table_only]):
                 comparisons.append(Comparison(m, a, b, centred_interval(
                     headlines[a].ranks[m] - headlines[b].ranks[m], boots[a][:, j] - boots[b][:, j]), n_test))
     if metric is None and n_boot_ranks:
@@ -211,8 +245,11 @@ def build_summary(
     # the rank sentence, unless the effective-rank comparisons already say it all
     said = metric == "effective_rank" and any(c.metric == metric for c in comparisons)
     notes = ([] if said else _rank_notes([headlines[n] for n in ordered])) \
-        + _paper_notes([headlines[n] for n in ordered], data)
-    return Summary(metric, n_test, n_boot, [headlines[n] for n in ordered], comparisons, notes, n_boot_ranks)
+        + _paper_notes([headlines[n] for n in ordered])
+    # a missing paper number is worth a word only where a probe ran (its accuracy is what Table 1 reports)
+    reference_note = _no_reference_note([headlines[n] for n in ordered], data) if heads else ""
+    return Summary(metric, n_test, n_boot, [headlines[n] for n in ordered], comparisons, notes, n_boot_ranks,
+                   reference_note, tuple(n for n in names if n in table_only))
 
 
 def _rank_notes(headlines: Sequence[Headline]) -> list[str]:
@@ -229,23 +266,28 @@ def _rank_notes(headlines: Sequence[Headline]) -> list[str]:
     return [f"Effective rank of the test features{of}: {values}; higher means less dimensional collapse."]
 
 
-def _paper_notes(headlines: Sequence[Headline], data: Mapping[str, Any]) -> list[str]:
-    refs = [h for h in headlines if h.reference is not None]
-    if refs:
-        out = []
-        for h in refs:
+def _paper_notes(headlines: Sequence[Headline]) -> list[str]:
+    """The paper's Table 1 number beside ours, for each checkpoint whose setting it matches."""
+    out = []
+    for h in headlines:
+        if h.reference is not None:
             r = h.reference
-            assert r is not None
             here = h.accuracies.get("linear_accuracy")
             measured = f"; here {here.estimate:.1f}" if here else ""
             caveat = f" This run differs: {'; '.join(r.differences)}." if r.differences else ""
             out.append(f"Paper, {r.source}, {r.dataset} {r.backbone}: {r.method} {r.linear_accuracy:.1f}"
                        f"{measured} ({h.name}).{caveat}")
-        return out
+    return out
+
+
+def _no_reference_note(headlines: Sequence[Headline], data: Mapping[str, Any]) -> str:
+    """Why no Table 1 number is shown (a caption, not a verdict), or '' when one is."""
+    if any(h.reference is not None for h in headlines):
+        return ""
     ds = table1_setting(data)
     if ds is None:
-        return ["The paper's Table 1 has no row for this dataset (it reports CIFAR-10, ImageNet-100 and "
-                "ImageNet-1K), so no reference number is shown."]
+        return ("No paper number: the paper's Table 1 has no row for this dataset (it reports CIFAR-10, "
+                "ImageNet-100 and ImageNet-1K).")
     rows = "; ".join(f"{bb}: MAE {v['MAE']:.1f}, U-MAE {v['U-MAE']:.1f}" for bb, v in table1_rows(ds).items())
-    return [f"The paper's Table 1 ({ds}, linear probe: {rows}) does not apply here: no checkpoint is an "
-            f"MAE or U-MAE with one of those backbones, so the numbers are not comparable."]
+    return (f"No paper number: the paper's Table 1 ({ds}, linear probe: {rows}) is for MAE / U-MAE "
+            f"with those backbones, and no checkpoint here is one.")

@@ -9,6 +9,7 @@ one plain sentence per comparison. Built from :class:`umae_eval.pipeline.Analysi
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -17,6 +18,45 @@ from umae_eval.pipeline import AnalysisResults
 from umae_eval.pipeline.intervals import Interval
 from umae_eval.pipeline.summary import RANK_NAMES, metric_words, one_decimal
 from umae_eval.report.writer import HtmlReport
+
+
+@dataclass
+class Preface:
+    """What opens a summary before this run's own numbers (umae demo: the full study first).
+
+    ``text``: paragraphs (blank lines split them); ``table``: the study's numbers (optional) and
+    its ``table_caption``; ``check``: what this run's numbers are, read against the study (shown
+    above them).
+    """
+
+    text: str
+    table: pd.DataFrame | None = None
+    table_caption: str = ""
+    check: str = ""
+
+
+def bracketed(estimate: float, lo: float, hi: float, *, signed: bool = False) -> str:
+    """``'40.0 [37.1, 43.0]'`` (``signed``: ``'+3.7 [0.4, 7.0]'``): a number and its 95% interval, short."""
+    head = f"{estimate:+.1f}" if signed and round(estimate, 1) != 0 else one_decimal(estimate)
+    return f"{head} [{one_decimal(lo)}, {one_decimal(hi)}]"
+
+
+_STUDY_MEASURES = {"linear": "linear probe", "knn@20": "kNN k=20", "mean": "mean classifier"}
+
+
+def study_frame(numbers: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> pd.DataFrame:
+    """The full-test-split study's accuracies as a table: one row per probe, each checkpoint and
+    each paired difference as ``'estimate [lo, hi]'`` (``study.json``'s ``numbers``)."""
+    rows = []
+    for key, per in numbers.items():
+        row: dict[str, Any] = {"probe (full test split)": _STUDY_MEASURES.get(key, key)}
+        for name, v in per.items():
+            value = v.get("accuracy", v.get("difference"))
+            lo, hi = v["ci95"]
+            row[name.replace(" - ", " − ")] = bracketed(float(value), float(lo), float(hi),
+                                                        signed="difference" in v)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def _iv(iv: Interval | None) -> str:
@@ -59,20 +99,25 @@ def differences_table(res: AnalysisResults) -> pd.DataFrame:
 
 
 def add_summary(report: HtmlReport, res: AnalysisResults, fig_settings: Mapping[str, Any],
-                preface: str | None = None) -> None:
+                preface: Preface | None = None, colors: Mapping[str, str] | None = None) -> None:
     """The summary section: sentences, headline table, differences, accuracy bars with intervals.
 
-    ``preface`` (optional) is shown first, as context for the sentences.
+    ``preface`` (optional) is shown first: what a fuller study found, before this run's numbers,
+    which then read as a consistency check. ``colors``: one colour per checkpoint.
     """
     from umae_eval.report import figures as F
 
     s = res.summary
     report.add_heading("Summary")
     if preface:
-        report.add_heading("What this shows", level=3)
-        report.add_text(preface)
-        report.add_heading("On these test images", level=3)
-    report.add_sentences(s.sentences(), verdict=True)
+        report.add_heading("What the full study found", level=3)
+        report.add_text(preface.text)
+        if preface.table is not None and len(preface.table):
+            report.add_table("", preface.table, caption=preface.table_caption)
+        report.add_heading("On these test images: a consistency check", level=3)
+        if preface.check:
+            report.add_text(preface.check)
+    report.add_sentences(s.sentences(), verdict=not preface)
     n_test = f"{s.n_test:,} test images"
     has_ranks = any(h.ranks for h in s.headlines)
     ranks_cap = (f" Effective rank (Roy & Vetterli, centred) and RankMe (raw) of the test features, with 95% "
@@ -86,14 +131,21 @@ def add_summary(report: HtmlReport, res: AnalysisResults, fig_settings: Mapping[
               if has_accuracies else "")
            + ": intervals say how much the numbers would move on another sample of test images, not how "
              "much they would move with another pre-training or probe seed." + ranks_cap)
+    if s.table_only:
+        cap += f" Not compared (a table row only): {', '.join(s.table_only)}."
+    if s.reference_note:
+        cap += " " + s.reference_note
     report.add_table("", headline_frame(res), caption=cap)
     if s.comparisons:
         diffs = differences_table(res)
         main = diffs[[c.metric == s.metric for c in s.comparisons]] if s.metric else diffs
         report.add_table(f"Differences in {metric_words(s.metric) if s.metric else 'accuracy'}", main, level=3,
                          caption="Paired bootstrap: both checkpoints are resampled on the same test images, "
-                                 "so the interval is that of the difference itself. 'Within noise' = the 95% "
-                                 "interval includes 0. All measures: differences.csv and below.")
+                                 "so the interval is that of the difference itself; it covers test-image "
+                                 "resampling only, not the probe fit or the pre-training seed. 'Within noise' = "
+                                 "the 95% interval includes 0. Each interval is a marginal 95% one, not "
+                                 "corrected for the number of comparisons. All measures: differences.csv and "
+                                 "below.")
         rest = diffs.drop(main.index)
         if len(rest):
             with report.collapsed("Differences in the other measures", level=3):
@@ -103,5 +155,6 @@ def add_summary(report: HtmlReport, res: AnalysisResults, fig_settings: Mapping[
         bounds = {h.name: {m: (iv.lo, iv.hi) for m, iv in h.accuracies.items()} for h in s.headlines}
         line = f"{n_test} · error bars: 95% bootstrap intervals · pool={res.config.pool} · seed={res.config.seed}"
         report.add_figure("Accuracy with 95% intervals", F.accuracy_figure(
-            values, intervals=bounds, title="Test accuracy of probes on frozen features", settings_line=line),
+            values, intervals=bounds, title="Test accuracy of probes on frozen features", settings_line=line,
+            chance=100.0 / len(res.class_names) if res.class_names else None, colors=colors),
             settings=fig_settings, level=3, name="accuracy")
