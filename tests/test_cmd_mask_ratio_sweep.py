@@ -79,7 +79,11 @@ def test_pixel_sweep_writes_results_csv_and_report(tiny_npz: Path, tmp_path: Pat
     sweet = pd.read_csv(out / "sweet_spots.csv")
     for _, row in sweet.iterrows():
         boundary = row["sweet_spot"] in (0.0, 0.75)
-        words = "no interior minimum (smallest at" if boundary else f"sweet spot at ρ = {row['sweet_spot']:g} (95%"
+        # on 0, 0.25, 0.5, 0.75 an interval from 0.25 or below to 0.5 or above spans the range: not identified
+        spans = row["sweet_lo"] <= 0.25 and row["sweet_hi"] >= 0.5
+        words = ("no interior minimum (smallest at" if boundary else "sweet spot not identified (smallest at"
+                 if spans else f"sweet spot at ρ = {row['sweet_spot']:g} (95%")
+        assert bool(row["sweet_identified"]) == (not boundary and not spans)
         assert f"{row['estimator']}" in html and words in html, words
     for stem in ("fig2c-relative-distance", "fig2c-change", "fig2b-distances", "label-error", "graph-spectrum"):
         assert (out / "figures" / f"{stem}.pdf").stat().st_size > 1000 and (out / "figures" / f"{stem}.svg").is_file()

@@ -179,6 +179,10 @@ def test_graph_stats_against_numpy() -> None:
                 den += A[i, j]
                 num += A[i, j] * (labels[i] == labels[j])
     assert s.same_class_edge_share == pytest.approx(num / den)
+    # chance: the share of same-class pairs among pairs of views of different images, counted by loops
+    pairs = [(u, v) for u in range(len(labels)) for v in range(len(labels)) if ids[u] != ids[v]]
+    same = sum(labels[u] == labels[v] for u, v in pairs)
+    assert s.same_class_chance == pytest.approx(same / len(pairs)) == pytest.approx((2 - 1) / (6 - 1))  # (m-1)/(n-1)
     np.testing.assert_allclose(normalized_adjacency(torch.from_numpy(A)).numpy(), An, rtol=1e-12)
 
 

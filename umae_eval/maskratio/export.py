@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from umae_eval.maskratio.estimators import FEATURE_ESTIMATORS, PIXEL_ESTIMATORS
-from umae_eval.maskratio.stats import CurveSummary, Interval
+from umae_eval.maskratio.stats import CurveSummary, Interval, sweet_spot_identified
 from umae_eval.maskratio.sweep import SweepResult
 
 __all__ = ["estimator_docs", "result_to_dict", "distance_table", "sweet_spot_table",
@@ -37,6 +37,8 @@ def _curve(c: CurveSummary) -> dict[str, Any]:
         "relative": _interval(c.ratio),
         "relative_change_from_first": _interval(c.ratio_change),
         "sweet_spot": {"mask_ratio": c.sweet_spot.ratio, "lo": c.sweet_spot.lo, "hi": c.sweet_spot.hi,
+                       "identified": sweet_spot_identified(c.sweet_spot.ratio, c.sweet_spot.lo, c.sweet_spot.hi,
+                                                           c.ratios.tolist()),
                        "bootstrap_frequency": c.sweet_spot.frequency},
         "shape": {"intra_falls": c.shape.intra_falls, "inter_falls": c.shape.inter_falls,
                   "relative_falls_then_rises": c.shape.ratio_dips,
@@ -64,6 +66,7 @@ def result_to_dict(result: SweepResult) -> dict[str, Any]:
             "residual_share": [g.residual_share for g in result.graph],
             "bandwidth": [g.bandwidth for g in result.graph],
             "same_class_edge_share": [g.same_class_edge_share for g in result.graph],
+            "same_class_chance": [g.same_class_chance for g in result.graph],
         },
         "pair_counts": result.pair_counts,
         "timings": result.timings,
@@ -93,7 +96,10 @@ def sweet_spot_table(result: SweepResult) -> pd.DataFrame:
     for name, c in result.curves.items():
         rows.append({
             "estimator": name, "sweet_spot": c.sweet_spot.ratio, "sweet_lo": c.sweet_spot.lo,
-            "sweet_hi": c.sweet_spot.hi, "intra_falls": c.shape.intra_falls,
+            "sweet_hi": c.sweet_spot.hi,
+            "sweet_identified": sweet_spot_identified(c.sweet_spot.ratio, c.sweet_spot.lo, c.sweet_spot.hi,
+                                                      c.ratios.tolist()),
+            "intra_falls": c.shape.intra_falls,
             "inter_falls": c.shape.inter_falls, "relative_falls_then_rises": c.shape.ratio_dips,
             "sweet_in_0.6_0.8": c.shape.sweet_near_paper,
             "reproduces_paper_shape": c.shape.reproduces,
@@ -114,7 +120,8 @@ def graph_table(result: SweepResult) -> pd.DataFrame:
     for rho, g in zip(result.ratios, result.graph):
         row: dict[str, Any] = {"mask_ratio": float(rho), "residual": g.residual,
                                "residual_share": g.residual_share, "bandwidth": g.bandwidth,
-                               "same_class_edge_share": g.same_class_edge_share}
+                               "same_class_edge_share": g.same_class_edge_share,
+                               "same_class_chance": g.same_class_chance}
         for i, lam in enumerate(np.asarray(g.eigenvalues), start=1):
             row[f"lambda_{i}"] = float(lam)
         rows.append(row)

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative, sample_colorscale
 from plotly.subplots import make_subplots
 
+from umae_eval.maskratio.stats import sweet_spot_identified
 from umae_eval.maskratio.sweep import SweepResult
 
 __all__ = ["intra_inter_figure", "relative_figure", "relative_change_figure", "label_error_figure",
@@ -41,9 +42,11 @@ def _band(fig: go.Figure, x: np.ndarray, lo: np.ndarray, hi: np.ndarray, color: 
 
 
 def _stamp(fig: go.Figure, note: str, height: int) -> go.Figure:
+    # named so that figures/ leaves it out of the drawing and puts it into captions.md
+    # (umae_eval.report.static_draw.STAMP)
     fig.add_annotation(text=note, xref="paper", yref="paper", x=0, y=0, yshift=-105,
                        xanchor="left", yanchor="top", showarrow=False, align="left",
-                       font={"size": 10, "color": "#555"})
+                       font={"size": 10, "color": "#555"}, name="umae-settings-stamp")
     fig.update_layout(height=height + 50, margin={"b": 180, "t": 70}, template="plotly_white")
     return fig
 
@@ -86,9 +89,10 @@ def _title(name: str) -> str:
 
 
 def relative_figure(result: SweepResult, note: str = "") -> go.Figure:
-    """Fig. 2c: intra/inter per mask ratio, one panel per estimator (one band each), the interior
-    minimum starred with its bootstrap interval, "no interior minimum" where the smallest value is
-    at an end of the range, the paper's 0.7 dashed."""
+    """Fig. 2c: intra/inter per mask ratio, one panel per estimator (one band each), an identified
+    interior minimum starred with its bootstrap interval, "not identified" where that interval
+    spans (nearly) the whole range, "no interior minimum" where the smallest value is at an end
+    of the range, the paper's 0.7 dashed."""
     names = list(result.curves)
     fig, rows, cols = _grid(names, [_title(n) for n in names])
     x = result.ratios
@@ -102,7 +106,7 @@ def relative_figure(result: SweepResult, note: str = "") -> go.Figure:
         s = c.sweet_spot
         best = int(np.argmin(np.abs(x - s.ratio)))
         interior = 0 < best < len(x) - 1
-        if interior:
+        if interior and sweet_spot_identified(s.ratio, s.lo, s.hi, list(map(float, x))):
             fig.add_trace(go.Scatter(
                 x=[s.ratio], y=[c.ratio.mean[best]], mode="markers", name="interior minimum (95% interval)",
                 legendgroup="sweet", showlegend=i == 0,
@@ -112,7 +116,9 @@ def relative_figure(result: SweepResult, note: str = "") -> go.Figure:
                 row=row, col=col)
         else:
             axis = "" if i == 0 else str(i + 1)
-            fig.add_annotation(text=f"no interior minimum<br>(smallest at ρ={s.ratio:g})", showarrow=False,
+            words = (f"minimum not identified<br>(95% interval {s.lo:g}-{s.hi:g})" if interior
+                     else f"no interior minimum<br>(smallest at ρ={s.ratio:g})")
+            fig.add_annotation(text=words, showarrow=False,
                                xref=f"x{axis} domain", yref=f"y{axis} domain", x=0.5, y=0.95, yanchor="top",
                                font={"size": 11, "color": "#b33"})
         fig.add_vline(x=_PAPER_SWEET, line_dash="dash", line_color="#888", row=row, col=col)
@@ -191,11 +197,18 @@ def spectrum_figure(result: SweepResult, note: str = "") -> go.Figure:
                              mode="lines+markers", name="same-class edge share",
                              line={"color": _COLORS[2], "dash": "dot"}),
                   row=1, col=2, secondary_y=True)
+    chance = float(np.nanmean([g.same_class_chance for g in result.graph]))
+    if np.isfinite(chance):
+        # what a class-blind graph gives: the share of same-class pairs among pairs of different images
+        fig.add_trace(go.Scatter(x=[float(result.ratios[0]), float(result.ratios[-1])], y=[chance, chance],
+                                 mode="lines", name=f"chance share {chance:.3f}",
+                                 line={"color": _COLORS[2], "dash": "dash", "width": 1}),
+                      row=1, col=2, secondary_y=True)
     fig.update_xaxes(title_text="index i", row=1, col=1)
     fig.update_yaxes(title_text="λ_i", type="log", row=1, col=1)
     fig.update_xaxes(title_text="mask ratio ρ", row=1, col=2)
     fig.update_yaxes(title_text="residual", row=1, col=2, secondary_y=False)
-    fig.update_yaxes(title_text="same-class share", row=1, col=2, secondary_y=True)
+    fig.update_yaxes(title_text="same-class share", row=1, col=2, secondary_y=True, tickformat=".3f")
     fig.update_layout(legend={"orientation": "h", "x": 0.58, "y": -0.2, "yanchor": "top"})
     fig.update_layout(title=f"Mask-induced augmentation graph ({result.n_graph_nodes} views; "
                             f"Gaussian kernel, median bandwidth)")

@@ -47,6 +47,10 @@ class GraphStats:
         Kernel bandwidth ``h``.
     same_class_edge_share : float
         ``sum A_uv [y_u = y_v] / sum A_uv`` over pairs of views of different images.
+    same_class_chance : float
+        The same share if every such pair had equal weight (a graph blind to class): the share
+        of same-class pairs among pairs of views of different images, ``(m - 1) / (n - 1)`` for
+        n images, m per class (just below 1/k).
     """
 
     eigenvalues: Tensor
@@ -54,6 +58,7 @@ class GraphStats:
     residual_share: float
     bandwidth: float
     same_class_edge_share: float
+    same_class_chance: float = float("nan")
 
 
 def _median(values: Tensor) -> float:
@@ -157,8 +162,10 @@ def graph_stats(dist: Tensor, labels: Tensor, image_ids: Tensor, k: int, top: in
     same_class = labels[:, None] == labels[None, :]
     cross_mass = float(adj[other_image].sum())
     share = float(adj[other_image & same_class].sum()) / cross_mass if cross_mass > 0 else float("nan")
+    n_cross = int(other_image.sum())
+    chance = int((other_image & same_class).sum()) / n_cross if n_cross else float("nan")
     return GraphStats(
         eigenvalues=eig[:top].cpu(), residual=residual,
         residual_share=residual / total if total > 0 else float("nan"),
-        bandwidth=h, same_class_edge_share=share,
+        bandwidth=h, same_class_edge_share=share, same_class_chance=chance,
     )

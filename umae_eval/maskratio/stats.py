@@ -8,6 +8,7 @@ stay coherent. Everything is vectorised: ``(B, P)`` resample counts times ``(P, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -95,6 +96,23 @@ class CurveSummary:
     n_intra: int
     n_inter: int
     n_boot: int
+
+
+def sweet_spot_identified(ratio: float, lo: float, hi: float, ratios: Sequence[float]) -> bool:
+    """True when the argmin ``ratio`` is interior and its 95% interval [lo, hi] does not span
+    (nearly) the whole range swept, i.e. it leaves out the second ratio or the second-to-last.
+
+    An interval of 0.1 to 0.9 on 0.1..0.9 (or 0.2 to 0.8) says the data cannot place the minimum:
+    "not identified", whatever the point estimate.
+
+    >>> grid = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    >>> sweet_spot_identified(0.7, 0.1, 0.9, grid), sweet_spot_identified(0.7, 0.6, 0.8, grid)
+    (False, True)
+    """
+    r = sorted(float(v) for v in ratios)
+    if len(r) < 3 or not r[0] + 1e-12 < ratio < r[-1] - 1e-12:
+        return False
+    return not (lo <= r[1] + 1e-12 and hi >= r[-2] - 1e-12)
 
 
 def bootstrap_counts(n: int, n_boot: int, rng: np.random.Generator) -> np.ndarray:

@@ -92,16 +92,44 @@ def _graph_text(space: str, k: int) -> str:
             f"joins images of the same class (chance ~ 1/k).")
 
 
+def _edge_share_sentence(result: Any) -> str:
+    """The graph's same-class edge share read against its chance level."""
+    import numpy as np
+
+    share = np.array([g.same_class_edge_share for g in result.graph], dtype=float)
+    chance = float(np.nanmean([g.same_class_chance for g in result.graph]))
+    if not share.size or not np.isfinite(chance):
+        return ""
+    lo, hi = float(np.nanmin(share)), float(np.nanmax(share))
+    where = ("above" if lo > chance else "below" if hi < chance else "around")
+    return (f"Same-class edge share {lo:.3f} to {hi:.3f} across ratios, {where} chance {chance:.3f} (the share "
+            f"of same-class pairs among pairs of different images: what a graph blind to class gives; drawn as a "
+            f"dotted line). " + ("Near chance, the graph's edges carry little class information at these ratios."
+                                 if abs(hi - chance) < 0.02 and abs(lo - chance) < 0.02 else ""))
+
+
 def is_boundary(ratio: float, ratios: list[float]) -> bool:
     """True when the argmin is the first or last ratio swept: no interior minimum, no sweet spot."""
     return ratio <= min(ratios) + 1e-12 or ratio >= max(ratios) - 1e-12
 
 
 def sweet_text(ratio: float, lo: float, hi: float, ratios: list[float]) -> str:
-    """``'ρ = 0.7 (95% 0.65 to 0.75)'`` for an interior argmin, else 'no interior minimum (...)'."""
+    """``'ρ = 0.7 (95% 0.65 to 0.75)'`` for an identified interior argmin, 'not identified (...)'
+    when its interval spans (nearly) the whole range, else 'no interior minimum (...)'."""
+    from umae_eval.maskratio.stats import sweet_spot_identified
+
     if is_boundary(ratio, ratios):
         return f"no interior minimum (smallest at ρ = {ratio:g}, an end of the range)"
+    if not sweet_spot_identified(ratio, lo, hi, ratios):
+        return (f"not identified (smallest at ρ = {ratio:g}, but its 95% interval {lo:g} to {hi:g} spans "
+                f"(nearly) the whole range)")
     return f"ρ = {ratio:g} (95% {lo:g} to {hi:g})"
+
+
+def _identified(r: Any, ratios: list[float]) -> bool:
+    from umae_eval.maskratio.stats import sweet_spot_identified
+
+    return sweet_spot_identified(float(r["sweet_spot"]), float(r["sweet_lo"]), float(r["sweet_hi"]), ratios)
 
 
 def estimator_label(name: str) -> str:
@@ -115,10 +143,12 @@ def verdict_sentences(table: pd.DataFrame, ratios: list[float]) -> list[str]:
     for _, r in table.iterrows():
         where = sweet_text(float(r["sweet_spot"]), float(r["sweet_lo"]), float(r["sweet_hi"]), ratios)
         shape = "reproduces the paper's shape (both distances fall, intra/inter falls then rises, minimum in " \
-                "0.6-0.8)" if bool(r["reproduces_paper_shape"]) else "does not reproduce the paper's shape"
+                "0.6-0.8)" if bool(r["reproduces_paper_shape"]) and _identified(r, ratios) \
+            else "does not reproduce the paper's shape"
         parts = [f"intra {'falls' if r['intra_falls'] else 'does not fall'}",
                  f"inter {'falls' if r['inter_falls'] else 'does not fall'}"]
-        spot = where if is_boundary(float(r["sweet_spot"]), ratios) else f"sweet spot at {where}"
+        spot = f"sweet spot at {where}" if _identified(r, ratios) else (
+            where if is_boundary(float(r["sweet_spot"]), ratios) else f"sweet spot {where}")
         out.append(f"{estimator_label(str(r['estimator']))}: {spot}; {', '.join(parts)}; {shape}.")
     return out
 
@@ -133,8 +163,9 @@ def sweet_frame(table: pd.DataFrame, ratios: list[float]) -> pd.DataFrame:
                      "intra falls": bool(r["intra_falls"]), "inter falls": bool(r["inter_falls"]),
                      "falls then rises": bool(r["relative_falls_then_rises"]),
                      "minimum in 0.6-0.8": "no minimum" if is_boundary(float(r["sweet_spot"]), ratios)
+                     else "not identified" if not _identified(r, ratios)
                      else ("yes" if bool(r["sweet_in_0.6_0.8"]) else "no"),
-                     "reproduces the paper's shape": bool(r["reproduces_paper_shape"])})
+                     "reproduces the paper's shape": bool(r["reproduces_paper_shape"]) and _identified(r, ratios)})
     return pd.DataFrame(rows)
 
 
@@ -162,11 +193,14 @@ def sweep_report(result: Any, settings: dict[str, Any], tables: dict[str, pd.Dat
     rep.add_sentences(verdict_sentences(tables["sweet_spots"], ratios), verdict=True)
     rep.add_table("", sweet_frame(tables["sweet_spots"], ratios), settings=fig_settings,
                   caption="Sweet spot = argmin of mean intra / mean inter with the 95% bootstrap interval of the "
-                          "argmin; an argmin at the first or last ratio is no sweet spot. Checks: 95% bootstrap "
-                          "tests (README: Mask-ratio sweep).")
+                          "argmin; an argmin at the first or last ratio is no sweet spot, and one whose interval "
+                          "spans (nearly) the whole range (from the second ratio or below to the second-to-last "
+                          "or above) is not identified. Checks: 95% bootstrap tests (README: Mask-ratio sweep).")
     rep.add_figure("Fig. 2c: relative distance intra / inter", figures.relative_figure(result, note),
-                   caption="One panel per estimator, each with its 95% band (bootstrap over pairs); star = interior "
-                           "minimum with its interval; dashed: the paper's 0.7.", settings=fig_settings,
+                   caption="One panel per estimator, each with its 95% band (bootstrap over pairs); star = an "
+                           "identified interior minimum with its 95% interval (horizontal bar); a minimum whose "
+                           "interval spans (nearly) the whole range is marked 'not identified' instead; dashed: "
+                           "the paper's 0.7.", settings=fig_settings,
                    name="fig2c-relative-distance")
     rep.add_figure("Fig. 2c (right): change of intra / inter from the first ratio",
                    figures.relative_change_figure(result, note),
@@ -182,6 +216,7 @@ def sweep_report(result: Any, settings: dict[str, Any], tables: dict[str, pd.Dat
                            "bootstrap over images.", settings=fig_settings, name="label-error")
     rep.add_heading("Augmentation graph spectrum")
     rep.add_text(_graph_text(space, n_classes))
+    rep.add_text(_edge_share_sentence(result))
     rep.add_figure("Spectrum of the mask-induced augmentation graph", figures.spectrum_figure(result, note),
                    level=3, caption=f"{result.n_graph_nodes} nodes ({settings['graph_images']} images x "
                                     f"{settings['graph_views']} views).",
