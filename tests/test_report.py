@@ -47,7 +47,7 @@ def test_figure_json_is_script_safe_and_round_trips() -> None:
 
 def test_plotly_labels_are_escaped_for_plotly_text() -> None:
     fig = F.embedding_figure(np.zeros((3, 2)), np.array([0, 1, 2]), EVIL, title="m")
-    names = [t.name for t in fig.data]
+    names = [t.name for t in fig.data[1:]]  # data[0] holds the points, one legend entry per class after it
     # plotly renders a subset of HTML in labels; escaped, it shows the literal characters instead
     assert names == ["&lt;img src=x onerror=alert(1)&gt;", "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;",
                      "a&amp;b &lt;!-- c"]
@@ -60,11 +60,29 @@ def test_report_is_self_contained_with_plotly_once(tmp_path: Path) -> None:
     html = rep.render()
     assert rep.n_figures == 3 and html.count("<div class='umae-figure'>") == 3
     assert html.count("Plotly.newPlot(") == 3
-    from plotly.offline import get_plotlyjs
-
-    assert html.count(get_plotlyjs()[:200]) == 1  # the library itself, inlined exactly once
+    assert html.count("plotly.js (basic - minified) v") == 1  # the basic bundle, inlined exactly once
+    assert len(html.encode()) < 2_000_000
     assert "<script src" not in html and "<link" not in html and "cdn.plot.ly" not in html.split("</head>")[1]
     assert html.count("class='figsettings'") == 2  # map + table carry their settings; sv had none
+
+
+def test_the_full_bundle_only_when_a_trace_type_needs_it() -> None:
+    """scatter / bar draw with the vendored basic bundle (1.2 MB); anything else gets plotly's full one."""
+    import hashlib
+
+    import plotly.graph_objects as go
+    from plotly.offline import get_plotlyjs
+
+    from umae_eval.report.writer import plotly_js
+
+    vendored = Path(F.__file__).with_name("vendor") / "plotly-basic.min.js"
+    digest = hashlib.sha256(vendored.read_bytes()).hexdigest()
+    assert digest == "99784e3abfb07b142a15e521a439e6d9addceadb3f79553fd24c72774f0649ba"  # npm, unchanged
+    assert plotly_js({"scatter", "bar"}) == vendored.read_text() and len(plotly_js({"scatter"})) < 1_300_000
+    assert plotly_js({"scatter", "heatmap"}) == get_plotlyjs()
+    rep = HtmlReport("t", command="probe")
+    rep.add_figure("heat", go.Figure(go.Heatmap(z=[[1, 2], [3, 4]])))
+    assert get_plotlyjs()[:200] in rep.render()
 
 
 def test_no_figures_means_no_plotly(tmp_path: Path) -> None:
@@ -108,12 +126,43 @@ def test_singular_values_figure_is_log_scale_and_drops_zeros() -> None:
     assert list(fig.data[0].y) == [1.0, 0.5] and list(fig.data[0].x) == [1, 2]
 
 
-def test_embedding_figure_one_trace_per_class_in_class_order() -> None:
-    labels = np.array([2, 0, 2, 1])
-    coords = np.arange(8, dtype=float).reshape(4, 2)
-    fig = F.embedding_figure(coords, labels, ["plane", "car", "bird"], title="t-SNE")
-    assert [t.name for t in fig.data] == ["plane", "car", "bird"]
-    assert list(fig.data[2].x) == [0.0, 4.0]
+def test_embedding_figure_draws_points_in_seeded_random_order_with_a_class_key() -> None:
+    """All points in one trace, in a seeded permutation (no class on top of all others), each with
+    its class's colour and shape; one legend entry per class, in class order."""
+    labels = np.arange(40) % 4
+    coords = np.stack([np.arange(40.0), np.zeros(40)], axis=1)
+    fig = F.embedding_figure(coords, labels, ["plane", "car", "bird", "cat"], title="t-SNE")
+    pts = fig.data[0]
+    order = np.random.default_rng(0).permutation(40)
+    assert list(pts.x) == list(coords[order, 0]) and list(pts.customdata) == list(order)
+    assert list(pts.marker.color) == [F.CLASS_COLORS_10[c] for c in labels[order]]
+    assert list(pts.marker.symbol) == [F.CLASS_SYMBOLS[c] for c in labels[order]]
+    assert [t.name for t in fig.data[1:]] == ["plane", "car", "bird", "cat"]
+    assert [t.marker.symbol for t in fig.data[1:]] == list(F.CLASS_SYMBOLS[:4])
+    # the same seed, the same picture
+    again = F.embedding_figure(coords, labels, ["plane", "car", "bird", "cat"], title="t-SNE")
+    assert list(again.data[0].x) == list(pts.x)
+
+
+def test_one_colour_per_checkpoint_role_in_every_figure() -> None:
+    """MAE, U-MAE, random init and a smoke run keep their role's colour whatever the order; a second
+    checkpoint of a role gets the next colour of the fixed order, never a role's."""
+    roles = {"U-MAE e20": "U-MAE", "random init": "untrained", "MAE e20": "MAE", "smoke": "smoke run",
+             "U-MAE λ=0.1": "U-MAE"}
+    colors = F.checkpoint_colors(roles)
+    assert colors["MAE e20"] == F.ROLE_COLORS["MAE"] and colors["U-MAE e20"] == F.ROLE_COLORS["U-MAE"]
+    assert colors["random init"] == F.ROLE_COLORS["untrained"] and colors["smoke"] == F.ROLE_COLORS["smoke run"]
+    assert colors["U-MAE λ=0.1"] == F.OTHER_COLORS[0] and len(set(colors.values())) == 5
+    sv = {n: np.array([1.0, 0.5]) for n in reversed(list(roles))}
+    figs = [F.singular_values_figure(sv, colors=colors),
+            F.rank_bars_figure({n: {"effective_rank": 3.0} for n in roles}, colors=colors),
+            F.alignment_uniformity_figure({n: (0.5, -2.0) for n in roles}, colors=colors),
+            F.training_curve_figure({n: {"epoch": [1], "effective_rank": [2.0]} for n in roles},
+                                    metric="effective_rank", y_title="r", title="t", colors=colors)]
+    for fig in figs:
+        for t in fig.data:
+            c = t.line.color if t.type == "scatter" and t.mode and "lines" in t.mode else t.marker.color
+            assert c == colors[t.name], (t.name, c)
 
 
 def test_training_curve_skips_runs_without_the_metric() -> None:
@@ -122,18 +171,19 @@ def test_training_curve_skips_runs_without_the_metric() -> None:
     assert [t.name for t in fig.data] == ["mae"] and list(fig.data[0].y) == [5.0, 4.0]
 
 
-@pytest.mark.parametrize("make", [
-    lambda: F.accuracy_figure({"a": {"linear_accuracy": 50.0, "knn_accuracy@20": 40.0}, "b": {"linear_accuracy": 60.0}}),
-    lambda: F.rank_bars_figure({"a": {"effective_rank": 3.0, "rankme": 4.0}}),
-    lambda: F.alignment_uniformity_figure({"a": (0.5, -2.0)}),
+@pytest.mark.parametrize("make,n_missing", [
+    (lambda: F.accuracy_figure({"a": {"linear_accuracy": 50.0, "knn_accuracy@20": 40.0},
+                                "b": {"linear_accuracy": 60.0}}), 1),
+    (lambda: F.rank_bars_figure({"a": {"effective_rank": 3.0, "rankme": 4.0}}), 0),
+    (lambda: F.alignment_uniformity_figure({"a": (0.5, -2.0)}), 0),
 ])
-def test_bar_and_scatter_figures_build(make) -> None:  # type: ignore[no-untyped-def]
+def test_bar_and_scatter_figures_build(make, n_missing: int) -> None:  # type: ignore[no-untyped-def]
     fig = make()
     assert isinstance(fig, go.Figure) and len(fig.data) >= 1
     if fig.data[0].type == "bar":
-        # a missing value is a gap (NaN), never a silent 0
+        # one bar per checkpoint and measure; a missing value is a gap (NaN), never a silent 0
         ys = [list(t.y) for t in fig.data]
-        assert any(np.isnan(v) for y in ys for v in y) or len(ys[0]) == 1
+        assert sum(np.isnan(v) for y in ys for v in y) == n_missing
 
 
 def test_tables_use_words_and_one_number_format_per_column() -> None:
@@ -174,9 +224,31 @@ def test_sweep_verdict_calls_a_boundary_argmin_no_sweet_spot() -> None:
 
     ratios = [0.0, 0.25, 0.5, 0.75]
     assert sweet_text(0.0, 0.0, 0.0, ratios).startswith("no interior minimum (smallest at ρ = 0")
-    assert sweet_text(0.5, 0.25, 0.75, ratios) == "ρ = 0.5 (95% 0.25 to 0.75)"
+    grid = [round(0.1 * i, 1) for i in range(1, 10)]
+    assert sweet_text(0.7, 0.6, 0.8, grid) == "ρ = 0.7 (95% 0.6 to 0.8)"
+    # an interval over (nearly) the whole range places no minimum: 'not identified', not 'sweet spot at 0.7'
+    for lo, hi in ((0.1, 0.9), (0.2, 0.8)):
+        assert sweet_text(0.7, lo, hi, grid).startswith("not identified (smallest at ρ = 0.7"), (lo, hi)
+    assert sweet_text(0.5, 0.25, 0.75, ratios).startswith("not identified")
     table = pd.DataFrame([{"estimator": "all-pairs", "sweet_spot": 0.0, "sweet_lo": 0.0, "sweet_hi": 0.0,
                            "intra_falls": False, "inter_falls": True, "relative_falls_then_rises": False,
                            "sweet_in_0.6_0.8": False, "reproduces_paper_shape": False}])
     (line,) = verdict_sentences(table, ratios)
     assert line.startswith("all-pairs (the paper's text): no interior minimum") and "sweet spot 0" not in line
+
+
+def test_sweep_verdict_says_not_identified_for_a_minimum_spanning_the_range() -> None:
+    from umae_eval.report.sweep import sweet_frame, verdict_sentences
+
+    grid = [round(0.1 * i, 1) for i in range(1, 10)]
+    row = {"estimator": "shared-mask", "sweet_spot": 0.7, "sweet_lo": 0.1, "sweet_hi": 0.9, "intra_falls": True,
+           "inter_falls": True, "relative_falls_then_rises": True, "sweet_in_0.6_0.8": True,
+           "reproduces_paper_shape": True}
+    (line,) = verdict_sentences(pd.DataFrame([row]), grid)
+    assert "sweet spot not identified" in line and "sweet spot at" not in line
+    assert "does not reproduce the paper's shape" in line
+    frame = sweet_frame(pd.DataFrame([row]), grid)
+    assert frame["minimum in 0.6-0.8"].tolist() == ["not identified"]
+    assert frame["reproduces the paper's shape"].tolist() == [False]
+    (line,) = verdict_sentences(pd.DataFrame([{**row, "sweet_lo": 0.6, "sweet_hi": 0.8}]), grid)
+    assert "sweet spot at ρ = 0.7 (95% 0.6 to 0.8)" in line and "reproduces the paper's shape" in line

@@ -16,7 +16,7 @@ import pandas as pd
 from umae_eval.pipeline import AnalysisResults
 from umae_eval.pipeline import frames as T
 from umae_eval.pipeline.curves import curve_for
-from umae_eval.report.summary import add_summary
+from umae_eval.report.summary import Preface, add_summary
 from umae_eval.report.writer import HtmlReport
 
 _COLLAPSE_CAPTION = (
@@ -24,6 +24,16 @@ _COLLAPSE_CAPTION = (
     "power-law decay of the covariance spectrum; feature std: std of L2-normalised features x sqrt(D) "
     "(1 = no collapse). alignment / uniformity: Wang & Isola on two masked views of the same test images; "
     "U-MAE term: the regulariser's two forms (code: normalised features incl. diagonal; paper: Eq. 11).")
+
+
+def report_colors(res: AnalysisResults) -> dict[str, str]:
+    """One colour per checkpoint for every figure of the report, by role (MAE, U-MAE, untrained,
+    a checkpoint not compared such as demo's smoke run) from the recipe; a fixed order otherwise."""
+    from umae_eval.report.figures import checkpoint_colors
+
+    not_compared = set(res.summary.table_only)
+    return checkpoint_colors({c.name: "smoke run" if c.name in not_compared else c.recipe.method
+                              for c in res.checkpoints})
 
 
 def provenance(settings: Mapping[str, Any]) -> dict[str, str]:
@@ -125,6 +135,7 @@ def _collapse_section(rep: HtmlReport, res: AnalysisResults, settings: Mapping[s
                       prov: Mapping[str, str]) -> None:
     from umae_eval.report import figures as F
 
+    colors = report_colors(res)
     coll = T.collapse_frame(res)
     if coll.empty:
         return
@@ -138,26 +149,30 @@ def _collapse_section(rep: HtmlReport, res: AnalysisResults, settings: Mapping[s
                   settings={**feat, **{f"views.{k}": v for k, v in views.items() if k not in prov}})
     spectra = {c.name: c.spectrum for c in res.checkpoints if c.spectrum is not None}
     rep.add_figure("Singular values, centred features (Fig. 1b)", F.singular_values_figure(
-        {n: s.singular_values_centered for n, s in spectra.items()}, settings_line=line),
+        {n: s.singular_values_centered for n, s in spectra.items()}, settings_line=line, colors=colors),
         caption="Sorted singular values of the centred test-feature matrix, normalised to the largest. "
                 "A faster drop means fewer used dimensions (more dimensional collapse).", settings=feat,
         name="fig1b-singular-values")
     rep.add_figure("Singular values, raw features", F.singular_values_figure(
         {n: s.singular_values_raw for n, s in spectra.items()},
-        title="Normalised singular values, uncentred features", settings_line=line),
+        title="Normalised singular values, uncentred features", settings_line=line, colors=colors),
         caption="The same without centring (what RankMe sees).", settings=feat, name="singular-values-raw")
     bounds = {h.name: {m: (iv.lo, iv.hi) for m, iv in h.rank_intervals.items()} for h in res.summary.headlines}
     rank_line = line + (f" · error bars: 95% bootstrap intervals ({res.summary.n_boot_ranks} resamples)"
                         if res.summary.n_boot_ranks else "")
     rep.add_figure("Effective rank and RankMe", F.rank_bars_figure(
         {n: s.scalars() for n, s in spectra.items()}, settings_line=rank_line,
-        intervals=bounds if res.summary.n_boot_ranks else None), settings=feat, name="ranks")
+        intervals=bounds if res.summary.n_boot_ranks else None, colors=colors), settings=feat, name="ranks")
     pts = {c.name: (c.views.alignment, c.views.uniformity) for c in res.checkpoints if c.views is not None}
     rep.add_figure("Alignment and uniformity of masked views", F.alignment_uniformity_figure(
-        pts, settings_line=settings_line(settings, ("mask_ratio", "pool", "seed")) + f" · {views['n_images']} images"),
+        pts, settings_line=settings_line(settings, ("mask_ratio", "pool", "seed")) + f" · {views['n_images']} images",
+        colors=colors),
+        caption="Alignment (mean squared distance between the two views' normalised features) is read with "
+                "uniformity: features that all coincide have perfect alignment 0 and the worst uniformity 0, "
+                "so a low alignment alone is no merit. Wang & Isola's good region is low on both axes.",
         settings=views, name="alignment-uniformity")
     _maps_section(rep, res, settings, prov)
-    _curves_section(rep, res, prov)
+    _curves_section(rep, res, prov, colors)
 
 
 def _maps_section(rep: HtmlReport, res: AnalysisResults, settings: Mapping[str, Any], prov: Mapping[str, str]) -> None:
@@ -179,7 +194,8 @@ def _maps_section(rep: HtmlReport, res: AnalysisResults, settings: Mapping[str, 
                                   for name, m in panels], res.class_names,
                                  title=f"{words} of test features (Fig. 3a)", settings_line=line)
         colors = F.class_colors(len(res.class_names))
-        swatches = list(zip(res.class_names, colors)) if len(res.class_names) <= 40 else []
+        glyphs = [F.SYMBOL_GLYPHS[s] for s in F.class_symbols(len(res.class_names))]
+        swatches = list(zip(res.class_names, colors, glyphs)) if len(res.class_names) <= 40 else []
         caption = (f"{words} of each checkpoint's test features, side by side with equal axes; the score above "
                    f"each map is the leave-one-out 10-NN accuracy of the points inside the 2-D map (how well "
                    f"the classes separate in what you see). Hover a point for its class and test-image index "
@@ -190,9 +206,11 @@ def _maps_section(rep: HtmlReport, res: AnalysisResults, settings: Mapping[str, 
                             settings={**m0.settings, **prov}, static=combined, name=f"fig3a-{method}")
 
 
-def _curves_section(rep: HtmlReport, res: AnalysisResults, prov: Mapping[str, str]) -> None:
+def _curves_section(rep: HtmlReport, res: AnalysisResults, prov: Mapping[str, str],
+                    colors: Mapping[str, str]) -> None:
     from umae_eval.report import figures as F
 
+    chance = 100.0 / len(res.class_names) if res.class_names else None
     curves = {c.name: c.curves for c in res.checkpoints if c.curves}
     if not curves:
         return
@@ -202,7 +220,7 @@ def _curves_section(rep: HtmlReport, res: AnalysisResults, prov: Mapping[str, st
     if per:
         rep.add_figure("Effective rank along training (Fig. 1c)", F.training_curve_figure(
             per, metric="effective_rank", y_title="effective rank", title="Effective rank along training (Fig. 1c)",
-            settings_line="from each run's metrics.jsonl (features of its held-out eval images)"),
+            settings_line="from each run's metrics.jsonl (features of its held-out eval images)", colors=colors),
             settings=src, name="fig1c-effective-rank")
     lin = curve_for(curves, "linear_accuracy")
     knn = curve_for(curves, "knn_accuracy")
@@ -219,7 +237,7 @@ def _curves_section(rep: HtmlReport, res: AnalysisResults, prov: Mapping[str, st
         title = "Linear-probe accuracy along training (Fig. 3b)" if lin else "kNN accuracy along training"
         rep.add_figure(title, F.training_curve_figure(
             both, metric=metric, extra_metric="knn_accuracy" if lin else None,
-            y_title="online test accuracy (%)", title=title, eval_images=n_eval,
+            y_title="online test accuracy (%)", title=title, eval_images=n_eval, colors=colors, chance=chance,
             settings_line=f"online probes in metrics.jsonl · solid: linear probe ('fast' L-BFGS), dashed: kNN · "
                           f"test images per point: {sizes}"),
             caption="Online evaluation during pre-training on each run's fixed held-out images; bands: 95% Wilson "
@@ -228,12 +246,12 @@ def _curves_section(rep: HtmlReport, res: AnalysisResults, prov: Mapping[str, st
     if per:
         rep.add_figure("Mean-classifier accuracy along training", F.training_curve_figure(
             per, metric="mean_classifier_accuracy", y_title="online mean-classifier accuracy (%)",
-            title="Online mean-classifier accuracy along training", eval_images=n_eval,
+            title="Online mean-classifier accuracy along training", eval_images=n_eval, colors=colors, chance=chance,
             settings_line="from each run's metrics.jsonl"), settings=src, name="mean-classifier-along-training")
 
 
 def analysis_report(res: AnalysisResults, settings: Mapping[str, Any], *, command: str, title: str,
-                    preface: str | None = None) -> HtmlReport:
+                    preface: Preface | None = None) -> HtmlReport:
     """The whole page: summary first, then recipes, probes, collapse, maps, curves, settings.
 
     ``preface`` (umae demo: what the full study of these encoders found) opens the summary.
@@ -244,7 +262,7 @@ def analysis_report(res: AnalysisResults, settings: Mapping[str, Any], *, comman
     prov = provenance(settings)
     fig_settings = {"data": settings["data"]["spec"], "pool": settings["pool"], "seed": settings["seed"],
                     "bootstrap_resamples": settings.get("bootstrap_resamples"), **prov}
-    add_summary(rep, res, fig_settings, preface=preface)
+    add_summary(rep, res, fig_settings, preface=preface, colors=report_colors(res))
     rep.add_table("Checkpoints", T.recipe_frame(res),
                   caption="The training recipe each file records (umae metadata or MAE/U-MAE training args; "
                           "'not recorded' for bare encoders and timm files), the layout detected when loading, "
@@ -263,7 +281,7 @@ def analysis_report(res: AnalysisResults, settings: Mapping[str, Any], *, comman
     return rep
 
 
-def write_analysis(out_dir: Any, command: str, res: AnalysisResults, *, title: str, preface: str | None = None,
+def write_analysis(out_dir: Any, command: str, res: AnalysisResults, *, title: str, preface: Preface | None = None,
                    **extra_settings: Any) -> dict[str, Any]:
     """results.json, the CSV tables, figures/ and report.html of one analysis; returns the paths.
 
@@ -275,5 +293,5 @@ def write_analysis(out_dir: Any, command: str, res: AnalysisResults, *, title: s
     report = analysis_report(res, settings, command=command, title=title, preface=preface)
     results = res.to_json()
     if preface:
-        results["preface"] = preface
+        results["preface"] = preface.text + ("\n\n" + preface.check if preface.check else "")
     return write_outputs(out_dir, command, settings, results, analysis_tables(res), report)

@@ -36,6 +36,74 @@ PALETTE: tuple[str, ...] = (
     "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
 )
 
+#: Okabe & Ito's colour-blind-safe palette ("Color Universal Design", 2008): one colour per
+#: checkpoint role, the same in every figure of every report.
+ROLE_COLORS: dict[str, str] = {"MAE": "#0072B2", "U-MAE": "#D55E00", "untrained": "#555555",
+                               "smoke run": "#CC79A7"}
+#: Checkpoints of no role (or a second of one role), in a fixed order: the rest of Okabe-Ito,
+#: then Paul Tol's "muted" colours.
+OTHER_COLORS: tuple[str, ...] = ("#009E73", "#E69F00", "#56B4E9", "#000000", "#882255", "#117733",
+                                 "#332288", "#999933", "#AA4499", "#44AA99", "#DDCC77", "#88CCEE")
+#: Classes up to 10: Okabe-Ito plus two of Tol's, each with its own marker shape, so classes
+#: whose colours merge under a colour-vision deficiency still differ by shape.
+CLASS_COLORS_10: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00",
+                                    "#000000", "#F0E442", "#882255", "#999999")
+CLASS_SYMBOLS: tuple[str, ...] = ("circle", "square", "diamond", "triangle-up", "triangle-down", "cross", "x",
+                                  "star", "pentagon", "hexagon")
+#: The symbols as glyphs, for the page's colour key.
+SYMBOL_GLYPHS: dict[str, str] = {"circle": "●", "square": "■", "diamond": "◆", "triangle-up": "▲",
+                                 "triangle-down": "▼", "cross": "✚", "x": "✖", "star": "★", "pentagon": "⬟",
+                                 "hexagon": "⬢"}
+
+
+def checkpoint_colors(roles: Mapping[str, str | None]) -> dict[str, str]:
+    """One colour per checkpoint, by role: ``roles`` maps name -> role (``'MAE'``, ``'U-MAE'``,
+    ``'untrained'``, ``'smoke run'`` or anything else), in report order. The first checkpoint of a
+    role in :data:`ROLE_COLORS` gets that colour; every other one the next of :data:`OTHER_COLORS`.
+
+    >>> checkpoint_colors({"a": "U-MAE", "b": "MAE", "c": "U-MAE"})
+    {'a': '#D55E00', 'b': '#0072B2', 'c': '#009E73'}
+    """
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    rest = iter(OTHER_COLORS * (1 + len(roles) // len(OTHER_COLORS)))
+    for name, role in roles.items():
+        color = ROLE_COLORS.get(role or "")
+        if color is None or color in used:
+            color = next(rest)
+        used.add(color)
+        out[name] = color
+    return out
+
+
+def _colors_for(names: Sequence[str], colors: Mapping[str, str] | None) -> dict[str, str]:
+    """``colors`` where given, else roles guessed from the names (a fixed order for the rest)."""
+    out = dict(colors or {})
+    missing = [n for n in names if n not in out]
+    if missing:
+        guessed = checkpoint_colors({n: _role_from_name(n) for n in missing})
+        taken = set(out.values())
+        spare = iter(c for c in OTHER_COLORS * 4 if c not in taken)
+        for n in missing:
+            c = guessed[n]
+            out[n] = c if c not in taken else next(spare)
+            taken.add(out[n])
+    return out
+
+
+def _role_from_name(name: str) -> str | None:
+    n = name.lower()
+    if "random" in n or "untrained" in n:
+        return "untrained"
+    if "smoke" in n:
+        return "smoke run"
+    if "u-mae" in n or "umae" in n:
+        return "U-MAE"
+    if "mae" in n:
+        return "MAE"
+    return None
+
+
 #: Legend above the plot, horizontal: it wraps on narrow screens instead of covering an axis.
 _LEGEND: dict[str, Any] = dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom")
 
@@ -63,9 +131,12 @@ def _base(title: str, xaxis: str, yaxis: str, settings_line: str = "") -> go.Fig
 
 
 def class_colors(n: int) -> list[str]:
-    """``n`` class colours: the 10 / 20 distinct qualitative ones up to 20 classes; beyond, hues
-    spaced by the golden angle at three lightness levels, so neighbouring labels (often related
-    classes, e.g. CIFAR-100's) still differ and no two of 200 colours coincide."""
+    """``n`` class colours: up to 10 the colour-blind-safe :data:`CLASS_COLORS_10` (each class also
+    gets a marker shape, :func:`class_symbols`); up to 20 the 20 distinct qualitative ones; beyond,
+    hues spaced by the golden angle at three lightness levels, so neighbouring labels (often
+    related classes, e.g. CIFAR-100's) still differ and no two of 200 colours coincide."""
+    if n <= 10:
+        return list(CLASS_COLORS_10[:n])
     if n <= 20:
         return list(PALETTE[:n])
     import colorsys
@@ -79,11 +150,17 @@ def class_colors(n: int) -> list[str]:
     return out
 
 
+def class_symbols(n: int) -> list[str]:
+    """A plotly marker symbol per class: one shape each up to 10 classes, circles beyond."""
+    return list(CLASS_SYMBOLS[:n]) if n <= len(CLASS_SYMBOLS) else ["circle"] * n
+
+
 def singular_values_figure(
     spectra: Mapping[str, np.ndarray],
     *,
     title: str = "Normalised singular values of the features (Fig. 1b)",
     settings_line: str = "",
+    colors: Mapping[str, str] | None = None,
 ) -> go.Figure:
     """Fig. 1b: sorted singular values normalised to the largest, log-scale y.
 
@@ -94,38 +171,44 @@ def singular_values_figure(
         normalised so that the first is 1 (zeros are dropped: they cannot be shown on a log axis).
     settings_line:
         One line of settings shown under the title (features, pooling, data).
+    colors:
+        One colour per checkpoint (:func:`checkpoint_colors`); guessed from the names if left out.
     """
     fig = _base(title, "singular value index (sorted)", "σ_k / σ_1 (log scale)", settings_line)
-    for i, (name, sv) in enumerate(spectra.items()):
+    palette = _colors_for(list(spectra), colors)
+    for name, sv in spectra.items():
         sv = np.asarray(sv, dtype=np.float64)
         keep = sv > 0
         idx = np.arange(1, sv.size + 1)[keep]
         fig.add_trace(go.Scatter(x=idx, y=sv[keep], mode="lines", name=label(name),
-                                 line=dict(color=PALETTE[i % len(PALETTE)], width=2)))
+                                 line=dict(color=palette[name], width=2)))
     fig.update_yaxes(type="log", exponentformat="power", dtick=1)  # decades only: no 2 / 5 minor labels
     return fig
 
 
 def _grouped_bars(fig: go.Figure, values: Mapping[str, Mapping[str, float]], columns: Sequence[str],
-                  intervals: Mapping[str, Mapping[str, tuple[float, float]]] | None = None) -> None:
-    """Add one bar trace per column to ``fig``: x = checkpoint names, missing values as NaN, labelled.
+                  intervals: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
+                  colors: Mapping[str, str] | None = None) -> None:
+    """Add one bar trace per checkpoint to ``fig`` (its colour in every figure): x = the measures
+    (``columns`` in words), missing values as NaN, each bar labelled with its value.
 
     ``intervals`` (optional) maps checkpoint -> column -> (lo, hi), drawn as error bars.
     """
     from umae_eval.report.tables import header
 
-    names = list(values)
-    for j, col in enumerate(columns):
-        y = [float(values[n].get(col, float("nan"))) for n in names]
+    palette = _colors_for(list(values), colors)
+    cats = [label(header(c).replace(" (%)", "")) for c in columns]  # the axis title gives the unit
+    for name, per in values.items():
+        y = [float(per.get(col, float("nan"))) for col in columns]
         error_y = None
         if intervals:
-            lo = [intervals.get(n, {}).get(col, (v, v))[0] for n, v in zip(names, y)]
-            hi = [intervals.get(n, {}).get(col, (v, v))[1] for n, v in zip(names, y)]
+            lo = [intervals.get(name, {}).get(col, (v, v))[0] for col, v in zip(columns, y)]
+            hi = [intervals.get(name, {}).get(col, (v, v))[1] for col, v in zip(columns, y)]
             error_y = dict(type="data", array=[h - v for h, v in zip(hi, y)],
-                           arrayminus=[v - lo_ for lo_, v in zip(lo, y)], visible=True, thickness=1.2, width=4)
+                           arrayminus=[v - lo_ for lo_, v in zip(lo, y)], visible=True, thickness=1.2, width=4,
+                           color="#222222")
         fig.add_trace(go.Bar(
-            x=[label(n) for n in names], y=y, name=label(header(col)),
-            marker_color=PALETTE[j % len(PALETTE)], texttemplate="%{y:.1f}",
+            x=cats, y=y, name=label(name), marker_color=palette[name], texttemplate="%{y:.1f}",
             # with error bars the value sits mid-bar, clear of the whisker
             textposition="inside" if error_y else "outside", insidetextanchor="middle", error_y=error_y,
         ))
@@ -139,14 +222,15 @@ def rank_bars_figure(
     title: str = "Effective rank and RankMe",
     settings_line: str = "",
     intervals: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
+    colors: Mapping[str, str] | None = None,
 ) -> go.Figure:
-    """Grouped bars: one group per checkpoint, one bar per metric (``effective_rank``, ``rankme``).
+    """Grouped bars: one group per metric (``effective_rank``, ``rankme``), one bar per checkpoint.
 
     ``ranks`` maps checkpoint name -> ``{metric name: value}``; missing metrics are left out.
     ``intervals`` (optional) the 95% interval of each, drawn as error bars.
     """
-    fig = _base(title, "checkpoint", "rank (number of dimensions)", settings_line)
-    _grouped_bars(fig, ranks, metrics, intervals)
+    fig = _base(title, "", "rank (number of dimensions)", settings_line)
+    _grouped_bars(fig, ranks, metrics, intervals, colors)
     fig.update_yaxes(rangemode="tozero")
     return fig
 
@@ -157,17 +241,23 @@ def accuracy_figure(
     title: str = "Probe accuracy",
     settings_line: str = "",
     intervals: Mapping[str, Mapping[str, tuple[float, float]]] | None = None,
+    colors: Mapping[str, str] | None = None,
+    chance: float | None = None,
 ) -> go.Figure:
-    """Grouped bars of accuracy (percent): one group per checkpoint, one bar per probe.
+    """Grouped bars of accuracy (percent): one group per probe, one bar per checkpoint.
 
     ``accuracies`` maps checkpoint name -> ``{probe column (e.g. 'knn_accuracy@20'): percent}``;
-    ``intervals`` (optional) the 95% interval of each, drawn as error bars.
+    ``intervals`` (optional) the 95% interval of each, drawn as error bars; ``chance`` (percent,
+    100 / classes) a dotted line.
     """
-    fig = _base(title, "checkpoint", "test accuracy (%)", settings_line)
+    fig = _base(title, "", "test accuracy (%)", settings_line)
     columns: list[str] = []
     for per in accuracies.values():
         columns.extend(c for c in per if c not in columns)
-    _grouped_bars(fig, accuracies, columns, intervals)
+    _grouped_bars(fig, accuracies, columns, intervals, colors)
+    if chance is not None:
+        fig.add_hline(y=chance, line_dash="dot", line_color="#666666", annotation_text=f"chance {chance:.3g}%",
+                      annotation_position="top right", annotation_font_size=11)
     fig.update_yaxes(range=[0, 100], ticksuffix="%")
     return fig
 
@@ -177,43 +267,51 @@ def alignment_uniformity_figure(
     *,
     title: str = "Alignment and uniformity of two masked views",
     settings_line: str = "",
+    colors: Mapping[str, str] | None = None,
 ) -> go.Figure:
-    """One marker per checkpoint at (uniformity, alignment); lower is better on both axes.
+    """One marker per checkpoint at (uniformity, alignment).
 
-    ``points`` maps checkpoint name -> ``(alignment, uniformity)``.
+    ``points`` maps checkpoint name -> ``(alignment, uniformity)``. The two are read together
+    (Wang & Isola 2020): low alignment alone is no merit, since features that all coincide
+    align perfectly; what is good is low alignment at low (more negative) uniformity.
     """
     fig = _base(title, "uniformity: log E exp(-2||z-z'||²) (lower = more uniform)",
-                "alignment: E ||z1-z2||² (lower = better)", settings_line)
+                "alignment: E ||z1-z2||² (read with uniformity)", settings_line)
+    palette = _colors_for(list(points), colors)
     for i, (name, (align, unif)) in enumerate(points.items()):
         # names in the legend and tooltip: text beside close markers would overlap
         fig.add_trace(go.Scatter(x=[float(unif)], y=[float(align)], mode="markers", name=label(name),
                                  hovertemplate=label(name) + ": uniformity %{x:.3f}, alignment %{y:.3f}<extra></extra>",
-                                 marker=dict(size=12, color=PALETTE[i % len(PALETTE)],
+                                 marker=dict(size=12, color=palette[name],
                                              symbol=("circle", "square", "diamond", "triangle-up")[i % 4])))
     return fig
 
 
 def _map_traces(coords: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                test_index: np.ndarray | None, marker_size: int, legend: bool) -> list[go.Scatter]:
-    """SVG scatter traces of one map: one per class up to 20 classes, else one coloured trace."""
-    colors = class_colors(max(len(class_names), int(labels.max()) + 1 if labels.size else 1))
+                test_index: np.ndarray | None, marker_size: int, legend: bool, seed: int = 0) -> list[go.Scatter]:
+    """SVG scatter traces of one map: every point in one trace, in a seeded random order (so no
+    class is drawn over all the others), coloured and shaped by class; up to 20 classes, one
+    legend-only trace per class (class order) carries the key."""
+    n_classes = max(len(class_names), int(labels.max()) + 1 if labels.size else 1)
+    colors = class_colors(n_classes)
+    symbols = class_symbols(n_classes)
     index = np.arange(len(labels)) if test_index is None else np.asarray(test_index)
     names = [class_names[int(c)] if 0 <= int(c) < len(class_names) else str(int(c)) for c in labels]
+    order = np.random.default_rng(seed).permutation(len(labels))
     hover = "%{text}<br>test image %{customdata}<extra></extra>"
-    if len(colors) <= 20:
-        out = []
+    out = [go.Scatter(x=coords[order, 0], y=coords[order, 1], mode="markers", name="test images", showlegend=False,
+                      text=[label(names[i]) for i in order], customdata=index[order],
+                      marker=dict(size=marker_size, color=[colors[int(labels[i])] for i in order],
+                                  symbol=[symbols[int(labels[i])] for i in order], opacity=0.85,
+                                  line=dict(width=0)),
+                      hovertemplate=hover)]
+    if n_classes <= 20:
         for c in np.unique(labels):
-            sel = labels == c
-            name = names[int(np.flatnonzero(sel)[0])]
-            out.append(go.Scatter(
-                x=coords[sel, 0], y=coords[sel, 1], mode="markers", name=label(name), legendgroup=label(name),
-                showlegend=legend, text=[label(name)] * int(sel.sum()), customdata=index[sel],
-                marker=dict(size=marker_size, color=colors[int(c)], opacity=0.8), hovertemplate=hover))
-        return out
-    return [go.Scatter(x=coords[:, 0], y=coords[:, 1], mode="markers", name="test images", showlegend=False,
-                       text=[label(n) for n in names], customdata=index,
-                       marker=dict(size=marker_size, color=[colors[int(c)] for c in labels], opacity=0.8),
-                       hovertemplate=hover)]
+            name = names[int(np.flatnonzero(labels == c)[0])]
+            out.append(go.Scatter(x=[None], y=[None], mode="markers", name=label(name), legendgroup=label(name),
+                                  showlegend=legend, hoverinfo="skip",
+                                  marker=dict(size=marker_size + 3, color=colors[int(c)], symbol=symbols[int(c)])))
+    return out
 
 
 def embedding_figure(
@@ -237,8 +335,8 @@ def embedding_figure(
         (N,) integer class of each point (indexes ``class_names``).
     class_names:
         Names shown in the legend and tooltip (escaped here). Up to 20 classes get one legend
-        entry each; more get one trace coloured by :func:`class_colors` and no legend (the
-        tooltip names the class).
+        entry each (up to 10 also a marker shape each); more get no legend (the tooltip names
+        the class). Points are drawn in a seeded random order, coloured by :func:`class_colors`.
     test_index:
         (N,) row of each point in the test split, shown in the tooltip.
     legend:
@@ -313,6 +411,8 @@ def training_curve_figure(
     settings_line: str = "",
     extra_metric: str | None = None,
     eval_images: Mapping[str, int | None] | None = None,
+    colors: Mapping[str, str] | None = None,
+    chance: float | None = None,
 ) -> go.Figure:
     """Fig. 1c / 3b: a metric along training, one colour per run.
 
@@ -326,11 +426,12 @@ def training_curve_figure(
 
     fig = _base(title, "epoch", y_title, settings_line)
     percent = "accuracy" in metric
+    palette = _colors_for(list(curves), colors)
     lows: list[float] = []
     highs: list[float] = []
     vals: list[float] = []
-    for i, (name, curve) in enumerate(curves.items()):
-        color = PALETTE[i % len(PALETTE)]
+    for name, curve in curves.items():
+        color = palette[name]
         n = (eval_images or {}).get(name)
         for m, dash, suffix in ((metric, "solid", ""), (extra_metric, "dash", " (kNN)")):
             if not m or m not in curve:
@@ -361,6 +462,10 @@ def training_curve_figure(
     if epochs_all and max(epochs_all) - min(epochs_all) <= 12:
         fig.update_xaxes(dtick=1)
     if percent and vals:
+        if chance is not None:
+            fig.add_hline(y=chance, line_dash="dot", line_color="#666666", annotation_text=f"chance {chance:.3g}%",
+                          annotation_position="bottom right", annotation_font_size=11)
+            vals = [*vals, chance]
         fig.update_yaxes(range=_curve_range(vals, lows or vals, highs or vals, 20.0), ticksuffix="%")
     else:
         fig.update_yaxes(rangemode="tozero")

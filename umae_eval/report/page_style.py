@@ -29,6 +29,7 @@ nav.toc ol{margin:.3rem 0;padding-left:1.4rem;columns:2;column-gap:2rem} nav.toc
 .figgrid>div{min-width:0}
 .swatches{display:flex;flex-wrap:wrap;gap:.2rem .9rem;font-size:.8rem;margin:.3rem 0}
 .swatch{display:inline-block;width:.8rem;height:.8rem;border-radius:50%;margin-right:.3rem;vertical-align:-1px}
+.glyph{display:inline-block;width:1rem;margin-right:.2rem;text-align:center}
 details{margin:.8rem 0;border:1px solid #e4e4e4;padding:.3rem .8rem} details>summary{cursor:pointer;font-weight:600}
 ul.files{columns:3;font-size:.88rem} ul.files li{overflow-wrap:anywhere} ul.files a{margin-right:.4rem}
 @media (max-width:900px){body{margin:.8rem auto;padding:0 .6rem}.figgrid{grid-template-columns:1fr}

@@ -16,3 +16,4 @@ class StaticFigure:
     fig: Any
     title: str
     settings: dict[str, str]
+    caption: str = ""

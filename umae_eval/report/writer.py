@@ -33,6 +33,22 @@ from umae_eval.report.page_style import CSS, PRINT_JS
 from umae_eval.report.static_figure import StaticFigure  # noqa: F401  (re-exported)
 from umae_eval.report.tables import formatted
 
+#: Trace types of plotly.js's "basic" partial bundle (umae_eval/report/vendor/: 1.2 MB instead of 4.6 MB).
+BASIC_TRACES = frozenset({"scatter", "bar", "pie"})
+
+
+def plotly_js(trace_types: set[str]) -> str:
+    """The plotly.js source to inline: the vendored basic bundle when it draws every trace type
+    used (and is the version the plotly package would inline), else the full bundle."""
+    from plotly.offline import get_plotlyjs, get_plotlyjs_version
+
+    basic = Path(__file__).with_name("vendor") / "plotly-basic.min.js"
+    if trace_types <= BASIC_TRACES and basic.is_file():
+        text = basic.read_text(encoding="utf-8")
+        if f"v{get_plotlyjs_version()}" in text[:200]:
+            return text
+    return get_plotlyjs()
+
 
 def _script_json(obj: Any) -> str:
     """JSON that is safe inside a ``<script>`` element: no ``<``, ``>``, ``&`` or line separators.
@@ -89,6 +105,7 @@ class HtmlReport:
     _n_figures: int = 0
     static_figures: list[StaticFigure] = field(default_factory=list)
     files: list[str] = field(default_factory=list)
+    _trace_types: set[str] = field(default_factory=set)
 
     # ------------------------------------------------------------------ structure
 
@@ -195,6 +212,7 @@ class HtmlReport:
         import plotly.io as pio
 
         fig_json = json.loads(pio.to_json(fig, validate=False, pretty=False))
+        self._trace_types.update(str(t.get("type", "scatter")) for t in fig_json.get("data", []))
         config = {"displaylogo": False, "responsive": True, "displayModeBar": "hover" if modebar else False,
                   "toImageButtonOptions": {"format": "svg", "filename": stem}}
         script = (
@@ -204,10 +222,11 @@ class HtmlReport:
         return (f"<div class='umae-figure'><div id='{div_id}' class='plotly-graph-div'></div>"
                 f"<script type='text/javascript'>{script}</script></div>")
 
-    def _static(self, stem: str, fig: Any, title: str, settings: Mapping[str, Any] | None) -> str:
+    def _static(self, stem: str, fig: Any, title: str, settings: Mapping[str, Any] | None, caption: str = "") -> str:
         """Register ``fig`` for figures/ and return the links to its files."""
         stem = self._unique_stem(stem)
-        self.static_figures.append(StaticFigure(stem, fig, title, {str(k): _fmt(v) for k, v in (settings or {}).items()}))
+        self.static_figures.append(StaticFigure(stem, fig, title, {str(k): _fmt(v) for k, v in (settings or {}).items()},
+                                                caption))
         links = " ".join(f"<a href='figures/{html.escape(stem)}.{ext}'>{ext.upper()}</a>" for ext in ("pdf", "svg", "png"))
         return f"<div class='figlinks'>figure files: {links}</div>"
 
@@ -243,7 +262,8 @@ class HtmlReport:
         self._parts.append(
             self._heading_html(title, level) + self._figure_div(fig, settings, stem)
             + (f"<div class='caption'>{html.escape(caption)}</div>" if caption else "")
-            + _settings_line(settings) + self._static(stem, static if static is not None else fig, title, settings)
+            + _settings_line(settings) + self._static(stem, static if static is not None else fig, title, settings,
+                                                      caption)
         )
 
     def add_figure_grid(
@@ -253,25 +273,29 @@ class HtmlReport:
         *,
         caption: str = "",
         settings: Mapping[str, Any] | None = None,
-        swatches: Sequence[tuple[str, str]] = (),
+        swatches: Sequence[tuple[str, ...]] = (),
         name: str | None = None,
         static: Any | None = None,
     ) -> None:
         """Several figures side by side (stacked below 900 px), an optional colour key
-        (``swatches``: (label, colour)) and one static file of ``static`` (all panels in one)."""
+        (``swatches``: (label, colour) or (label, colour, glyph of the marker shape)) and one
+        static file of ``static`` (all panels in one)."""
         stem = name or slug(title)
         # small panels: no modebar over their titles (drag to zoom, double-click to reset still work)
         cells = "".join(f"<div>{self._figure_div(f, settings, stem, modebar=False)}</div>" for f in figs)
         key = ""
         if swatches:
-            key = "<div class='swatches'>" + "".join(
-                f"<span><span class='swatch' style='background:{html.escape(color)}'></span>{html.escape(name_)}</span>"
-                for name_, color in swatches) + "</div>"
+            def chip(name_: str, color: str, glyph: str = "") -> str:
+                mark = (f"<span class='glyph' style='color:{html.escape(color)}'>{html.escape(glyph)}</span>" if glyph
+                        else f"<span class='swatch' style='background:{html.escape(color)}'></span>")
+                return f"<span>{mark}{html.escape(name_)}</span>"
+
+            key = "<div class='swatches'>" + "".join(chip(*sw) for sw in swatches) + "</div>"
         self._parts.append(
             self._heading_html(title) + f"<div class='figgrid'>{cells}</div>" + key
             + (f"<div class='caption'>{html.escape(caption)}</div>" if caption else "")
             + _settings_line(settings)
-            + (self._static(stem, static, title, settings) if static is not None else "")
+            + (self._static(stem, static, title, settings, caption) if static is not None else "")
         )
 
     def add_image_figure(self, title: str, fig: Any, caption: str = "", settings: Mapping[str, Any] | None = None,
@@ -321,13 +345,12 @@ class HtmlReport:
                    f"<ul class='files'>{fig_items}</ul>" if fig_items else ""))
 
     def render(self) -> str:
-        """The whole page as a string. plotly.js is inlined once, only if a figure exists."""
+        """The whole page as a string. plotly.js is inlined once, only if a figure exists: the
+        basic partial bundle when the figures need nothing else (:func:`plotly_js`)."""
         files = self._files_html()  # adds its heading to the contents before they are drawn
         script = ""
         if self._n_figures:
-            from plotly.offline import get_plotlyjs
-
-            script = f"<script type='text/javascript'>{get_plotlyjs()}</script>"
+            script = f"<script type='text/javascript'>{plotly_js(self._trace_types)}</script>"
         v = versions()
         rev = project_revision()
         cmd = command_line_text()
