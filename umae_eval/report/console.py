@@ -1,4 +1,5 @@
-"""What an analysis command prints: one line per loaded checkpoint, the verdict, a table, the files."""
+"""What an analysis command prints: one line per loaded checkpoint, the verdict, tables that fit 80
+columns (numbers with their 95% intervals), the files."""
 
 from __future__ import annotations
 
@@ -39,40 +40,80 @@ def _short_header(column: str) -> str:
     if column.startswith("knn_accuracy@"):
         return "kNN@" + column.split("@", 1)[1]
     return {"mean_classifier_accuracy": "mean clf", "linear_accuracy": "linear", "attentive_accuracy": "attentive",
-            "effective_rank": "eff. rank", "alignment": "align", "uniformity": "unif",
+            "effective_rank": "eff. rank", "rankme": "RankMe", "alignment": "align", "uniformity": "unif",
             "linear_accuracy_lo": "lo", "linear_accuracy_hi": "hi"}.get(column, column)
 
 
-def print_outputs(title: str, df: pd.DataFrame, written: Mapping[str, Path], float_format: str = "{:.2f}",
-                  sentences: Sequence[str] = ()) -> None:
-    """The summary sentences, a rich table of the main numbers and the paths written, on stdout."""
-    for line in sentences:
+def _bracketed(iv: Any) -> str:
+    """``'40.0 [37.1, 43.0]'``: 17 characters for any percentage, so three fit in 80 columns."""
+    from umae_eval.pipeline.summary import one_decimal
+
+    return f"{one_decimal(iv.estimate)} [{one_decimal(iv.lo)}, {one_decimal(iv.hi)}]"
+
+
+def summary_tables(summary: Any) -> list[Table]:
+    """The verdict's numbers as terminal tables that fit 80 columns: accuracies (the headline
+    probes: linear, one kNN, mean classifier) and ranks, each 'estimate [95% interval]', best
+    first. Number columns never wrap; a long checkpoint name folds inside its own column."""
+    from rich import box
+
+    out = []
+    rows = summary.headlines
+    acc = [m for m in ("linear_accuracy", *[m for h in rows for m in h.accuracies if m.startswith("knn")],
+                       "mean_classifier_accuracy") if any(m in h.accuracies for h in rows)]
+    acc = list(dict.fromkeys(acc))[:3]
+    ranks = [m for m in ("effective_rank", "rankme") if any(m in h.ranks for h in rows)]
+    for title, names, values in (
+            (f"Accuracy, % [95% interval], {summary.n_test:,} test images", acc, lambda h, m: h.accuracies.get(m)),
+            ("Rank [95% interval]", ranks, lambda h, m: h.rank_intervals.get(m))):
+        if not names:
+            continue
+        table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+        table.add_column("checkpoint", overflow="fold", min_width=8)
+        for m in names:
+            table.add_column(_short_header(m), justify="right", no_wrap=True)
+        for h in rows:
+            cells = []
+            for m in names:
+                iv = values(h, m)
+                if iv is not None:
+                    cells.append(_bracketed(iv))
+                elif m in h.ranks:
+                    cells.append(f"{h.ranks[m]:.1f}")
+                else:
+                    cells.append("–")
+            table.add_row(h.name, *cells)
+        out.append(table)
+    return out
+
+
+def print_analysis(res: Any, written: Mapping[str, Path]) -> None:
+    """The verdict sentences, the headline numbers with intervals (80 columns), the files written.
+
+    All measures (every probe, collapse measures) are in the CSV files and the report."""
+    for line in res.summary.sentences():
         stdout.print(line, highlight=False, soft_wrap=True)
-    table = Table(title=title)
-    for col in df.columns:
-        numeric = pd.api.types.is_numeric_dtype(df[col])
-        table.add_column(_short_header(str(col)), justify="right" if numeric else "left",
-                         no_wrap=col == "checkpoint", overflow="fold")
-    for _, row in df.iterrows():
-        table.add_row(*[float_format.format(v) if isinstance(v, float) else str(v) for v in row.tolist()])
-    stdout.print(table)
+    tables = summary_tables(res.summary)
+    if not tables:  # nothing with an interval (e.g. probes off and no ranks): the plain table
+        _print_plain(res)
+    for table in tables:
+        stdout.print(table)
     for key, path in written.items():
         stdout.print(f"{key}: {path}", highlight=False, soft_wrap=True)
 
 
-def print_analysis(res: Any, written: Mapping[str, Path]) -> None:
-    """The verdict sentences, then the ranking (compare), accuracies (probe) or collapse measures."""
+def _print_plain(res: Any) -> None:
     from umae_eval.pipeline import frames as T
 
-    ranking = T.ranking_frame(res)
-    if not ranking.empty and len(res.checkpoints) > 1:
-        show = [c for c in ranking.columns if c not in ("sha256", "layout", "alpha_req", "feature_std")]
-        title, df, fmt = f"Ranking (by {res.ranked_by})", ranking[show], "{:.2f}"
-    elif not T.accuracy_frame(res).empty:
-        title, df, fmt = "Accuracy (%)", T.accuracy_frame(res).drop(columns=["sha256"]), "{:.2f}"
-    else:
-        coll = T.collapse_frame(res)
-        keep = ["checkpoint", "layout", "effective_rank", "rankme", "alpha_req", "feature_std", "alignment",
-                "uniformity"]
-        title, df, fmt = "Collapse measures", coll[[c for c in keep if c in coll.columns]], "{:.4g}"
-    print_outputs(title, df, written, float_format=fmt, sentences=res.summary.sentences())
+    coll = T.collapse_frame(res)
+    if coll.empty:
+        return
+    keep = ["checkpoint", "effective_rank", "rankme", "alignment", "uniformity"]
+    df = coll[[c for c in keep if c in coll.columns]]
+    table = Table(title="Collapse measures")
+    for col in df.columns:
+        table.add_column(_short_header(str(col)), justify="left" if col == "checkpoint" else "right",
+                         overflow="fold" if col == "checkpoint" else "ellipsis", no_wrap=col != "checkpoint")
+    for _, row in df.iterrows():
+        table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.tolist()])
+    stdout.print(table)
