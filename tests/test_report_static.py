@@ -70,7 +70,40 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]
 def test_every_figure_is_written_as_pdf_svg_and_png(exported: tuple[Path, list[str]]) -> None:
     folder, names = exported
     assert names == NAMES
-    assert sorted(p.name for p in folder.iterdir()) == sorted(f"{n}.{e}" for n in names for e in ("pdf", "svg", "png"))
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"{n}.{e}" for n in names for e in ("pdf", "svg", "png")] + ["captions.md"])
+
+
+def test_captions_and_settings_go_to_captions_md_not_into_the_drawing(exported: tuple[Path, list[str]]) -> None:
+    """No baked title or settings footer: they are in captions.md (and the metadata) instead."""
+    import re
+
+    folder, names = exported
+    md = (folder / "captions.md").read_text()
+    for name in names:
+        assert f"## {name}\n\n**title of {name}.**" in md and "seed=0" in md
+        svg = (folder / f"{name}.svg").read_text()
+        texts = " ".join(re.findall(r"<text[^>]*>([^<]*)</text>", svg))
+        assert f"title of {name}" not in texts and "seed=0" not in texts, name
+    assert "note line 1 / note line 2" in md  # the sweep's settings stamp, moved out of the drawing
+
+
+@pytest.mark.parametrize("name", ["sv", "accuracy", "maps", "fig2c", "graph"])
+def test_figures_are_one_or_two_paper_columns_wide_with_text_of_7_pt_or_more(exported: tuple[Path, list[str]],
+                                                                           name: str) -> None:
+    import re
+
+    from pypdf import PdfReader
+
+    folder, _ = exported
+    width_in = float(PdfReader(str(folder / f"{name}.pdf")).pages[0].mediabox.width) / 72.0
+    assert min(abs(width_in - 3.25), abs(width_in - 6.75)) < 0.05, width_in
+    svg = (folder / f"{name}.svg").read_text()
+    sizes = [float(v) for v in re.findall(r"font(?:-size)?:\s*(?:[a-z]+\s+)*([0-9.]+)px", svg)]
+    # text at 7 pt or more; only mathtext's sub- and superscripts (70% of their base) are smaller,
+    # and their base is at least 8 pt, so a script is never under 5.6 pt (LaTeX's scriptsize of 8 pt is 6)
+    small = {v for v in sizes if v < 7.0 - 1e-6}
+    assert sizes and all(any(abs(v - 0.7 * b) < 0.05 and b >= 8.0 for b in sizes) for v in small), sorted(set(sizes))
 
 
 NAMES = ["sv", "ranks", "accuracy", "align", "map", "map150", "maps", "fig3b", "fig2b", "fig2c", "fig2c_change",
@@ -80,11 +113,12 @@ NAMES = ["sv", "ranks", "accuracy", "align", "map", "map150", "maps", "fig3b", "
 @pytest.mark.parametrize("name", NAMES)
 def test_pdf_and_svg_hold_a_drawing(exported: tuple[Path, list[str]], name: str) -> None:
     folder, _ = exported
-    meta = assert_pdf_draws(folder / f"{name}.pdf")
+    meta = assert_pdf_draws(folder / f"{name}.pdf", text=name != "map150")
     assert meta["/Title"] == f"title of {name}" and "seed=0" in meta["/Subject"] and "umae" in meta["/Creator"]
-    assert_svg_draws(folder / f"{name}.svg")
+    assert_svg_draws(folder / f"{name}.svg", text=name != "map150")
     with Image.open(folder / f"{name}.png") as im:
-        assert im.width >= 800 and im.height >= 300  # 200 dpi: twice a screen figure of 4.3-7 in
+        # 200 dpi at one column (3.25 in) or the text width (6.75 in)
+        assert min(abs(im.width - 650), abs(im.width - 1350)) <= 6 and im.height >= 300, im.size
 
 
 def test_scatter_points_and_bars_survive_the_conversion() -> None:

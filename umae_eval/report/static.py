@@ -8,9 +8,10 @@ deterministically, with fonts embedded as TrueType (editable in Illustrator / In
 The page keeps the interactive plotly figures; this module redraws each one from its plotly
 JSON (the trace types the report uses: lines, markers, bands, bars with error bars, text
 labels, reference lines, log axes, subplot grids, a secondary y axis, colour bars), so a
-figure is defined once. Sizes and fonts are set for a paper: 7 in wide for multi-panel
-figures, 4.8 in for one panel, 8 pt text. The settings that produced a figure are written
-under it as a small footer and into the file's metadata (PDF Subject, SVG description).
+figure is defined once. Sizes and fonts are set for a paper: 6.75 in wide for multi-panel
+figures, 3.25 in (one column) for one panel, no text under 7 pt, formulas in mathtext, no
+title drawn. The title, caption and the settings that produced a figure go to
+``figures/captions.md`` and into the file's metadata (PDF Subject, SVG description).
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ from umae_eval.report.static_draw import (
     draw_colorbars,
     draw_scatter,
     draw_shape,
+    WIDTHS,
+    math,
     plain,
+    stamps,
     style_axis,
     title_parts,
 )
@@ -95,20 +99,22 @@ def to_matplotlib(fig: Any) -> Figure:
     for ax in list(canvas.fig.axes):  # empty cells of a subplot grid (e.g. 4 maps on 3 x 2)
         if not (ax.lines or ax.collections or ax.patches or ax.texts or ax.images) and ax in canvas.axes.values():
             canvas.fig.delaxes(ax)
-    title, sub = title_parts(lay)
-    left, _, _, top = BOX
-    if title:
-        canvas.fig.text(left, top + 0.09, title, ha="left", va="bottom", fontsize=9.5)  # one font: one embedding
-    if sub:
-        canvas.fig.text(left, top + 0.085, sub, ha="left", va="top", fontsize=6, color="#555555", wrap=True)
+    # no title and no settings line in the drawing: a paper sets its own caption (figures/captions.md)
     if handles and lay.get("showlegend", True) is not False and len(handles) <= 30:
         hs, names = zip(*handles.values())
+        names = tuple(math(n) for n in names)
+        # a formula's scripts are set at 70%: from an 8 pt base they stay above 5.6 pt
+        size = 8 if any("$" in n for n in names) else None
         if len(canvas.axes) == 1:
-            next(iter(canvas.axes.values())).legend(hs, names, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                                                    frameon=False, ncol=1 if len(hs) <= 15 else 2)
+            # above the panel, where a title would be: beside it, it would take half a column
+            next(iter(canvas.axes.values())).legend(hs, names, loc="lower left", bbox_to_anchor=(0.0, 1.02),
+                                                    frameon=False,
+                                                    ncol=2 if len(hs) > 1 and max(map(len, names)) <= 16 else 1,
+                                                    borderaxespad=0.0, handlelength=1.5, columnspacing=1.0,
+                                                    fontsize=size)
         else:
             canvas.fig.legend(hs, names, loc="upper center", bbox_to_anchor=(0.5, BOX[2] - 0.1),
-                              frameon=False, ncol=min(len(hs), 5))
+                              frameon=False, ncol=min(len(hs), 5), fontsize=size)
     return canvas.fig
 
 
@@ -130,8 +136,40 @@ def _font_families() -> list[str]:
     return [f for f in _FONTS if f in installed] or ["DejaVu Sans"]
 
 
+def fit_width(fig: Figure, renderer_of: Any) -> Any:
+    """Resize ``fig`` so that its tight box is one paper width (3.25 in, or 6.75 in for figures
+    wider than a column) and return that box: axes are placed in figure fractions, text in points,
+    so two or three rounds converge to within a hundredth of an inch."""
+    target = WIDTHS[0] if fig.get_figwidth() <= WIDTHS[0] + 1e-6 else WIDTHS[1]
+    box = fig.get_tightbbox(renderer_of(fig))
+    for _ in range(4):
+        if abs(box.width - target) < 0.01:
+            break
+        fig.set_size_inches(fig.get_figwidth() + (target - box.width), fig.get_figheight())
+        box = fig.get_tightbbox(renderer_of(fig))
+    return box
+
+
+def caption_entry(sf: StaticFigure) -> str:
+    """The figure's entry in captions.md: title, caption, the settings line and stamp, the settings."""
+    fig_json = sf.fig if isinstance(sf.fig, dict) else (
+        sf.fig.to_plotly_json() if hasattr(sf.fig, "to_plotly_json") else {})  # a matplotlib figure: no layout
+    lay = fig_json.get("layout", {})
+    title, sub = title_parts(lay)
+    lines = [f"## {sf.stem}", "", f"**{sf.title}.**" + (f" {sf.caption}" if sf.caption else "")]
+    if title and title != sf.title:
+        lines += ["", f"On the page: {title}."]
+    for extra in [sub, *stamps(lay)]:
+        if extra:
+            lines += ["", extra.replace("\n", " / ")]
+    if sf.settings:
+        lines += ["", "Settings: " + "; ".join(f"{k}={v}" for k, v in sf.settings.items())]
+    return "\n".join(lines) + "\n"
+
+
 def export_figures(figures: Sequence[StaticFigure], folder: str | Path, *, title: str = "") -> list[Path]:
-    """Write ``<stem>.pdf``, ``.svg`` and ``.png`` (2x) of every figure into ``folder``; return the paths."""
+    """Write ``<stem>.pdf``, ``.svg`` and ``.png`` (2x) of every figure into ``folder`` and their
+    captions, settings and stamps into ``captions.md``; return the paths."""
     import matplotlib
 
     out_dir = Path(folder)
@@ -141,15 +179,21 @@ def export_figures(figures: Sequence[StaticFigure], folder: str | Path, *, title
 
     with matplotlib.rc_context({**_RC, "font.family": _font_families()}):
         for sf in figures:
-            # a matplotlib figure (pictures) is written as it is; a plotly one is redrawn
-            fig = sf.fig if hasattr(sf.fig, "savefig") else to_matplotlib(sf.fig)
-            # the tight box once (one extra draw), not once per format
+            # a matplotlib figure (pictures) is written as it is; a plotly one is redrawn at a paper width
+            drawn = hasattr(sf.fig, "savefig")
+            fig = sf.fig if drawn else to_matplotlib(sf.fig)
             FigureCanvasAgg(fig)
-            box = fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.05)
+            box = (fig.get_tightbbox(fig.canvas.get_renderer()).padded(0.05) if drawn
+                   else fit_width(fig, lambda f: f.canvas.get_renderer()))
             for fmt in FORMATS:
                 buf = io.BytesIO()
                 fig.savefig(buf, format=fmt, bbox_inches=box, dpi=PNG_DPI if fmt == "png" else 100,
                             metadata=_metadata(fmt, sf.title, sf.settings))
                 data = buf.getvalue()
                 written.append(atomic_write(out_dir / f"{sf.stem}.{fmt}", lambda fh, d=data: fh.write(d)))
+    if figures:
+        head = f"# Figures{': ' + title if title else ''}\n\nCaptions and the settings behind each file (also in " \
+               "each PDF's Subject and SVG's description). The drawings carry no title, for a paper's own caption.\n\n"
+        text = head + "\n".join(caption_entry(sf) for sf in figures)
+        written.append(atomic_write(out_dir / "captions.md", lambda fh, t=text: fh.write(t.encode("utf-8"))))
     return written

@@ -19,9 +19,41 @@ if TYPE_CHECKING:
 
 _DASH = {"dash": (0, (4, 2)), "dot": (0, (1, 1.5)), "dashdot": (0, (4, 1.5, 1, 1.5)), "solid": "-",
          "longdash": (0, (7, 2))}
-_SYMBOL = {"circle": "o", "star": "*", "diamond": "D", "square": "s", "x": "x", "cross": "P",
-           "triangle-up": "^", "triangle-down": "v"}
-BOX = (0.09, 0.97, 0.16, 0.86)  # left, right, bottom, top of the plotting area (figure fraction)
+_SYMBOL = {"circle": "o", "star": "*", "diamond": "D", "square": "s", "x": "X", "cross": "P",
+           "triangle-up": "^", "triangle-down": "v", "pentagon": "p", "hexagon": "h"}
+BOX = (0.09, 0.97, 0.16, 0.90)  # left, right, bottom, top of the plotting area (figure fraction)
+#: Paper column widths (inches): one column of a two-column paper, and the full text width.
+WIDTHS = (3.25, 6.75)
+#: Smallest text in a figure (points), after placement at its width.
+MIN_PT = 7.0
+#: Plain-text formulas of the page's labels, typeset as mathtext for print.
+_MATH = (
+    ("σ_k / σ_1", r"$\sigma_k / \sigma_1$"),
+    ("log E exp(-2||z-z'||²)", r"$\log \mathbb{E}\, e^{-2\|z-z'\|^2}$"),
+    ("E ||z1-z2||²", r"$\mathbb{E}\,\|z_1-z_2\|^2$"),
+    ("D^-1/2 A D^-1/2", r"$D^{-1/2} A D^{-1/2}$"),
+    ("λ_i²", r"$\lambda_i^2$"),
+    ("λ_i", r"$\lambda_i$"),
+    ("Δ intra / inter", r"$\Delta$ intra / inter"),
+)
+
+
+#: The name plotly annotations carry when they are a figure's settings stamp (not drawn for print).
+STAMP = "umae-settings-stamp"
+
+
+def stamps(layout: dict[str, Any]) -> list[str]:
+    """The settings stamps of a figure (annotations named :data:`STAMP`), as plain text."""
+    return [plain(a.get("text", "")) for a in layout.get("annotations", []) or [] if a.get("name") == STAMP]
+
+
+def math(text: str) -> str:
+    """Plain-text formulas (``σ_k / σ_1``, ``Σ_(i>10) λ_i²``) as matplotlib mathtext; ``$`` escaped elsewhere."""
+    out = text.replace("$", r"\$")
+    out = re.sub(r"Σ_\(i>(\d+)\) λ_i²", lambda m: r"$\sum_{i>" + m.group(1) + r"} \lambda_i^2$", out)
+    for plain_text, tex in _MATH:
+        out = out.replace(plain_text, tex)
+    return out
 
 
 # ----------------------------------------------------------------------------- plotly JSON
@@ -105,8 +137,8 @@ class Canvas:
         xdoms = sorted({tuple((lay.get(self._long(x)) or {}).get("domain", [0, 1])) for x, _ in pairs})
         ydoms = sorted({tuple((lay.get(self._long(y)) or {}).get("domain", [0, 1])) for _, y in pairs})
         self.ncols, self.nrows = len(xdoms), len(ydoms)
-        width = 4.8 if self.ncols == 1 else 7.0
-        row_h = 3.0 if self.ncols == 1 else (2.7 if self.ncols == 2 else 2.3)
+        width = WIDTHS[0] if self.ncols == 1 else WIDTHS[1]
+        row_h = 2.3 if self.ncols == 1 else (2.6 if self.ncols == 2 else 2.2)
         self.fig: Figure = Figure(figsize=(width, row_h * self.nrows + 0.4))
         self.axes: dict[tuple[str, str], Axes] = {}
         for x, y in pairs:
@@ -162,7 +194,7 @@ def _floats(a: np.ndarray) -> np.ndarray:
 def draw_scatter(ax: Axes, tr: dict[str, Any]) -> Any:
     x, y = _floats(_arr(tr.get("x"))), _floats(_arr(tr.get("y")))
     if y.size and y.dtype.kind == "f" and not np.isfinite(y).any():
-        return None  # a carrier of a colour bar or legend entry only
+        return _legend_proxy(tr)  # a carrier of a colour bar (None) or of a legend entry only
     if x.size == 0 and y.size:
         x = np.arange(y.size)
     mode = str(tr.get("mode", "lines+markers" if y.size < 20 else "lines"))
@@ -183,7 +215,9 @@ def draw_scatter(ax: Axes, tr: dict[str, Any]) -> Any:
         sym = _SYMBOL.get(str(marker.get("symbol", "circle")), "o")
         alpha = float(marker.get("opacity", 1.0)) if not isinstance(marker.get("opacity"), (list, dict)) else 1.0
         edge = _color((marker.get("line") or {}).get("color"), "none") if marker.get("line") else "none"
-        if isinstance(mcolor, (list, dict, np.ndarray)) and not isinstance(mcolor, str):
+        if isinstance(marker.get("symbol"), (list, tuple, np.ndarray)):
+            handle = handle or _layered_points(ax, x, y, marker, size, alpha)
+        elif isinstance(mcolor, (list, dict, np.ndarray)) and not isinstance(mcolor, str):
             cvals = _arr(mcolor)
             if cvals.dtype.kind in "fiu" and marker.get("colorscale") is not None:
                 sc = ax.scatter(x, y, c=cvals, cmap=_colormap(marker["colorscale"]), s=(0.75 * size) ** 2,
@@ -204,20 +238,52 @@ def draw_scatter(ax: Axes, tr: dict[str, Any]) -> Any:
         va = "bottom" if "top" in pos else ("top" if "bottom" in pos else "center")
         for xi, yi, t in zip(x, y, texts):
             ax.annotate(plain(t), (xi, yi), xytext=(0, 4 if va == "bottom" else -4), textcoords="offset points",
-                        ha="center", va=va, fontsize=6.5)
+                        ha="center", va=va, fontsize=MIN_PT)
     _error_bars(ax, tr, x, y, color)
+    return handle
+
+
+def _legend_proxy(tr: dict[str, Any]) -> Any:
+    """A legend handle for a trace with no finite point (a plotly legend-only entry), or None."""
+    from matplotlib.lines import Line2D
+
+    marker = tr.get("marker") or {}
+    if tr.get("showlegend", True) is False or marker.get("showscale") or not tr.get("name"):
+        return None
+    sym = marker.get("symbol", "circle")
+    return Line2D([], [], ls="", marker=_SYMBOL.get(str(sym), "o"), markersize=4,
+                  color=_color(marker.get("color"), "#333333"), markeredgewidth=0)
+
+
+def _layered_points(ax: Axes, x: np.ndarray, y: np.ndarray, marker: dict[str, Any], size: float,
+                    alpha: float) -> Any:
+    """Points with one marker shape each, drawn in their given (seeded random) order as far as
+    matplotlib allows: one scatter takes one shape, so the sequence is cut into 8 layers and each
+    layer draws its shapes in turn (no class lies on top of all the others)."""
+    syms = [_SYMBOL.get(str(v), "o") for v in _arr(marker.get("symbol")).tolist()]
+    cols = [_color(c) for c in _arr(marker.get("color")).tolist()] if isinstance(marker.get("color"), (list, dict)) \
+        else [_color(marker.get("color"))] * len(syms)
+    handle = None
+    for part in np.array_split(np.arange(len(syms)), min(8, max(1, len(syms)))):
+        for sym in dict.fromkeys(syms[i] for i in part):
+            sel = [i for i in part if syms[i] == sym]
+            handle = ax.scatter(x[sel], y[sel], c=[cols[i] for i in sel], marker=sym, s=(0.75 * size) ** 2,
+                                alpha=alpha, linewidths=0, zorder=4)
     return handle
 
 
 def _error_bars(ax: Axes, tr: dict[str, Any], x: np.ndarray, y: np.ndarray, color: Any,
                 xpos: np.ndarray | None = None) -> None:
-    err = tr.get("error_y") or {}
-    if not err or err.get("visible") is False or err.get("array") is None:
-        return
-    up = _arr(err["array"]).astype(float)
-    down = _arr(err.get("arrayminus", err["array"])).astype(float)
-    ax.errorbar(xpos if xpos is not None else x, y.astype(float), yerr=np.vstack([down, up]), fmt="none",
-                ecolor=_color(err.get("color"), "#333333"), elinewidth=0.7, capsize=2, zorder=5)
+    """Vertical (``error_y``) and horizontal (``error_x``) error bars of a trace, as plotly draws them."""
+    for key in ("error_y", "error_x"):
+        err = tr.get(key) or {}
+        if not err or err.get("visible") is False or err.get("array") is None:
+            continue
+        up = _arr(err["array"]).astype(float)
+        down = _arr(err.get("arrayminus", err["array"])).astype(float)
+        bars = {"yerr" if key == "error_y" else "xerr": np.vstack([down, up])}
+        ax.errorbar(xpos if xpos is not None else x, y.astype(float), fmt="none",
+                    ecolor=_color(err.get("color"), "#333333"), elinewidth=0.7, capsize=2, zorder=5, **bars)
 
 
 def draw_bars(ax: Axes, traces: Sequence[dict[str, Any]]) -> list[Any]:
@@ -245,9 +311,11 @@ def draw_bars(ax: Axes, traces: Sequence[dict[str, Any]]) -> list[Any]:
             labels = [("" if not np.isfinite(v) else fmt % v) for v in y]
             if tr.get("text") is not None and not tr.get("texttemplate"):
                 labels = [plain(t) for t in (tr["text"] if isinstance(tr["text"], list) else [tr["text"]] * len(y))]
-            ax.bar_label(bars, labels=labels, fontsize=6, padding=2)
-    ax.set_xticks(range(len(cats)), cats, rotation=0 if sum(len(c) for c in cats) < 60 else 20,
-                  ha="center" if sum(len(c) for c in cats) < 60 else "right")
+            if len(traces) * len(cats) <= 6:  # more bars than that: their labels would touch at column width
+                ax.bar_label(bars, labels=labels, fontsize=MIN_PT, padding=2)
+    # about 28 characters of 7 pt labels fit under one column's width side by side
+    tilt = sum(len(c) for c in cats) >= 28
+    ax.set_xticks(range(len(cats)), cats, rotation=20 if tilt else 0, ha="right" if tilt else "center")
     return handles
 
 
@@ -259,7 +327,7 @@ def style_axis(ax: Axes, spec: dict[str, Any], which: str) -> None:
     title = spec.get("title")
     text = title.get("text") if isinstance(title, dict) else title
     if text:
-        set_label(plain(text))
+        set_label(math(plain(text)))
     log = spec.get("type") == "log"
     if log:
         (ax.set_xscale if which == "x" else ax.set_yscale)("log")
@@ -280,10 +348,16 @@ def style_axis(ax: Axes, spec: dict[str, Any], which: str) -> None:
         axis.set_major_locator(LogLocator(base=10.0, numticks=12))
         axis.set_major_formatter(LogFormatterSciNotation(base=10.0))
         axis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis=which, labelsize=8)  # the exponent is set at 70%: 5.6 pt, as LaTeX would
     elif spec.get("tickformat") == "d" or spec.get("dtick") == 1:
         from matplotlib.ticker import MaxNLocator
 
-        axis.set_major_locator(MaxNLocator(integer=True))
+        axis.set_major_locator(MaxNLocator(integer=True, nbins=6))
+    elif re.fullmatch(r"\.\d+f", str(spec.get("tickformat", ""))):
+        from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
+        axis.set_major_locator(MaxNLocator(nbins=5))
+        axis.set_major_formatter(FormatStrFormatter("%" + str(spec["tickformat"])))
     if spec.get("ticksuffix") and not log:
         from matplotlib.ticker import FormatStrFormatter
 
@@ -315,11 +389,11 @@ def draw_shape(canvas: Canvas, sh: dict[str, Any]) -> None:
 def draw_annotation(canvas: Canvas, an: dict[str, Any]) -> None:
     from matplotlib.transforms import offset_copy
 
-    text = plain(an.get("text", ""))
-    if not text:
-        return
+    text = math(plain(an.get("text", "")))
+    if not text or an.get("name") == STAMP:
+        return  # the settings stamp goes to captions.md and the file's metadata, not into the drawing
     xref, yref = str(an.get("xref", "paper")), str(an.get("yref", "paper"))
-    size = min(8.5, 0.6 * float((an.get("font") or {}).get("size", 12)))
+    size = max(MIN_PT, min(8.5, 0.6 * float((an.get("font") or {}).get("size", 12))))
     ha = {"left": "left", "right": "right"}.get(str(an.get("xanchor", "center")), "center")
     va = {"top": "top", "bottom": "bottom"}.get(str(an.get("yanchor", "middle")), "center")
     x, y = float(an.get("x", 0)), float(an.get("y", 0))
@@ -342,6 +416,7 @@ def draw_annotation(canvas: Canvas, an: dict[str, Any]) -> None:
 def draw_colorbars(canvas: Canvas) -> None:
     from matplotlib.cm import ScalarMappable
     from matplotlib.colors import Normalize
+    from matplotlib.ticker import MaxNLocator
 
     for tr in canvas.data:
         marker = tr.get("marker") or {}
@@ -351,10 +426,16 @@ def draw_colorbars(canvas: Canvas) -> None:
         lo = marker.get("cmin", float(np.nanmin(vals)) if vals is not None and vals.size else 0.0)
         hi = marker.get("cmax", float(np.nanmax(vals)) if vals is not None and vals.size else 1.0)
         sm = ScalarMappable(norm=Normalize(lo, hi), cmap=_colormap(marker["colorscale"]))
-        cb = canvas.fig.colorbar(sm, ax=canvas.ax_for(tr), fraction=0.05, pad=0.02)
+        # inside the panel's lower left corner (empty under a decaying spectrum), horizontal: a bar
+        # beside the panel would sit on the next panel's axis title
+        ax = canvas.ax_for(tr)
+        cax = ax.inset_axes((0.08, 0.1, 0.4, 0.045))
+        cb = canvas.fig.colorbar(sm, cax=cax, orientation="horizontal")
+        cb.ax.tick_params(labelsize=MIN_PT, length=2, pad=1)
+        cb.ax.xaxis.set_major_locator(MaxNLocator(3))
         title = (marker.get("colorbar") or {}).get("title")
         text = title.get("text") if isinstance(title, dict) else title
         if text:
-            cb.set_label(plain(text))
+            cb.ax.set_title(math(plain(text)), fontsize=MIN_PT, pad=2)
 
 
