@@ -16,7 +16,7 @@ import pandas as pd
 from umae_eval.pipeline import AnalysisResults
 from umae_eval.pipeline import frames as T
 from umae_eval.pipeline.curves import curve_for
-from umae_eval.report.summary import Preface, add_summary
+from umae_eval.report.summary import Preface, add_summary, report_colors
 from umae_eval.report.writer import HtmlReport
 
 _COLLAPSE_CAPTION = (
@@ -24,16 +24,6 @@ _COLLAPSE_CAPTION = (
     "power-law decay of the covariance spectrum; feature std: std of L2-normalised features x sqrt(D) "
     "(1 = no collapse). alignment / uniformity: Wang & Isola on two masked views of the same test images; "
     "U-MAE term: the regulariser's two forms (code: normalised features incl. diagonal; paper: Eq. 11).")
-
-
-def report_colors(res: AnalysisResults) -> dict[str, str]:
-    """One colour per checkpoint for every figure of the report, by role (MAE, U-MAE, untrained,
-    a checkpoint not compared such as demo's smoke run) from the recipe; a fixed order otherwise."""
-    from umae_eval.report.figures import checkpoint_colors
-
-    not_compared = set(res.summary.table_only)
-    return checkpoint_colors({c.name: "smoke run" if c.name in not_compared else c.recipe.method
-                              for c in res.checkpoints})
 
 
 def provenance(settings: Mapping[str, Any]) -> dict[str, str]:

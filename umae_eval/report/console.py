@@ -44,6 +44,23 @@ def _short_header(column: str) -> str:
             "linear_accuracy_lo": "lo", "linear_accuracy_hi": "hi"}.get(column, column)
 
 
+def print_outputs(title: str, df: pd.DataFrame, written: Mapping[str, Path], float_format: str = "{:.2f}",
+                  sentences: Sequence[str] = ()) -> None:
+    """The summary sentences, a rich table of the main numbers and the paths written, on stdout."""
+    for line in sentences:
+        stdout.print(line, highlight=False, soft_wrap=True)
+    table = Table(title=title)
+    for col in df.columns:
+        numeric = pd.api.types.is_numeric_dtype(df[col])
+        table.add_column(_short_header(str(col)), justify="right" if numeric else "left",
+                         no_wrap=col == "checkpoint", overflow="fold")
+    for _, row in df.iterrows():
+        table.add_row(*[float_format.format(v) if isinstance(v, float) else str(v) for v in row.tolist()])
+    stdout.print(table)
+    for key, path in written.items():
+        stdout.print(f"{key}: {path}", highlight=False, soft_wrap=True)
+
+
 def _bracketed(iv: Any) -> str:
     """``'40.0 [37.1, 43.0]'``: 17 characters for any percentage, so three fit in 80 columns."""
     from umae_eval.pipeline.summary import one_decimal

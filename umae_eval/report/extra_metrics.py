@@ -86,13 +86,14 @@ def fourier_frame(sets: Mapping[str, MetricSet]) -> pd.DataFrame:
 
 def fourier_figure(frame: pd.DataFrame, settings_line: str = "") -> go.Figure:
     """Lines by block: the relative log-amplitude of the highest frequency, one line per checkpoint."""
-    from umae_eval.report.figures import PALETTE, _base, label
+    from umae_eval.report.figures import _base, _colors_for, label
 
     fig = _base("High-frequency amplitude of patch tokens by block", "block",
                 "Δ log amplitude (highest frequency − DC)", settings_line)
-    for i, (name, part) in enumerate(frame.groupby("checkpoint", sort=False)):
+    palette = _colors_for([str(n) for n in frame["checkpoint"].unique()], None)  # by role, as everywhere
+    for name, part in frame.groupby("checkpoint", sort=False):
         fig.add_trace(go.Scatter(x=part["block"], y=part["high_frequency_log_amplitude"], mode="lines+markers",
-                                 name=label(name), line=dict(color=PALETTE[i % len(PALETTE)])))
+                                 name=label(name), line=dict(color=palette[str(name)])))
     fig.update_xaxes(tickmode="linear", dtick=1)
     return fig
 

@@ -14,6 +14,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from umae_eval.pipeline import AnalysisResults
+from umae_eval.report.summary import report_colors
 from umae_eval.report.writer import HtmlReport
 
 
@@ -70,7 +71,7 @@ def matrix_column(protocol: str) -> str:
 
 
 def layer_figure(rows: Sequence[Mapping[str, Any]], names: Sequence[str], metric: str, *,
-                 settings_line: str = "") -> go.Figure:
+                 settings_line: str = "", colors: Mapping[str, str] | None = None) -> go.Figure:
     """Two panels side by side: ``metric`` (percent) and effective rank by block, a line per checkpoint.
 
     ``rows``: :attr:`LayerSummary.rows` (checkpoint, block, metric, estimate, lo, hi).
@@ -78,12 +79,13 @@ def layer_figure(rows: Sequence[Mapping[str, Any]], names: Sequence[str], metric
     from plotly.subplots import make_subplots
 
     from umae_eval.pipeline.summary import metric_words
-    from umae_eval.report.figures import _LAYOUT, PALETTE, label
+    from umae_eval.report.figures import _LAYOUT, _colors_for, label
 
     fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
                         subplot_titles=(label(metric_words(metric)) + " (%)", "effective rank"))
-    for i, name in enumerate(names):
-        color = PALETTE[i % len(PALETTE)]
+    palette = _colors_for(list(names), colors)  # the checkpoint's colour in every figure
+    for name in names:
+        color = palette[name]
         for col, m in ((1, metric), (2, "effective_rank")):
             pts = sorted((r for r in rows if r["checkpoint"] == name and r["metric"] == m), key=lambda r: r["block"])
             if not pts:
@@ -126,7 +128,7 @@ def add_layers_section(rep: HtmlReport, res: AnalysisResults, settings: Mapping[
     line = (f"pool={settings.get('pool')} · final norm {settings.get('final_norm')} · "
             f"N={res.layers.n_test} test images · error bars: 95% bootstrap intervals")
     rep.add_figure("Accuracy and effective rank by block", layer_figure(
-        res.layers.rows, names, res.layers.metric, settings_line=line),
+        res.layers.rows, names, res.layers.metric, settings_line=line, colors=report_colors(res)),
         caption="Each block's output read as the feature (one forward pass for all blocks). Best block per "
                 "checkpoint: " + " ".join(res.layers.sentences()), settings=base, name="layers")
     frame = layers_frame(res)

@@ -35,6 +35,16 @@ class Preface:
     check: str = ""
 
 
+def report_colors(res: AnalysisResults) -> dict[str, str]:
+    """One colour per checkpoint for every figure of the report, by role (MAE, U-MAE, untrained,
+    a checkpoint not compared such as demo's smoke run) from the recipe; a fixed order otherwise."""
+    from umae_eval.report.figures import checkpoint_colors
+
+    not_compared = set(res.summary.table_only)
+    return checkpoint_colors({c.name: "smoke run" if c.name in not_compared else c.recipe.method
+                              for c in res.checkpoints})
+
+
 def bracketed(estimate: float, lo: float, hi: float, *, signed: bool = False) -> str:
     """``'40.0 [37.1, 43.0]'`` (``signed``: ``'+3.7 [0.4, 7.0]'``): a number and its 95% interval, short."""
     head = f"{estimate:+.1f}" if signed and round(estimate, 1) != 0 else one_decimal(estimate)
@@ -109,6 +119,13 @@ def add_summary(report: HtmlReport, res: AnalysisResults, fig_settings: Mapping[
 
     s = res.summary
     report.add_heading("Summary")
+    if s.claims:
+        report.add_table("", pd.DataFrame([{"claim": c.claim, "paper": c.paper, "here (95% interval)": c.here,
+                                            "verdict": c.verdict} for c in s.claims]),
+                         caption="The paper's claims that this run can check, only where its setting matches "
+                                 "(Table 1's row for the dataset, backbone and method; the MAE / U-MAE "
+                                 "comparisons when one of each is analysed). Intervals: paired bootstrap over "
+                                 "the test images only, not probe fit or pre-training seed.")
     if preface:
         report.add_heading("What the full study found", level=3)
         report.add_text(preface.text)
