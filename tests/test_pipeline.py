@@ -133,6 +133,41 @@ def test_summary_without_comparisons_states_the_headline_and_counts_many_compari
     assert any(t.startswith("6 paired comparisons in 1 measure,") and "not corrected" in t for t in many.sentences())
 
 
+def test_claim_table_only_where_the_setting_matches() -> None:
+    """Table 1's number beside ours where a row applies, 'U-MAE above MAE' from the paired difference,
+    the effective-rank claim from its own interval; nothing where no MAE / U-MAE pair is analysed."""
+    from umae_eval.pipeline.reference import Reference
+
+    rng = np.random.default_rng(6)
+    y = rng.integers(0, 10, size=1000)
+    mae_pred = np.where(rng.random(1000) < 0.46, y, (y + 1) % 10)
+    umae_pred = mae_pred.copy()  # the same predictions: a difference of exactly 0
+    probes = {"MAE": _probe(mae_pred, y), "U-MAE": _probe(umae_pred, y)}
+    recipes = {"MAE": recipe_of("umae", {"method": "mae", "lam": 0.0, "epoch": 20}),
+               "U-MAE": recipe_of("umae", {"method": "mae", "lam": 0.01, "epoch": 20})}
+    refs = {"MAE": Reference("CIFAR-10", "ViT-Tiny", "MAE", 59.6, differences=("20 epochs, not 2,000",)),
+            "U-MAE": Reference("CIFAR-10", "ViT-Tiny", "U-MAE", 68.9, differences=("20 epochs, not 2,000",))}
+    ranks = {"MAE": {"effective_rank": 40.0, "rankme": 20.0}, "U-MAE": {"effective_rank": 80.0, "rankme": 60.0}}
+    rows = {"MAE": np.tile([40.0, 20.0], (50, 1)) + rng.normal(0, 0.5, (50, 2)),
+            "U-MAE": np.tile([80.0, 60.0], (50, 1)) + rng.normal(0, 0.5, (50, 2))}
+    data = {"n_test": 1000, "class_names": list(CIFAR10_CLASSES), "image_size": [32, 32]}
+    s = build_summary(["MAE", "U-MAE"], recipes, probes, ranks, {}, refs, data, n_boot=500, seed=0,
+                      rank_resamples=rows)
+    by = {c.claim.split(",")[0].split(" (")[0]: c for c in s.claims}
+    acc = 100 * float(np.mean(mae_pred == y))
+    assert by["MAE linear-probe accuracy"].paper == "59.6%"
+    assert by["MAE linear-probe accuracy"].here.startswith(f"{acc:.1f}% [")
+    assert by["MAE linear-probe accuracy"].verdict == "below the paper (this run differs: 20 epochs, not 2,000)"
+    lin = by["U-MAE above MAE in linear accuracy"]
+    assert lin.paper == "+9.3 points (59.6 -> 68.9)" and lin.here == "0.0 points [0.0, 0.0]"
+    assert lin.verdict == "not reproduced: within test-image noise"
+    rank = by["U-MAE has a higher effective rank than MAE: less dimensional collapse"]
+    assert rank.here.startswith("40.0 [") and rank.verdict == "reproduced"
+    alone = build_summary(["MAE"], {"MAE": recipes["MAE"]}, {"MAE": probes["MAE"]}, {}, {}, {}, data, n_boot=100,
+                          seed=0)
+    assert alone.claims == []
+
+
 def test_recipe_from_each_kind_of_metadata() -> None:
     umae = recipe_of("umae", {"method": "mae", "lam": 0.01, "unif_form": "code", "epoch": 200,
                               "preset": "cifar10-vit-tiny-p2", "mask_ratio": 0.75})

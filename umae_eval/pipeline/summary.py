@@ -118,6 +118,84 @@ class Comparison:
 
 
 @dataclass
+class Claim:
+    """One of the paper's claims checked on this run: ``paper`` says what the paper reports,
+    ``here`` what was measured (with its 95% interval), ``verdict`` whether they agree."""
+
+    claim: str
+    paper: str
+    here: str
+    verdict: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"claim": self.claim, "paper": self.paper, "here": self.here, "verdict": self.verdict}
+
+
+def _iv_text(iv: Interval, unit: str = "") -> str:
+    return f"{one_decimal(iv.estimate)}{unit} [{one_decimal(iv.lo)}, {one_decimal(iv.hi)}]"
+
+
+def _direction(diff: Interval) -> str:
+    """The verdict on 'the first is above the second' from the paired difference's interval."""
+    if diff.lo > 0:
+        return "reproduced"
+    if diff.hi < 0:
+        return "reversed"
+    return "not reproduced: within test-image noise"
+
+
+def paper_claims(headlines: Sequence[Headline], comparisons: Sequence[Comparison],
+                 table_only: Sequence[str] = ()) -> list[Claim]:
+    """The paper's claims that this run can check, only where its setting matches.
+
+    - Table 1's linear accuracy, for each checkpoint whose dataset, backbone and method have a row
+      (what still differs, e.g. epochs, is named in the verdict);
+    - "U-MAE above MAE in linear accuracy" (Table 1), when one MAE and one U-MAE checkpoint both
+      have a Table 1 row;
+    - "U-MAE has a higher effective rank than MAE" (Fig. 1b / 1c: less dimensional collapse), when
+      one MAE and one U-MAE checkpoint are compared, whatever the dataset (a qualitative claim).
+    """
+    out: list[Claim] = []
+    for h in headlines:
+        r, here = h.reference, h.accuracies.get("linear_accuracy")
+        if r is None or here is None:
+            continue
+        where = ("within" if here.lo <= r.linear_accuracy <= here.hi else
+                 "below" if here.hi < r.linear_accuracy else "above")
+        verdict = "matches the paper" if where == "within" else f"{where} the paper"
+        if r.differences:
+            verdict += f" (this run differs: {'; '.join(r.differences)})"
+        out.append(Claim(f"{r.method} linear-probe accuracy, {r.dataset} {r.backbone} ({r.source})",
+                         f"{r.linear_accuracy:.1f}%", _iv_text(here, "%") + f" ({h.name})", verdict))
+    by_method: dict[str, list[Headline]] = {}
+    for h in headlines:
+        if h.name not in table_only and h.recipe.method in ("MAE", "U-MAE"):
+            by_method.setdefault(str(h.recipe.method), []).append(h)
+    if len(by_method.get("MAE", [])) != 1 or len(by_method.get("U-MAE", [])) != 1:
+        return out
+    mae, umae = by_method["MAE"][0], by_method["U-MAE"][0]
+
+    def diff(metric: str) -> Interval | None:
+        for c in comparisons:
+            if c.metric == metric and {c.better, c.worse} == {mae.name, umae.name}:
+                d = c.difference
+                return d if c.better == umae.name else Interval(-d.estimate, -d.hi, -d.lo)
+        return None
+
+    lin = diff("linear_accuracy")
+    if lin is not None and mae.reference is not None and umae.reference is not None:
+        gap = umae.reference.linear_accuracy - mae.reference.linear_accuracy
+        out.append(Claim("U-MAE above MAE in linear accuracy (Table 1)",
+                         f"{gap:+.1f} points ({mae.reference.linear_accuracy:.1f} -> {umae.reference.linear_accuracy:.1f})",
+                         _iv_text(lin, " points"), _direction(lin)))
+    rank = diff("effective_rank")
+    if rank is not None:
+        out.append(Claim("U-MAE has a higher effective rank than MAE: less dimensional collapse (Fig. 1b / 1c)",
+                         "higher", _iv_text(rank), _direction(rank)))
+    return out
+
+
+@dataclass
 class Summary:
     """Everything the summary panel shows, in the order it shows it."""
 
@@ -132,6 +210,8 @@ class Summary:
     reference_note: str = ""
     #: Checkpoints shown as table rows but left out of the paired comparisons (e.g. a smoke run).
     table_only: tuple[str, ...] = ()
+    #: The paper's claims this run can check (:func:`paper_claims`).
+    claims: list[Claim] = field(default_factory=list)
 
     def sentences(self) -> list[str]:
         """The headline (or the comparison sentences) of the main metric, a word on multiple
@@ -172,6 +252,7 @@ class Summary:
                 "headlines": [h.to_json() for h in self.headlines],
                 "comparisons": [c.to_json() for c in self.comparisons], "sentences": self.sentences(),
                 "reference_note": self.reference_note, "not_compared": list(self.table_only),
+                "claims": [c.to_json() for c in self.claims],
                 "multiple_comparisons": "none: each interval is a marginal 95% interval"}
 
 
@@ -248,8 +329,9 @@ def build_summary(
         + _paper_notes([headlines[n] for n in ordered])
     # a missing paper number is worth a word only where a probe ran (its accuracy is what Table 1 reports)
     reference_note = _no_reference_note([headlines[n] for n in ordered], data) if heads else ""
+    claims = paper_claims([headlines[n] for n in ordered], comparisons, table_only)
     return Summary(metric, n_test, n_boot, [headlines[n] for n in ordered], comparisons, notes, n_boot_ranks,
-                   reference_note, tuple(n for n in names if n in table_only))
+                   reference_note, tuple(n for n in names if n in table_only), claims)
 
 
 def _rank_notes(headlines: Sequence[Headline]) -> list[str]:
