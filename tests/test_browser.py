@@ -164,6 +164,14 @@ _STATE_JS = """JSON.stringify({
   toc_links: document.querySelectorAll('nav.toc a').length,
   broken_anchors: Array.from(document.querySelectorAll('nav.toc a')).filter(a => !document.getElementById(a.getAttribute('href').slice(1))).length,
   viewport_meta: !!document.querySelector('meta[name=viewport]'),
+  trace_colors: Array.from(document.querySelectorAll('.plotly-graph-div')).flatMap(d => (d.data || [])
+      .filter(t => t.name && t.showlegend !== false)
+      .map(t => [t.name, (t.mode || '').includes('lines') && t.line && t.line.color ? t.line.color
+                 : (t.marker && typeof t.marker.color === 'string' ? t.marker.color : null)])
+      .filter(p => p[1] !== null)),
+  checkpoints_table_width: (() => { const h = Array.from(document.querySelectorAll('h2'))
+      .find(e => e.textContent.startsWith('Checkpoints')); const w = h && h.nextElementSibling;
+      return w ? [w.scrollWidth, w.clientWidth] : null; })(),
 })"""
 
 
@@ -176,7 +184,8 @@ _PRINT_JS = """JSON.stringify({
 
 
 def render_in_chromium(html_path: Path, user_data_dir: Path, *, width: int = 1280,
-                       screenshot: Path | None = None, print_media: bool = False) -> dict[str, Any]:
+                       screenshot: Path | None = None, print_media: bool = False,
+                       pdf_path: Path | None = None) -> dict[str, Any]:
     """Load ``html_path`` in headless Chromium at ``width`` px; return counts, overflow and problems."""
     binary = _chromium()
     assert binary is not None
@@ -207,6 +216,8 @@ def render_in_chromium(html_path: Path, user_data_dir: Path, *, width: int = 128
             state["print"] = json.loads(res["result"]["value"])
             pdf = cdp.send("Page.printToPDF", {"printBackground": False}, session=session, timeout=120)
             state["print"]["pdf_bytes"] = len(base64.b64decode(pdf["data"]))
+            if pdf_path is not None:
+                pdf_path.write_bytes(base64.b64decode(pdf["data"]))
         if screenshot is not None:
             shot = cdp.send("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True},
                             session=session, timeout=60)
@@ -218,6 +229,45 @@ def render_in_chromium(html_path: Path, user_data_dir: Path, *, width: int = 128
         state_err = cdp.close()
     state["stderr"] = state_err
     return state
+
+
+_TEXT_BOXES_JS = """JSON.stringify(Array.from(document.querySelectorAll('text')).map(t => {
+  const r = t.getBoundingClientRect(); return [t.textContent, r.left, r.top, r.right, r.bottom]; })
+  .filter(b => b[0].trim() && b[3] > b[1] && b[4] > b[2]))"""
+
+
+def svg_text_overlaps(svgs: list[Path], user_data_dir: Path) -> dict[str, list[tuple[str, str]]]:
+    """Pairs of text elements whose boxes overlap (by more than a fifth of the smaller box), per SVG,
+    as Chromium lays them out. Neighbouring pieces of one mathtext formula (drawn as several text
+    elements on one baseline) are not a collision."""
+    binary = _chromium()
+    assert binary is not None
+    cdp = DevToolsPipe(binary, user_data_dir)
+    out: dict[str, list[tuple[str, str]]] = {}
+    try:
+        target = cdp.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = cdp.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        cdp.send("Page.enable", session=session)
+        for svg in svgs:
+            cdp.events.clear()
+            cdp.send("Page.navigate", {"url": svg.resolve().as_uri()}, session=session)
+            cdp.wait_event("Page.loadEventFired", timeout=60)
+            res = cdp.send("Runtime.evaluate", {"expression": _TEXT_BOXES_JS, "returnByValue": True}, session=session)
+            boxes = json.loads(res["result"]["value"])
+            bad = []
+            for i, a in enumerate(boxes):
+                for b in boxes[i + 1:]:
+                    w = min(a[3], b[3]) - max(a[1], b[1])
+                    h = min(a[4], b[4]) - max(a[2], b[2])
+                    if w <= 0 or h <= 0:
+                        continue
+                    smaller = min((a[3] - a[1]) * (a[4] - a[2]), (b[3] - b[1]) * (b[4] - b[2]))
+                    if w * h > 0.2 * smaller:
+                        bad.append((a[0], b[0]))
+            out[svg.name] = bad
+    finally:
+        cdp.close()
+    return out
 
 
 def _shot(name: str) -> Path | None:
@@ -387,3 +437,72 @@ def test_reconstruct_report_in_chromium(tmp_path: Path) -> None:
     assert state["scrolling_tables"] == [] and state["page_width"] <= 1280, state
     assert state["first_h2"].startswith("Summary"), state["first_h2"]
 
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("which", REPORTS)
+def test_real_report_pages_are_small_and_keep_one_colour_per_checkpoint(real_reports: dict[str, Path], which: str,
+                                                                       tmp_path: Path) -> None:
+    """Each page is self-contained and at most 2 MB; a trace name (a checkpoint, a class, a curve) has
+    one colour in every figure of the page; at 800 px the checkpoints table wraps instead of scrolling."""
+    page = real_reports[which] / "report.html"
+    assert page.stat().st_size <= 2_000_000, page.stat().st_size
+    state = render_in_chromium(page, tmp_path / "profile", width=800)
+    _check_page(state)
+    colors: dict[str, set[str]] = {}
+    for name, color in state["trace_colors"]:
+        colors.setdefault(name, set()).add(color.lower())
+    assert colors and all(len(c) == 1 for c in colors.values()), {n: c for n, c in colors.items() if len(c) > 1}
+    if state["checkpoints_table_width"] is not None:
+        scroll, client = state["checkpoints_table_width"]
+        assert scroll <= client + 1, state["checkpoints_table_width"]
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("which", REPORTS)
+def test_figure_files_have_no_overlapping_text(real_reports: dict[str, Path], which: str, tmp_path: Path) -> None:
+    svgs = sorted((real_reports[which] / "figures").glob("*.svg"))
+    assert svgs
+    overlaps = svg_text_overlaps(svgs, tmp_path / "profile")
+    assert all(not v for v in overlaps.values()), {k: v for k, v in overlaps.items() if v}
+
+
+def page_fill(pdf: Path) -> list[float]:
+    """Per printed page, the share of its height between its highest and lowest line of text
+    (figures print their axis labels as text, so a figure counts as filled)."""
+    from pypdf import PdfReader
+
+    out = []
+    for page in PdfReader(str(pdf)).pages:
+        ys: list[float] = []
+
+        def visit(text: str, cm: list[float], tm: list[float], font: Any, size: float) -> None:
+            if text.strip():
+                ys.append(tm[4] * cm[1] + tm[5] * cm[3] + cm[5])
+
+        page.extract_text(visitor_text=visit)
+        height = float(page.mediabox.height)
+        out.append((max(ys) - min(ys)) / height if len(ys) > 1 else 0.0)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_demo_report_prints_without_near_blank_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """umae demo's page (t-SNE maps, curves, tables) printed to PDF: no page but the last is more than
+    80% empty, and the page is at most 2 MB."""
+    from umae_eval.cli import main
+    from umae_eval.commands import demo as demo_cmd
+
+    _needs_chromium()
+    monkeypatch.setattr(demo_cmd, "DEMO_OVERRIDES", {
+        "img_size": 16, "embed_dim": 32, "depth": 1, "num_heads": 2,
+        "decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 2})
+    out = tmp_path / "demo"
+    assert main(["demo", "--epochs", "1", "--embed", "tsne", "--out", str(out), "--device", "cpu"]) == 0
+    page = out / "report.html"
+    assert page.stat().st_size <= 2_000_000, page.stat().st_size
+    pdf = tmp_path / "demo.pdf"
+    state = render_in_chromium(page, tmp_path / "profile", print_media=True, pdf_path=pdf)
+    _check_page(state)
+    fill = page_fill(pdf)
+    assert len(fill) > 2 and all(f >= 0.2 for f in fill[:-1]), [round(f, 2) for f in fill]

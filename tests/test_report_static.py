@@ -153,3 +153,19 @@ def test_log_axis_has_decade_ticks_and_curve_axes_hold_every_line() -> None:
                                   title="Fig. 3b", eval_images={"run": 2000})
     y0, y1 = fig.layout.yaxis.range
     assert y0 <= 20.0 and y1 >= 44.0
+
+
+def test_horizontal_error_bars_survive_the_conversion() -> None:
+    """Fig. 2c's sweet-spot interval is an error_x bar on the page: the PDF/SVG/PNG draw it too."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Scatter(x=[0.7], y=[1.5], mode="markers",
+                               error_x={"type": "data", "array": [0.1], "arrayminus": [0.05], "visible": True},
+                               error_y={"type": "data", "array": [0.2], "arrayminus": [0.3], "visible": True}))
+    ax = to_matplotlib(fig).axes[0]
+    segs = [np.round(np.asarray(s), 6) for c in ax.collections if hasattr(c, "get_segments")
+            for s in c.get_segments()]
+    horizontal = [s for s in segs if s[0][1] == s[1][1]]
+    vertical = [s for s in segs if s[0][0] == s[1][0]]
+    assert [sorted([s[0][0], s[1][0]]) for s in horizontal] == [[0.65, 0.8]]
+    assert [sorted([s[0][1], s[1][1]]) for s in vertical] == [[1.2, 1.7]]

@@ -1,7 +1,7 @@
 """The report page's style sheet and its print helper (kept apart from the writer that uses them).
 
-Screen: max 1,200 px wide, tables that wrap instead of scrolling, figure grids that stack below
-900 px. Print: no modebars, no figure or table split across pages, collapsed sections opened
+Screen: max 1,200 px wide, tables that wrap instead of scrolling (below 900 px every table fits
+the width, its cells breaking anywhere), figure grids that stack below 900 px. Print: no modebars, no figure or table split across pages, collapsed sections opened
 and plots sized to the paper by :data:`PRINT_JS`.
 """
 
@@ -33,6 +33,7 @@ nav.toc ol{margin:.3rem 0;padding-left:1.4rem;columns:2;column-gap:2rem} nav.toc
 details{margin:.8rem 0;border:1px solid #e4e4e4;padding:.3rem .8rem} details>summary{cursor:pointer;font-weight:600}
 ul.files{columns:3;font-size:.88rem} ul.files li{overflow-wrap:anywhere} ul.files a{margin-right:.4rem}
 @media (max-width:900px){body{margin:.8rem auto;padding:0 .6rem}.figgrid{grid-template-columns:1fr}
+.tablewrap table{width:100%;table-layout:fixed} th,td{overflow-wrap:anywhere} td.num{white-space:normal}
 nav.toc ol,ul.files{columns:1} h1{font-size:1.3rem}}
 @media print{body{max-width:none;margin:0;padding:0;font-size:10pt} nav.toc{break-after:page}
 .modebar,.modebar-container,.figlinks{display:none!important}
