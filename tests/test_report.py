@@ -252,3 +252,22 @@ def test_sweep_verdict_says_not_identified_for_a_minimum_spanning_the_range() ->
     assert frame["reproduces the paper's shape"].tolist() == [False]
     (line,) = verdict_sentences(pd.DataFrame([{**row, "sweet_lo": 0.6, "sweet_hi": 0.8}]), grid)
     assert "sweet spot at ρ = 0.7 (95% 0.6 to 0.8)" in line and "reproduces the paper's shape" in line
+
+
+def test_lambda_sweep_on_an_ordered_log_axis() -> None:
+    """λ > 0 in increasing order on a log axis whatever the input order, each with its interval; λ = 0
+    (MAE) as a dashed line with a band, not a point a log axis cannot hold."""
+    from umae_eval.report.static import to_matplotlib
+
+    pts = {"U-MAE λ=0.1": (0.1, 40.0, 38.0, 42.0), "MAE": (0.0, 44.0, 43.0, 45.0),
+           "U-MAE λ=0.001": (0.001, 45.0, 44.0, 46.5), "U-MAE λ=0.01": (0.01, 46.0, 45.0, 47.0)}
+    fig = F.lambda_figure(pts, y_title="linear accuracy (%)")
+    assert fig.layout.xaxis.type == "log"
+    join = next(t for t in fig.data if t.mode == "lines" and t.x[0] is not None)
+    assert list(join.x) == [0.001, 0.01, 0.1] and list(join.y) == [45.0, 46.0, 40.0]
+    marks = {t.name: t for t in fig.data if t.mode == "markers"}
+    assert set(marks) == {"U-MAE λ=0.1", "U-MAE λ=0.001", "U-MAE λ=0.01"}
+    assert list(marks["U-MAE λ=0.1"].error_y.arrayminus) == [2.0] and list(marks["U-MAE λ=0.1"].error_y.array) == [2.0]
+    assert [s.y0 for s in fig.layout.shapes if s.type == "line"] == [44.0]
+    ax = to_matplotlib(fig).axes[0]
+    assert ax.get_xscale() == "log" and any(abs(p.get_height() - 2.0) < 1e-9 for p in ax.patches)  # the band

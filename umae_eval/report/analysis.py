@@ -115,10 +115,30 @@ def _probe_section(rep: HtmlReport, res: AnalysisResults, settings: Mapping[str,
                     if k in settings}
     fig_settings["data"] = settings["data"]["spec"]
     fig_settings["n_train/n_test"] = f"{settings['data']['n_train']}/{settings['data']['n_test']}"
+    _lambda_section(rep, res, fig_settings)
     rep.add_table("Accuracy of every probe (%)", acc.drop(columns=["layout", "sha256"]),
                   caption="Test accuracy of probes on frozen features: mean classifier (cosine to class means, "
                           "Sec. 4.1), linear probe, weighted kNN for each k. Intervals: see the summary and "
                           "intervals.csv.", settings={**fig_settings, **prov})
+
+
+def _lambda_section(rep: HtmlReport, res: AnalysisResults, fig_settings: Mapping[str, Any]) -> None:
+    """A λ sweep (two or more λ > 0 among MAE / U-MAE checkpoints) on an ordered log axis."""
+    from umae_eval.pipeline.summary import metric_words
+    from umae_eval.report import figures as F
+
+    metric = res.summary.metric
+    lams = {h.name: h.recipe.lam for h in res.summary.headlines
+            if h.recipe.method in ("MAE", "U-MAE") and h.recipe.lam is not None and metric in h.accuracies}
+    if metric is None or len({v for v in lams.values() if v > 0}) < 2:
+        return
+    points = {h.name: (float(lams[h.name]), h.accuracies[metric].estimate, h.accuracies[metric].lo,
+                       h.accuracies[metric].hi) for h in res.summary.headlines if h.name in lams}
+    rep.add_figure(f"{metric_words(metric).capitalize()} against λ", F.lambda_figure(
+        points, y_title=f"{metric_words(metric)} (%)", colors=report_colors(res),
+        settings_line=f"{res.summary.n_test:,} test images · error bars: 95% bootstrap intervals"),
+        caption="The uniformity weight λ in its order, on a log axis; λ = 0 (MAE) as a dashed line with its "
+                "interval as a band.", settings=fig_settings, name="lambda-sweep", level=3)
 
 
 def _collapse_section(rep: HtmlReport, res: AnalysisResults, settings: Mapping[str, Any],

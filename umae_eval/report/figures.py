@@ -391,6 +391,44 @@ def maps_figure(
     return fig
 
 
+def lambda_figure(
+    points: Mapping[str, tuple[float, float, float, float]],
+    *,
+    y_title: str,
+    title: str = "Against the uniformity weight λ",
+    settings_line: str = "",
+    colors: Mapping[str, str] | None = None,
+) -> go.Figure:
+    """A λ sweep on an ordered log axis: one marker per checkpoint at (λ, value) with its 95%
+    interval, joined in λ order; a λ = 0 checkpoint (MAE) cannot sit on a log axis and is drawn as
+    a dashed line with its interval as a band.
+
+    ``points`` maps checkpoint name -> ``(lam, value, lo, hi)``.
+    """
+    fig = _base(title, "λ (log scale)", y_title, settings_line)
+    palette = _colors_for(list(points), colors)
+    for name, (lam, value, lo, hi) in points.items():
+        if lam > 0:
+            continue
+        color = palette[name]
+        fig.add_hrect(y0=lo, y1=hi, fillcolor=_rgba(color, 0.12), line_width=0)
+        fig.add_hline(y=value, line_dash="dash", line_color=color)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"{label(name)} (λ = 0)",
+                                 line=dict(color=color, dash="dash")))
+    pos = sorted((lam, name) for name, (lam, *_rest) in points.items() if lam > 0)
+    if pos:
+        fig.add_trace(go.Scatter(x=[lam for lam, _ in pos], y=[points[n][1] for _, n in pos], mode="lines",
+                                 line=dict(color="#999999", width=1), showlegend=False, hoverinfo="skip"))
+    for lam, name in pos:
+        _, value, lo, hi = points[name]
+        fig.add_trace(go.Scatter(x=[lam], y=[value], mode="markers", name=label(name),
+                                 marker=dict(size=10, color=palette[name]),
+                                 error_y=dict(type="data", array=[hi - value], arrayminus=[value - lo], visible=True,
+                                              color=palette[name])))
+    fig.update_xaxes(type="log", exponentformat="power", dtick=1)
+    return fig
+
+
 def _curve_range(values: Sequence[float], lo: Sequence[float], hi: Sequence[float], span: float) -> list[float]:
     """A y range that holds every line and band and is at least ``span`` wide (so noise looks like noise)."""
     bottom = min(float(np.nanmin(lo)), float(np.nanmin(values)))

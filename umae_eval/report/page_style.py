@@ -1,8 +1,9 @@
 """The report page's style sheet and its print helper (kept apart from the writer that uses them).
 
 Screen: max 1,200 px wide, tables that wrap instead of scrolling (below 900 px every table fits
-the width, its cells breaking anywhere), figure grids that stack below 900 px. Print: no modebars, no figure or table split across pages, collapsed sections opened
-and plots sized to the paper by :data:`PRINT_JS`.
+the width, its cells breaking anywhere), figure grids that stack below 900 px. Print: no modebars, no figure split across pages and a map grid kept together, long tables
+and collapsed sections (opened) free to break between rows (so they leave no near-blank page),
+headers repeated, plots sized to the paper by :data:`PRINT_JS`.
 """
 
 CSS = """
@@ -37,7 +38,8 @@ ul.files{columns:3;font-size:.88rem} ul.files li{overflow-wrap:anywhere} ul.file
 nav.toc ol,ul.files{columns:1} h1{font-size:1.3rem}}
 @media print{body{max-width:none;margin:0;padding:0;font-size:10pt} nav.toc{break-after:page}
 .modebar,.modebar-container,.figlinks{display:none!important}
-.umae-figure,.figgrid>div,table,.verdict,details{break-inside:avoid;page-break-inside:avoid}
+.umae-figure,.figgrid,.verdict,tr{break-inside:avoid;page-break-inside:avoid}
+thead{display:table-header-group}
 h2,h3{break-after:avoid;page-break-after:avoid} .tablewrap{overflow:visible} a{color:inherit;text-decoration:none}}
 """
 

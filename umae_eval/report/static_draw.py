@@ -366,6 +366,14 @@ def style_axis(ax: Axes, spec: dict[str, Any], which: str) -> None:
 
 
 def draw_shape(canvas: Canvas, sh: dict[str, Any]) -> None:
+    if sh.get("type") == "rect" and str(sh.get("xref", "")).endswith("domain"):
+        # a horizontal band across the panel (plotly's add_hrect)
+        y_short = str(sh.get("yref", "y")).replace(" domain", "")
+        band_ax = next((a for (x, y), a in canvas.axes.items() if y == y_short), None)
+        if band_ax is not None:
+            band_ax.axhspan(float(sh["y0"]), float(sh["y1"]), color=_color(sh.get("fillcolor"), "#dddddd"),
+                            lw=0, zorder=1)
+        return
     if sh.get("type", "line") != "line":
         return
     xref, yref = str(sh.get("xref", "x")), str(sh.get("yref", "y"))
