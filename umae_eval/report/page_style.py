@@ -36,7 +36,7 @@ ul.files{columns:3;font-size:.88rem} ul.files li{overflow-wrap:anywhere} ul.file
 @media (max-width:900px){body{margin:.8rem auto;padding:0 .6rem}.figgrid{grid-template-columns:1fr}
 .tablewrap table{width:100%;table-layout:fixed} th,td{overflow-wrap:anywhere} td.num{white-space:normal}
 nav.toc ol,ul.files{columns:1} h1{font-size:1.3rem}}
-@media print{body{max-width:none;margin:0;padding:0;font-size:10pt} nav.toc{break-after:page}
+@media print{body{max-width:none;margin:0;padding:0;font-size:10pt}
 .modebar,.modebar-container,.figlinks{display:none!important}
 .umae-figure,.figgrid,.verdict,tr{break-inside:avoid;page-break-inside:avoid}
 thead{display:table-header-group}
