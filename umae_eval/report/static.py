@@ -141,13 +141,18 @@ def fit_width(fig: Figure, renderer_of: Any) -> Any:
     wider than a column) and return that box: axes are placed in figure fractions, text in points,
     so two or three rounds converge to within a hundredth of an inch."""
     target = WIDTHS[0] if fig.get_figwidth() <= WIDTHS[0] + 1e-6 else WIDTHS[1]
+    ink = target - 0.06  # the ink's width; the returned box adds 0.03 in of air on each side
     box = fig.get_tightbbox(renderer_of(fig))
     for _ in range(4):
-        if abs(box.width - target) < 0.01:
+        if abs(box.width - ink) < 0.01:
             break
-        fig.set_size_inches(fig.get_figwidth() + (target - box.width), fig.get_figheight())
+        fig.set_size_inches(fig.get_figwidth() + (ink - box.width), fig.get_figheight())
         box = fig.get_tightbbox(renderer_of(fig))
-    return box
+    # a little air around the ink, inside the width: nothing is clipped at an edge
+    from matplotlib.transforms import Bbox
+
+    pad = 0.03
+    return Bbox.from_extents(box.x0 - pad, box.y0 - pad, box.x0 - pad + target, box.y1 + pad)
 
 
 def caption_entry(sf: StaticFigure) -> str:
