@@ -380,7 +380,7 @@ def real_reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 REPORTS = ["compare", "sweep", "collapse", "probe"]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)  # the first one builds the four reports (minutes on a busy machine)
 @pytest.mark.parametrize("which", REPORTS)
 def test_real_report_at_1280_px_no_table_scrolls(real_reports: dict[str, Path], which: str, tmp_path: Path) -> None:
     state = render_in_chromium(real_reports[which] / "report.html", tmp_path / "profile", width=1280,
@@ -393,7 +393,7 @@ def test_real_report_at_1280_px_no_table_scrolls(real_reports: dict[str, Path], 
     assert state["first_h2"].startswith("Summary"), state["first_h2"]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)  # the first one builds the four reports (minutes on a busy machine)
 @pytest.mark.parametrize("which", REPORTS)
 def test_real_report_at_800_px_page_does_not_scroll(real_reports: dict[str, Path], which: str,
                                                     tmp_path: Path) -> None:
@@ -403,7 +403,7 @@ def test_real_report_at_800_px_page_does_not_scroll(real_reports: dict[str, Path
     assert state["page_width"] <= 800, f"the page scrolls sideways at 800 px: {state['page_width']} px wide"
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)  # the first one builds the four reports (minutes on a busy machine)
 def test_real_report_prints_without_modebars_or_split_figures(real_reports: dict[str, Path], tmp_path: Path) -> None:
     state = render_in_chromium(real_reports["compare"] / "report.html", tmp_path / "profile", width=1280,
                                print_media=True)
@@ -438,7 +438,7 @@ def test_reconstruct_report_in_chromium(tmp_path: Path) -> None:
     assert state["first_h2"].startswith("Summary"), state["first_h2"]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)  # the first one builds the four reports (minutes on a busy machine)
 @pytest.mark.parametrize("which", REPORTS)
 def test_real_report_pages_are_small_and_keep_one_colour_per_checkpoint(real_reports: dict[str, Path], which: str,
                                                                        tmp_path: Path) -> None:
@@ -457,7 +457,7 @@ def test_real_report_pages_are_small_and_keep_one_colour_per_checkpoint(real_rep
         assert scroll <= client + 1, state["checkpoints_table_width"]
 
 
-@pytest.mark.timeout(300)
+@pytest.mark.timeout(900)  # the first one builds the four reports (minutes on a busy machine)
 @pytest.mark.parametrize("which", REPORTS)
 def test_figure_files_have_no_overlapping_text(real_reports: dict[str, Path], which: str, tmp_path: Path) -> None:
     svgs = sorted((real_reports[which] / "figures").glob("*.svg"))

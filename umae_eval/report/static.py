@@ -139,11 +139,11 @@ def _font_families() -> list[str]:
 def fit_width(fig: Figure, renderer_of: Any) -> Any:
     """Resize ``fig`` so that its tight box is one paper width (3.25 in, or 6.75 in for figures
     wider than a column) and return that box: axes are placed in figure fractions, text in points,
-    so two or three rounds converge to within a hundredth of an inch."""
+    so one or two rounds converge to within a hundredth of an inch."""
     target = WIDTHS[0] if fig.get_figwidth() <= WIDTHS[0] + 1e-6 else WIDTHS[1]
     ink = target - 0.06  # the ink's width; the returned box adds 0.03 in of air on each side
     box = fig.get_tightbbox(renderer_of(fig))
-    for _ in range(4):
+    for _ in range(2):  # text keeps its size, so one correction lands within a hundredth; each costs a draw
         if abs(box.width - ink) < 0.01:
             break
         fig.set_size_inches(fig.get_figwidth() + (ink - box.width), fig.get_figheight())
