@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import plotly.graph_objects as go
 
-from umae_eval.report.figures import PALETTE, label
+from umae_eval.report.figures import _colors_for, label
 from umae_eval.visual.normpix import MODE_LABELS
 
 if TYPE_CHECKING:
@@ -120,6 +120,7 @@ def distance_figure(summaries: Sequence[tuple[str, StatSummary]], note: str) -> 
     """Mean attention distance (pixels) against block, a dot per head with its bootstrap interval."""
     fig = go.Figure()
     k = len(summaries)
+    palette = _colors_for([name for name, _ in summaries], None)  # one colour per checkpoint, by role
     for c, (name, s) in enumerate(summaries):
         depth, heads = s.mean.shape
         xs, ys, lo, hi = [], [], [], []
@@ -130,7 +131,7 @@ def distance_figure(summaries: Sequence[tuple[str, StatSummary]], note: str) -> 
                 lo.append(float(s.mean[b, h] - s.lo[b, h]))
                 hi.append(float(s.hi[b, h] - s.mean[b, h]))
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name=label(name),
-                                 marker=dict(color=PALETTE[c % len(PALETTE)], size=6),
+                                 marker=dict(color=palette[name], size=6),
                                  error_y=dict(type="data", array=hi, arrayminus=lo, thickness=0.8, width=0)))
     fig.update_layout(title=dict(text=f"Mean attention distance per head and block<br><sup>{note}</sup>"),
                       xaxis=dict(title="block", dtick=1), yaxis=dict(title="mean attention distance (pixels)",
@@ -146,8 +147,9 @@ def entropy_nmi_figure(summaries: Sequence[tuple[str, dict[str, StatSummary]]], 
 
     titles = ("[CLS] -> patch entropy (nats)", "patch -> patch entropy (nats)", "attention NMI")
     fig = make_subplots(rows=1, cols=3, subplot_titles=titles)
-    for c, (name, stats) in enumerate(summaries):
-        color = PALETTE[c % len(PALETTE)]
+    palette = _colors_for([name for name, _ in summaries], None)  # one colour per checkpoint, by role
+    for name, stats in summaries:
+        color = palette[name]
         for j, key in enumerate(("cls_entropy", "patch_entropy", "nmi")):
             s = stats[key]
             y = s.mean
