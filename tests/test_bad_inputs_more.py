@@ -270,7 +270,15 @@ def _solo_learn_without_args(work: Path) -> None:
                work / "mae-ep=9.ckpt")
 
 
+def _torch_load_out_of_memory(*args: object, **kwargs: object) -> object:
+    raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                       "you tried to allocate 54760833024 bytes")
+
+
 MERGE = [
+    Case("sweep-pairs-1", ("mask-ratio-sweep", "--data", "{npz}", "--pairs", "1"), "--pairs"),
+    Case("probe-checkpoint-out-of-memory", (*PROBE, "--data", "{npz}"), "not enough memory to load it",
+         patches=(("torch", "load", _torch_load_out_of_memory),)),
     Case("probe-solo-learn-without-args-json", (*PROBE[:1], "{tmp}/mae-ep=9.ckpt", *PROBE[2:], "--data", "{npz}"),
          "pass --num-heads N", setup=_solo_learn_without_args),
     Case("demo-embed-bogus", ("demo", "--embed", "bogus", "--out", "{tmp}/d"), "--embed"),

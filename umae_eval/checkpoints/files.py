@@ -79,8 +79,7 @@ def read_torch(path: Path, trust_pickle: bool) -> Any:
                                     f"({one_line(exc)}); install the package that wrote it or "
                                     "re-save only its state dict") from exc
             except Exception as exc:
-                raise UmaeError(f"{path}: truncated or not a PyTorch checkpoint "
-                                f"({one_line(exc)}); re-download or re-save it") from exc
+                raise _load_error(path, exc) from exc
         try:
             with torch.serialization.safe_globals(_SAFE_GLOBALS):
                 return torch.load(path, map_location="cpu", weights_only=True)
@@ -91,11 +90,19 @@ def read_torch(path: Path, trust_pickle: bool) -> Any:
                     f"{path}: needs full unpickling of {match.group(1)}, which is not allowed by "
                     "default; pass --trust-pickle (trust_pickle=True) only if you trust the file, "
                     "since unpickling can run arbitrary code") from exc
-            raise UmaeError(f"{path}: truncated or not a PyTorch checkpoint ({one_line(exc)}); "
-                            "re-download or re-save it") from exc
+            raise _load_error(path, exc) from exc
         except Exception as exc:  # zip / EOF / index errors of torch's readers
-            raise UmaeError(f"{path}: truncated or not a PyTorch checkpoint ({one_line(exc)}); "
-                            "re-download or re-save it") from exc
+            raise _load_error(path, exc) from exc
+
+
+def _load_error(path: Path, exc: BaseException) -> UmaeError:
+    """A failed torch.load as one line: out of memory said as such, not as a damaged file."""
+    text = str(exc)
+    if isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
+        size = path.stat().st_size / 2**30 if path.exists() else 0.0
+        return UmaeError(f"{path}: not enough memory to load it ({size:.1f} GiB on disk; {one_line(exc)}); "
+                         "free memory or use a machine with more")
+    return UmaeError(f"{path}: truncated or not a PyTorch checkpoint ({one_line(exc)}); re-download or re-save it")
 
 
 def check_file(path: Path) -> None:

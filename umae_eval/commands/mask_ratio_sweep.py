@@ -6,6 +6,7 @@ the mask-induced augmentation graph, in pixel space or (with a checkpoint) featu
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -32,8 +33,11 @@ PIXEL_SCALING = "pixels divided by 255 (values in [0, 1]); no normalisation"
 
 RatiosOpt = Annotated[str, typer.Option(
     "--ratios", help="Mask ratios: START:STOP:STEP (STOP included) or a comma list; each in [0, 1).")]
+#: Below this many pairs a sweep warns that its intervals are too wide for a trend.
+_FEW_PAIRS = 30
 PairsOpt = Annotated[int, typer.Option(
-    "--pairs", min=1, help="Intra-class pairs, and as many inter-class pairs (class-balanced, seeded).")]
+    "--pairs", min=2, help="Intra-class pairs, and as many inter-class pairs (class-balanced, seeded); "
+    "at least 2 (one pair has no spread to bootstrap), and below 30 the intervals are wide.")]
 ViewsOpt = Annotated[int, typer.Option(
     "--views", min=1, help="K mask draws per pair and ratio (mean over K, or min for closest-view).")]
 EstimatorOpt = Annotated[Optional[str], typer.Option(
@@ -162,6 +166,9 @@ def mask_ratio_sweep(
     num_patches = encoder.num_patches if encoder is not None else (h // patch) * (w // patch)
     validate_ratios(ratio_list, num_patches)
     check_pairs(ds.y_test, pairs)
+    if pairs < _FEW_PAIRS:
+        warnings.warn(f"--pairs {pairs}: with fewer than {_FEW_PAIRS} pairs the bootstrap intervals are wide "
+                      "and a trend across mask ratios may be noise; use --pairs 200 or more for a finding")
     say(f"data: {ds.describe()}")
 
     config = SweepConfig(ratios=ratio_list, views=views, pairs=pairs, patch_size=patch,

@@ -96,7 +96,7 @@ def _check_fraction(val_fraction: float, grid_size: int) -> float:
         raise UmaeError(f"val_fraction must lie in [0, 1), got {val_fraction}")
     if val_fraction == 0.0 and grid_size > 1:
         raise UmaeError("val_fraction=0 leaves no validation split to choose among "
-                        f"{grid_size} weight decays; pass one weight decay or val_fraction > 0")
+                        f"{grid_size} weight decays; pass val_fraction > 0, or (from Python) weight_decays=[one value]")
     return float(val_fraction)
 
 
@@ -364,7 +364,8 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
                         else (np.arange(n), np.arange(0)))
     if len(grid) > 1 and len(val_idx) == 0:
         raise UmaeError(f"no class has 2 or more training rows, so no validation split can be made "
-                        f"to choose among {len(grid)} weight decays; pass one weight decay")
+                        f"to choose among {len(grid)} weight decays; use at least 2 training images of a class "
+                        "(raise --max-train / --max-train-per-class), or (from Python) weight_decays=[one value]")
     settings.update({"weight_decays": grid, "val_fraction": val_fraction, "num_fit": int(len(fit_idx)),
                      "num_val": int(len(val_idx)), "max_iter": max_iter, "tol": float(tol),
                      "standardize": "train mean / std (population)",
