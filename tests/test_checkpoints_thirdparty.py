@@ -208,3 +208,44 @@ def test_lightly_1_6_masked_vit_decoder_timm_names(tmp_path: Path) -> None:
     parsed = read_checkpoint(tmp_path / "epoch=9-step=100.ckpt")
     assert set(parsed.decoder) == set(dec.state_dict())
     assert all(torch.equal(parsed.decoder[k], v) for k, v in dec.state_dict().items())
+
+
+class HistoryBuffer:
+    """Stands for mmengine's HistoryBuffer (message_hub's log_scalars) in a work-dir checkpoint."""
+
+    def __init__(self) -> None:
+        self._log_history = [0.5, 0.4]
+
+
+class _RunsAShellCommand:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_mmpretrain_work_dir_file_loads_without_running_its_training_state(tmp_path: Path) -> None:
+    """Issue 23: mmpretrain's epoch_N.pth holds mmengine objects in 'message_hub' (and optimizer
+    state), so weights-only loading refused it and --trust-pickle would have run that code. The
+    weights are now read with every non-allow-listed global stubbed: nothing of it runs."""
+    backbone, _ = _mmpre_file(tmp_path / "epoch_300.pth")
+    ckpt = torch.load(tmp_path / "epoch_300.pth", weights_only=True)
+    marker = tmp_path / "pwned"
+    ckpt["message_hub"] = {"log_scalars": {"train/loss": HistoryBuffer()}, "hostile": _RunsAShellCommand(marker)}
+    ckpt["optimizer"] = {"state": {}, "param_groups": [{"lr": 1e-4}]}
+    torch.save(ckpt, tmp_path / "epoch_300.pth")
+    enc = load_encoder(tmp_path / "epoch_300.pth")
+    assert enc.info.layout == "mmpretrain" and not marker.exists()
+    with torch.no_grad():
+        close(enc.model(images()), backbone.cls(images()))
+
+
+def test_a_stubbed_object_inside_the_weights_is_still_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    torch.save({"state_dict": {"backbone.x": _RunsAShellCommand(marker)}}, tmp_path / "w.pth")
+    with pytest.raises(UmaeError, match="--trust-pickle"):
+        load_encoder(tmp_path / "w.pth")
+    assert not marker.exists()

@@ -105,3 +105,70 @@ def class_name(obj: Any) -> str:
     if isinstance(obj, Stub):
         return type(obj)._stub_origin
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
+
+
+# ------------------------------------------------------- weights beside a training state, untrusted
+
+def _allowed_globals() -> dict[str, Any]:
+    """What ``torch.load(weights_only=True)`` may build (torch's own allow-list)."""
+    try:
+        from torch import _weights_only_unpickler as wou
+
+        allowed = dict(wou._get_allowed_globals())
+        allowed.update(wou._get_user_allowed_globals())
+        return allowed
+    except (ImportError, AttributeError):  # a torch without the private helper: nothing extra
+        return {}
+
+
+class _RestrictedStubUnpickler(pickle.Unpickler):
+    """Builds only what weights-only loading may build; *every* other global (a class, or a
+    function such as ``os.system`` a hostile pickle reduces with) becomes a :class:`Stub`, whose
+    constructor and ``__setstate__`` only store their arguments: nothing of the file's code runs,
+    and no module is imported."""
+
+    _allowed: dict[str, Any] | None = None
+
+    def find_class(self, module: str, name: str) -> Any:
+        if _RestrictedStubUnpickler._allowed is None:
+            _RestrictedStubUnpickler._allowed = _allowed_globals()
+        found = _RestrictedStubUnpickler._allowed.get(f"{module}.{name}")
+        return found if found is not None else _stub_class(module, name)
+
+
+RESTRICTED_STUB_PICKLE = types.SimpleNamespace(Unpickler=_RestrictedStubUnpickler, load=pickle.load,
+                                               __name__="restricted_stub_pickle")
+
+
+def _holds_stub(obj: Any, depth: int = 0) -> bool:
+    if isinstance(obj, Stub) or depth > 50:
+        return True
+    if isinstance(obj, Mapping):
+        return any(_holds_stub(k, depth + 1) or _holds_stub(v, depth + 1) for k, v in obj.items())
+    if isinstance(obj, (list, tuple, set)):
+        return any(_holds_stub(v, depth + 1) for v in obj)
+    return False
+
+
+def weights_beside_training_state(path: Path) -> tuple[dict[str, Any], list[str]] | None:
+    """A checkpoint's plain parts when only its *training state* needs classes weights-only
+    loading refuses (mmpretrain's ``epoch_N.pth``: mmengine's ``HistoryBuffer`` in
+    ``message_hub``), read without running any of it; None when the weights themselves need them.
+
+    Returns
+    -------
+    (dict, list of str) or None
+        The top-level entries that hold no stubbed object (``state_dict``, ``meta``, ...) and the
+        names of the entries left out.
+    """
+    obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=RESTRICTED_STUB_PICKLE)
+    if not isinstance(obj, Mapping):
+        return None
+    kept = {k: v for k, v in obj.items() if isinstance(k, str) and not _holds_stub(v)}
+    if not isinstance(kept.get("meta"), Mapping):
+        return None  # only mmengine's {'meta', 'state_dict', <training state>}; others need trust
+    weights = kept.get("state_dict")
+    if not isinstance(weights, Mapping) or not weights or \
+            not all(isinstance(v, torch.Tensor) for v in weights.values()):
+        return None
+    return kept, sorted(str(k) for k in obj if k not in kept)
