@@ -97,3 +97,12 @@ def test_bad_spec_options_exit_2_with_one_line(tmp_path: Path) -> None:
         assert done.returncode == 2, (args, done.stderr)
         assert message in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr and not (tmp_path / "o").exists()
+
+
+def test_bad_layers_text_exits_2_before_loading(tmp_path: Path) -> None:
+    """The one fast exit-code check of the spec options (the rest: the slow test above)."""
+    done = _umae("probe", str(tmp_path / "missing.pth"), "--data", "demo", "--layers", "3,x", "--out",
+                 str(tmp_path / "o"), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "--layers '3,x': give last, all, or comma-separated block indices" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "o").exists()
