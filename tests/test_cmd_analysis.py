@@ -174,7 +174,7 @@ def test_collapse_report_figures_maps_and_training_curves(tiny_npz: Path, ckpts:
     assert set(maps["class_name"]) == set(CLASSES) and len(maps) == 90
     html = (out / "report.html").read_text()
     # 2 spectra + ranks + alignment/uniformity + 3 t-SNE maps + 3 curves (effective rank, kNN, mean classifier)
-    assert _n_figures(html) == 10
+    assert _n_figures(html) == 11  # + the token Fourier lines by block (representation metrics)
     assert "Effective rank along training (Fig. 1c)" in html and '"type": "log"' in html
     _assert_escaped(html)
     _assert_figures_carry_settings(html, [c["sha256"] for c in res["settings"]["checkpoints"]])
@@ -201,7 +201,7 @@ def test_compare_ranks_mixed_layouts(tiny_npz: Path, ckpts: dict[str, Path], tmp
         assert set(r["accuracies"]) == {"linear_accuracy", "knn_accuracy@5"} and "effective_rank" in r
     html = (out / "report.html").read_text()
     # accuracy bars + 2 spectra + ranks + alignment/uniformity + 3 curves of the umae run
-    assert _n_figures(html) == 8
+    assert _n_figures(html) == 9  # + the token Fourier lines by block
     _assert_escaped(html)
     printed = capsys.readouterr().out
     assert "Accuracy, % [95% interval]" in printed and "Rank [95% interval]" in printed  # best first, 80 columns
@@ -227,7 +227,7 @@ def test_imagefolder_class_named_like_markup(ckpts: dict[str, Path], tmp_path: P
     assert res["settings"]["data"]["image_size"] == [16, 16]
     assert res["settings"]["checkpoints"][0]["arch"]["img_size"] == 32
     html = (out / "report.html").read_text()
-    assert _n_figures(html) == 5
+    assert _n_figures(html) == 6  # + the token Fourier lines by block
     _assert_escaped(html)
     legend_names = re.findall(r'"name": "([^"]*)"', html)
     assert "\\u0026lt;img src=x onerror=alert(1)\\u0026gt;" in legend_names

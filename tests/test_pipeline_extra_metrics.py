@@ -94,7 +94,7 @@ def test_checkpoint_metrics_intervals_and_pairs(subjects: list[Subject]) -> None
         assert np.isfinite(ms.values[name]), name
     assert ms.settings["lidar_images"] == 20 and ms.settings["lidar_views"] == 3 and ms.settings["nc4"] is True
     assert ms.settings["fourier_images"] == 8
-    assert [b["block"] for b in ms.details["fourier_by_block"]] == [1, 2]
+    assert [b["block"] for b in ms.details["fourier_by_block"]] == [0, 1]  # 0-based, as --layers
     ivs = metric_intervals(sets)
     for name, per in ivs.items():
         assert set(per) >= {"participation_ratio", "lidar_masked", "fourier_high"}

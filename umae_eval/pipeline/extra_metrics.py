@@ -14,7 +14,8 @@ encoder over a seeded subset of the test images:
   last block's high-frequency value as the scalar.
 
 Between checkpoints (:func:`pair_sets`): CKA (biased and unbiased) and mutual kNN on the test
-features of the same images. Intervals (:func:`metric_intervals`) centre the bootstrap's spread on
+features of the same images. When ``--layers`` read several blocks: the block x block CKA matrix
+within each checkpoint and between each pair (minibatch CKA on the test features of each block). Intervals (:func:`metric_intervals`) centre the bootstrap's spread on
 the estimate (``intervals.centred_interval``: resampling rows biases ranks and kernel estimates
 by itself); differences (:func:`metric_differences`) use the resamples the two checkpoints share.
 """
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from umae_eval.analysis import FeatureSet, Subject, subset_indices
+from umae_eval.metrics.cka import DEFAULT_CKA_BATCH, cka_matrix
 from umae_eval.metrics.fourier import FourierProfile, combine_profiles, fourier_profile
 from umae_eval.metrics.suite import MetricSet, pair_metrics, representation_metrics
 from umae_eval.pipeline.intervals import Interval, centred_interval
@@ -52,11 +54,13 @@ def _model(subject: Subject, device: str) -> tuple[Any, Any, Any]:
 
 def masked_view_stack(subject: Subject, images: Any, *, views: int = LIDAR_VIEWS, mask_ratio: float = 0.75,
                       seed: int = 0, pool: str = "cls", device: str = "auto", batch_size: int = 256,
+                      block: int | None = None, final_norm: bool = True,
                       progress: ProgressFactory = null_progress) -> np.ndarray:
     """Features of ``views`` random masks of each image: (n, q, D) float32.
 
     Masks from one generator seeded with ``seed``, drawn batch by batch, view by view
-    (:func:`umae_eval.features.encode_masked_views`, MAE's masking).
+    (:func:`umae_eval.features.encode_masked_views`, MAE's masking), read at ``block`` (None:
+    the last) with or without the final norm, like the main features.
     """
     import torch
 
@@ -72,8 +76,8 @@ def masked_view_stack(subject: Subject, images: Any, *, views: int = LIDAR_VIEWS
             for s in range(0, len(images), batch_size):
                 x = to_model_input(np.asarray(images[s:s + batch_size]), info.arch.img_size, info.mean, info.std,
                                    device=dev)
-                z = [encode_masked_views(model, x, mask_ratio, generator=gen, pool=pool).float().cpu()
-                     for _ in range(views)]
+                z = [encode_masked_views(model, x, mask_ratio, generator=gen, pool=pool, block=block,  # type: ignore[arg-type]
+                                         final_norm=final_norm).float().cpu() for _ in range(views)]
                 out.append(torch.stack(z, dim=1).numpy())
                 advance(len(x))
     return np.concatenate(out)
@@ -81,13 +85,17 @@ def masked_view_stack(subject: Subject, images: Any, *, views: int = LIDAR_VIEWS
 
 def augmented_view_stack(subject: Subject, images: Any, *, views: int = LIDAR_VIEWS, seed: int = 0,
                          pool: str = "cls", device: str = "auto", batch_size: int = 256,
+                         block: int | None = None, final_norm: bool = True,
                          progress: ProgressFactory = null_progress) -> np.ndarray:
-    """Features of ``views`` augmentations of each image (RandomResizedCrop(0.2-1) + flip): (n, q, D)."""
+    """Features of ``views`` augmentations of each image (RandomResizedCrop(0.2-1) + flip): (n, q, D).
+
+    Encoded unmasked (``encode_masked_views`` at ratio 0: every patch kept) at ``block``.
+    """
     import torch
     from PIL import Image
 
     from umae_eval.data.transforms import random_resized_crop_flip
-    from umae_eval.features import pool_tokens
+    from umae_eval.features import encode_masked_views
     from umae_eval.preprocess import to_model_input
 
     model, info, dev = _model(subject, device)
@@ -102,7 +110,8 @@ def augmented_view_stack(subject: Subject, images: Any, *, views: int = LIDAR_VI
                 crops = np.stack([np.asarray(random_resized_crop_flip(Image.fromarray(im), size, rng))
                                   for im in batch for _ in range(views)])
                 x = to_model_input(crops, size, info.mean, info.std, device=dev)
-                z = pool_tokens(model, model.forward_features(x), pool).float().cpu().numpy()
+                z = encode_masked_views(model, x, 0.0, pool=pool, block=block,  # type: ignore[arg-type]
+                                        final_norm=final_norm).float().cpu().numpy()
                 out.append(z.reshape(len(batch), views, -1))
                 advance(len(batch))
     return np.concatenate(out)
@@ -148,6 +157,7 @@ def checkpoint_metrics(subject: Subject, fs: FeatureSet, test_images: Any, *, pr
                        mask_ratio: float = 0.75, pool: str = "cls", seed: int = 0, n_boot: int = 200,
                        device: str = "auto", batch_size: int = 256, lidar_images: int = LIDAR_IMAGES,
                        lidar_views: int = LIDAR_VIEWS, fourier_images: int = FOURIER_IMAGES,
+                       block: int | None = None, final_norm: bool = True,
                        progress: ProgressFactory = null_progress) -> MetricSet:
     """Every metric of one checkpoint (see the module docstring); ``test_images`` are the rows of ``fs.test``.
 
@@ -159,7 +169,7 @@ def checkpoint_metrics(subject: Subject, fs: FeatureSet, test_images: Any, *, pr
     lid_images = test_images if lid is None else test_images[np.sort(lid)]
     four = subset_indices(n, fourier_images, seed + 17)
     four_images = test_images if four is None else test_images[np.sort(four)]
-    common = dict(device=device, batch_size=batch_size, progress=progress)
+    common = dict(device=device, batch_size=batch_size, progress=progress, block=block, final_norm=final_norm)
     masked = masked_view_stack(subject, lid_images, views=lidar_views, mask_ratio=mask_ratio, seed=seed + 19,
                                pool=pool, **common)
     aug = augmented_view_stack(subject, lid_images, views=lidar_views, seed=seed + 23, pool=pool, **common)
@@ -178,17 +188,23 @@ def checkpoint_metrics(subject: Subject, fs: FeatureSet, test_images: Any, *, pr
 
         idx = resample_indices(last.n_images, n_boot, seed + 31)
         out.resamples["fourier_high"] = last.per_image_high[idx].mean(axis=1)
-    out.details["fourier_by_block"] = [{"block": i + 1, **p.to_dict()} for i, p in enumerate(blocks)]
+    out.details["fourier_by_block"] = [{"block": i, **p.to_dict()} for i, p in enumerate(blocks)]  # 0-based, as --layers
     out.settings.update(lidar_images=int(len(masked)), lidar_views=lidar_views, lidar_mask_ratio=mask_ratio,
                         lidar_augmentation="RandomResizedCrop(0.2-1, bicubic) + horizontal flip",
                         fourier_images=int(last.n_images), fourier_tokens="patch tokens after each block, "
                         "before the final norm", nc4=centres is not None, pool=pool,
+                        view_block="last" if block is None else int(block), view_final_norm=final_norm,
                         seconds=time.perf_counter() - t0)
     return out
 
 
-def pair_sets(test_features: dict[str, np.ndarray], *, n_boot: int = 200, seed: int = 0) -> dict[str, MetricSet]:
-    """CKA and mutual kNN for every pair of checkpoints (in order), keyed ``'A vs B'``."""
+def pair_sets(test_features: dict[str, np.ndarray], *, n_boot: int = 200, seed: int = 0,
+              blocks: dict[str, FeatureSet] | None = None) -> dict[str, MetricSet]:
+    """CKA and mutual kNN for every pair of checkpoints (in order), keyed ``'A vs B'``.
+
+    ``blocks`` (name -> the FeatureSet of every block read): pairs that read the same several
+    blocks also get the block x block CKA matrix between them (``details['cka_blocks']``).
+    """
     names = list(test_features)
     out: dict[str, MetricSet] = {}
     for i, a in enumerate(names):
@@ -196,6 +212,9 @@ def pair_sets(test_features: dict[str, np.ndarray], *, n_boot: int = 200, seed: 
             if len(test_features[a]) == len(test_features[b]) >= 4:
                 ms = pair_metrics(test_features[a], test_features[b], n_boot=n_boot, seed=seed + 37)
                 ms.settings.update(a=a, b=b)
+                ca, cb = (block_columns((blocks or {}).get(a)), block_columns((blocks or {}).get(b)))
+                if ca is not None and cb is not None:
+                    ms.details["cka_blocks"] = _cka_blocks(ca, cb, seed + 41)
                 out[f"{a} vs {b}"] = ms
     return out
 
@@ -221,3 +240,50 @@ def metric_differences(sets: dict[str, MetricSet], metrics: Sequence[str] = INTE
                 rows.append({"metric": m, "a": a, "b": b, "difference": iv.estimate, "lo": iv.lo, "hi": iv.hi,
                              "beyond_noise": iv.excludes(0.0), "resamples": int(len(ra))})
     return rows
+
+
+def block_columns(every: FeatureSet | None) -> tuple[tuple[int, ...], list[np.ndarray]] | None:
+    """The blocks read and each block's test features (column views), when several blocks were read."""
+    if every is None or every.blocks is None or len(every.blocks) < 2:
+        return None
+    w = every.test.shape[1] // len(every.blocks)
+    return tuple(every.blocks), [every.test[:, j * w:(j + 1) * w] for j in range(len(every.blocks))]
+
+
+def _cka_blocks(a: tuple[tuple[int, ...], list[np.ndarray]], b: tuple[tuple[int, ...], list[np.ndarray]] | None,
+                seed: int) -> dict[str, Any]:
+    mat = cka_matrix(a[1], None if b is None else b[1], batch_size=DEFAULT_CKA_BATCH, seed=seed)
+    return {"blocks_a": list(a[0]), "blocks_b": list(a[0] if b is None else b[0]), "matrix": mat.tolist(),
+            "estimator": f"minibatch CKA, unbiased HSIC, batches of {DEFAULT_CKA_BATCH} images (Nguyen et al. 2021)"}
+
+
+def representation_stage(subject: Subject, fs: FeatureSet, data: Any, config: Any, probes: Any,
+                         progress: ProgressFactory = null_progress, every: FeatureSet | None = None) -> MetricSet | None:
+    """:func:`checkpoint_metrics` as ``run_analysis`` calls it, with its options (``AnalysisConfig``).
+
+    ``every`` holds every block read (``--layers``): with several, the block x block CKA matrix of
+    this checkpoint goes into ``details['cka_blocks']``. None when the features lost rows (a lazy
+    set that could not decode some test images), since the view passes need the images behind each row.
+    """
+    if len(fs.y_test) != len(data.y_test):
+        return None
+    pred = probes.predictions.get("linear_accuracy") if probes is not None else None
+    main = every.blocks[-1] if every is not None and every.blocks else None  # the block fs holds
+    out = checkpoint_metrics(subject, fs, data.x_test, predictions=pred, mask_ratio=config.mask_ratio,
+                             pool=config.pool, seed=config.seed, n_boot=config.n_boot, device=config.device,
+                             batch_size=config.batch_size, block=main, final_norm=config.final_norm,
+                             progress=progress)
+    cols = block_columns(every)
+    if cols is not None:
+        with progress(f"{subject.name}: CKA block x block", total=None):
+            out.details["cka_blocks"] = _cka_blocks(cols, None, config.seed + 41)
+    return out
+
+
+def representation_json(sets: dict[str, MetricSet], pairs: dict[str, MetricSet]) -> dict[str, Any]:
+    """results.json's ``representation_metrics``: intervals, paired differences, pairs."""
+    return {"intervals": {n: {m: iv.to_json() for m, iv in per.items()} for n, per in metric_intervals(sets).items()},
+            "differences": metric_differences(sets),
+            "pairs": {k: {**v.to_json(), "intervals": {m: centred_interval(v.values[m], r).to_json()
+                                                        for m, r in v.resamples.items()}}
+                      for k, v in pairs.items()}}

@@ -31,6 +31,7 @@ from umae_eval.pipeline.collapse import (
     umap_compiles,
 )
 from umae_eval.pipeline.curves import eval_images, read_training_curves
+from umae_eval.pipeline.extra_metrics import pair_sets, representation_json, representation_stage
 from umae_eval.pipeline.intervals import DEFAULT_BOOTSTRAP
 from umae_eval.pipeline.layers import LAYER_METHODS, BlockResult, LayerSummary, summarise_layers, sweep_blocks
 from umae_eval.pipeline.matrix import ProtocolMatrix
@@ -116,6 +117,8 @@ class CheckpointResult:
     #: the low-shot stage: the LowShotResult (JSON) and its matrix entries (per-image outcomes)
     lowshot_result: Any = None
     lowshot: list[dict[str, Any]] = field(default_factory=list)
+    #: the representation metrics (umae_eval.metrics.suite.MetricSet, with resamples)
+    extra: Any = None
 
     @property
     def name(self) -> str:
@@ -152,6 +155,8 @@ class CheckpointResult:
             out["paper_reference"] = self.reference.to_json()
         if self.lowshot_result is not None:
             out["lowshot"] = {**self.lowshot_result.to_dict(), "feature_spec": dict(self.spec)}
+        if self.extra is not None:
+            out["representation_metrics"] = self.extra.to_json()
         if self.blocks:
             out["layers"] = [{"block": b.block, "feature_spec": {**self.spec, "block": b.block},
                               "ranks": b.ranks, "linear_val_accuracy": b.val_accuracy,
@@ -174,6 +179,8 @@ class AnalysisResults:
     layers: LayerSummary | None = None
     #: checkpoint x protocol accuracies with intervals and paired differences (None without probes)
     matrix: ProtocolMatrix | None = None
+    #: CKA and mutual kNN per pair of checkpoints ('A vs B' -> MetricSet)
+    representation_pairs: dict[str, Any] = field(default_factory=dict)
 
     @property
     def names(self) -> list[str]:
@@ -205,6 +212,9 @@ class AnalysisResults:
             out["layers"] = self.layers.to_json()
         if self.matrix is not None:
             out["protocol_matrix"] = self.matrix.to_json()
+        sets = {c.name: c.extra for c in self.checkpoints if c.extra is not None}
+        if sets:
+            out["representation_metrics"] = representation_json(sets, self.representation_pairs)
         out["timings_s"] = dict(self.timings)
         return out
 
@@ -265,6 +275,9 @@ def run_analysis(
     view_idx = subset_indices(len(data.y_test), config.max_views, config.seed + 2)
     x_views = data.x_test if view_idx is None else data.x_test[view_idx]
     results: list[CheckpointResult] = []
+    # test features (main block) and every block read, for CKA / mutual kNN between checkpoints
+    extra_tests: dict[str, np.ndarray] = {}
+    extra_blocks: dict[str, FeatureSet] = {}
     for s in subjects:
         recipe = recipe_of(s.info.layout, s.info.metadata)
         depth = s.info.arch.depth
@@ -321,6 +334,10 @@ def run_analysis(
                                                pool=config.pool, device=config.device,  # type: ignore[arg-type]
                                                batch_size=config.batch_size, progress=progress, block=main,
                                                final_norm=config.final_norm)
+            with timed(times, f"representation_metrics:{s.name}"):
+                r.extra = representation_stage(s, fs, data, config, r.probes, progress, every=every)
+                if r.extra is not None:
+                    extra_tests[s.name], extra_blocks[s.name] = fs.test, every
             for method in config.embed:
                 notify(f"{s.name}: {method} map of up to {config.per_class} test images per class")
                 with timed(times, f"map_{method}:{s.name}"):
@@ -358,6 +375,8 @@ def run_analysis(
         matrix = protocol_matrix(results, layers, config)
     if matrix is not None and len(results) > 1 and len(matrix.protocols) > len(headline_names(results)):
         summary.notes.extend(matrix.sentences())  # the headline probes' sentences are said above already
+    with timed(times, "representation_pairs"):
+        pairs = pair_sets(extra_tests, n_boot=config.n_boot, seed=config.seed, blocks=extra_blocks)
     times["pipeline"] = time.perf_counter() - t_start
     return AnalysisResults(results, data_settings, config, summary, list(data.images.class_names), times,
-                           layers, matrix)
+                           layers, matrix, representation_pairs=pairs)

@@ -16,6 +16,7 @@ import pandas as pd
 from umae_eval.pipeline import AnalysisResults
 from umae_eval.pipeline import frames as T
 from umae_eval.pipeline.curves import curve_for
+from umae_eval.report import extra_metrics
 from umae_eval.report.summary import Preface, add_summary, report_colors
 from umae_eval.report.writer import HtmlReport
 
@@ -99,6 +100,7 @@ def analysis_tables(res: AnalysisResults) -> dict[str, pd.DataFrame]:
     maps = T.maps_frame(res)
     if len(maps):
         out["maps"] = maps
+    out.update(extra_metrics.results_tables(res))
     from umae_eval.report.layers import layers_frame, matrix_frame
 
     for stem, frame in (("layers", layers_frame(res)), ("protocol_matrix", matrix_frame(res))):
@@ -282,6 +284,7 @@ def analysis_report(res: AnalysisResults, settings: Mapping[str, Any], *, comman
 
     add_layers_section(rep, res, settings, prov)
     _collapse_section(rep, res, settings, prov)
+    extra_metrics.results_section(rep, res, settings)
     with rep.collapsed("Settings, versions and provenance"):
         rep.add_settings(report_settings(settings))
         rep.add_table("Checkpoint files", checkpoint_files_frame(res), level=3)

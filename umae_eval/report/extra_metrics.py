@@ -5,7 +5,8 @@
   over images; empty for metrics that need labels), resamples, definition;
 - ``representation_differences.csv``: paired differences between checkpoints;
 - ``representation_pairs.csv``: CKA (biased, unbiased with interval) and mutual kNN per pair;
-- ``fourier_by_block.csv``: the high-frequency log-amplitude and energy share after each block.
+- ``fourier_by_block.csv``: the high-frequency log-amplitude and energy share after each block;
+- ``cka_blocks.csv``: block x block CKA within each checkpoint and between each pair (``--layers``).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def fourier_figure(frame: pd.DataFrame, settings_line: str = "") -> go.Figure:
     """Lines by block: the relative log-amplitude of the highest frequency, one line per checkpoint."""
     from umae_eval.report.figures import _base, _colors_for, label
 
-    fig = _base("High-frequency amplitude of patch tokens by block", "block",
+    fig = _base("High-frequency amplitude of patch tokens by block", "block (0-based, as --layers)",
                 "Δ log amplitude (highest frequency − DC)", settings_line)
     palette = _colors_for([str(n) for n in frame["checkpoint"].unique()], None)  # by role, as everywhere
     for name, part in frame.groupby("checkpoint", sort=False):
@@ -98,12 +99,48 @@ def fourier_figure(frame: pd.DataFrame, settings_line: str = "") -> go.Figure:
     return fig
 
 
+def cka_blocks_frame(sets: Mapping[str, MetricSet], pairs: Mapping[str, MetricSet]) -> pd.DataFrame:
+    """Every block x block CKA value: within each checkpoint (a = b) and between each pair."""
+    rows = []
+    items = [(n, n, ms) for n, ms in sets.items()] + [(ms.settings.get("a"), ms.settings.get("b"), ms)
+                                                       for ms in pairs.values()]
+    for a, b, ms in items:
+        cb = ms.details.get("cka_blocks")
+        if not cb:
+            continue
+        for i, ba in enumerate(cb["blocks_a"]):
+            for j, bb in enumerate(cb["blocks_b"]):
+                rows.append({"a": a, "b": b, "block_a": ba, "block_b": bb, "cka": cb["matrix"][i][j]})
+    return pd.DataFrame(rows)
+
+
+def cka_heatmap(cb: Mapping[str, Any], a: str, b: str, settings_line: str = "") -> go.Figure:
+    """The block x block CKA matrix as coloured squares (drawn by the static renderer too)."""
+    from umae_eval.report.figures import _base
+
+    ba, bb = list(cb["blocks_a"]), list(cb["blocks_b"])
+    title = f"CKA between the blocks of {a}" if a == b else f"CKA between the blocks of {a} and {b}"
+    fig = _base(title, f"block of {b} (0-based)", f"block of {a} (0-based)", settings_line)
+    xs = [x for _ in ba for x in bb]
+    ys = [y for y in ba for _ in bb]
+    vals = [v for row in cb["matrix"] for v in row]
+    size = max(8.0, min(40.0, 320.0 / max(len(ba), len(bb))))
+    fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="CKA", showlegend=False,
+                             text=[f"{v:.3f}" for v in vals], hovertemplate="%{y} x %{x}: %{text}<extra></extra>",
+                             marker=dict(symbol="square", size=size, color=vals, colorscale="Viridis", cmin=0.0,
+                                         cmax=1.0, showscale=True, colorbar=dict(title="CKA"))))
+    fig.update_xaxes(tickmode="array", tickvals=bb)
+    fig.update_yaxes(tickmode="array", tickvals=ba, scaleanchor="x")
+    return fig
+
+
 def tables(sets: Mapping[str, MetricSet], intervals: Mapping[str, Mapping[str, Interval]],
            differences: Sequence[Mapping[str, Any]], pairs: Mapping[str, MetricSet]) -> dict[str, pd.DataFrame]:
     """The CSVs of the section, by file stem (empty ones left out)."""
     out = {"representation_metrics": metrics_frame(sets, intervals),
            "representation_differences": differences_frame(differences),
-           "representation_pairs": pairs_frame(pairs), "fourier_by_block": fourier_frame(sets)}
+           "representation_pairs": pairs_frame(pairs), "fourier_by_block": fourier_frame(sets),
+           "cka_blocks": cka_blocks_frame(sets, pairs)}
     return {k: v for k, v in out.items() if not v.empty}
 
 
@@ -132,9 +169,41 @@ def add_section(rep: Any, sets: Mapping[str, MetricSet], intervals: Mapping[str,
         rep.add_table("CKA and mutual kNN between checkpoints", pf, level=3,
                       caption="On the test features of the same images. Unbiased CKA's interval resamples its "
                               "minibatches of images; mutual kNN's the images (neighbours found once).")
+    for a, b, ms in ([(n, n, m) for n, m in sets.items()]
+                     + [(m.settings.get("a"), m.settings.get("b"), m) for m in pairs.values()]):
+        cb = ms.details.get("cka_blocks")
+        if cb:
+            rep.add_figure(f"CKA block x block: {a}" if a == b else f"CKA block x block: {a} vs {b}",
+                           cka_heatmap(cb, str(a), str(b), settings_line=line), level=3,
+                           caption=f"{cb['estimator']}, on the test features of each block (cka_blocks.csv). "
+                                   "1 = the same representation up to rotation and scale.",
+                           settings=settings, name="cka-blocks")
     ff = fourier_frame(sets)
     if not ff.empty:
         rep.add_figure("Token Fourier analysis by block", fourier_figure(ff, settings_line=line), level=3,
                        caption="Park et al.: log-amplitude of the 2-D FFT of each block's patch-token map at the "
                                "highest frequency, minus the DC term, mean over images and channels. Higher = more "
                                "high-frequency content.", settings=settings, name="fourier-by-block")
+
+
+def _from_results(res: Any) -> tuple[dict[str, MetricSet], dict[str, MetricSet]]:
+    sets = {c.name: c.extra for c in res.checkpoints if getattr(c, "extra", None) is not None}
+    return sets, dict(getattr(res, "representation_pairs", {}) or {})
+
+
+def results_tables(res: Any) -> dict[str, pd.DataFrame]:
+    """:func:`tables` from an ``AnalysisResults`` (empty without the stage)."""
+    from umae_eval.pipeline.extra_metrics import metric_differences, metric_intervals
+
+    sets, pairs = _from_results(res)
+    return tables(sets, metric_intervals(sets), metric_differences(sets), pairs) if sets else {}
+
+
+def results_section(rep: Any, res: Any, settings: Mapping[str, Any]) -> None:
+    """:func:`add_section` from an ``AnalysisResults`` and its settings."""
+    from umae_eval.pipeline.extra_metrics import metric_differences, metric_intervals
+
+    sets, pairs = _from_results(res)
+    if sets:
+        fig_settings = {"data": settings["data"]["spec"], "pool": settings["pool"], "seed": settings["seed"]}
+        add_section(rep, sets, metric_intervals(sets), metric_differences(sets), pairs, fig_settings)
