@@ -89,7 +89,7 @@ def augmented_view_stack(subject: Subject, images: Any, *, views: int = LIDAR_VI
                          progress: ProgressFactory = null_progress) -> np.ndarray:
     """Features of ``views`` augmentations of each image (RandomResizedCrop(0.2-1) + flip): (n, q, D).
 
-    Encoded unmasked (``encode_masked_views`` at ratio 0: every patch kept) at ``block``.
+    Encoded unmasked (``encode_masked_views`` at ratio 0, patches in their order) at ``block``.
     """
     import torch
     from PIL import Image
@@ -110,7 +110,9 @@ def augmented_view_stack(subject: Subject, images: Any, *, views: int = LIDAR_VI
                 crops = np.stack([np.asarray(random_resized_crop_flip(Image.fromarray(im), size, rng))
                                   for im in batch for _ in range(views)])
                 x = to_model_input(crops, size, info.mean, info.std, device=dev)
-                z = encode_masked_views(model, x, 0.0, pool=pool, block=block,  # type: ignore[arg-type]
+                n_patches = model.patch_embed.num_patches
+                keep_order = torch.arange(n_patches, device=dev, dtype=torch.float32).expand(len(x), -1)
+                z = encode_masked_views(model, x, 0.0, noise=keep_order, pool=pool, block=block,  # type: ignore[arg-type]
                                         final_norm=final_norm).float().cpu().numpy()
                 out.append(z.reshape(len(batch), views, -1))
                 advance(len(batch))
