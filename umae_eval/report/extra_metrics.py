@@ -199,11 +199,12 @@ def results_tables(res: Any) -> dict[str, pd.DataFrame]:
     return tables(sets, metric_intervals(sets), metric_differences(sets), pairs) if sets else {}
 
 
-def results_section(rep: Any, res: Any, settings: Mapping[str, Any]) -> None:
-    """:func:`add_section` from an ``AnalysisResults`` and its settings."""
+def results_section(rep: Any, res: Any, settings: Mapping[str, Any], prov: Mapping[str, str] | None = None) -> None:
+    """:func:`add_section` from an ``AnalysisResults``, its settings and provenance (checkpoints, versions)."""
     from umae_eval.pipeline.extra_metrics import metric_differences, metric_intervals
 
     sets, pairs = _from_results(res)
     if sets:
-        fig_settings = {"data": settings["data"]["spec"], "pool": settings["pool"], "seed": settings["seed"]}
+        fig_settings = {"data": settings["data"]["spec"], "pool": settings["pool"], "seed": settings["seed"],
+                        **(prov or {})}
         add_section(rep, sets, metric_intervals(sets), metric_differences(sets), pairs, fig_settings)
