@@ -456,3 +456,17 @@ def test_a_tar_replaced_by_one_of_equal_size_and_mtime_is_decoded_again(mode: st
     os.utime(data, ns=(st.st_atime_ns, st.st_mtime_ns))
     again = train_images()
     assert first.max() <= 11 and again.min() >= 200
+
+
+def test_hf_config_contradicting_the_weights_is_reported(assets: dict[str, Path], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 23 (weak): a config.json saying patch 8 beside patch-4 weights loaded without a word."""
+    _hf_folder(patch_size=8, num_hidden_layers=5)(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    code = main(["probe", str(tmp_path / "hf"), *PROBE[2:], "--data", str(assets["npz"]), "--out", str(tmp_path / "o")])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    warned = [line for line in err.splitlines() if line.startswith("warning:") and "contradicts" in line]
+    assert len(warned) == 1, err
+    assert "patch_size: config.json patch_size 8, weights 4" in warned[0] and "num_hidden_layers 5" in warned[0]

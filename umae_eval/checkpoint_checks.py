@@ -22,6 +22,8 @@ from torch import nn
 _WIDTHS = {"tiny": 192, "small": 384, "base": 768, "large": 1024, "huge": 1280}
 _OFFICIAL_NAME = re.compile(r"vit_(tiny|small|base|large|huge)_patch(\d+)")
 _ARCH_KEYS = ("img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio")
+#: A Hugging Face config.json's fields -> the architecture the weights give.
+_HF_KEYS = {"patch_size": "patch_size", "image_size": "img_size", "num_hidden_layers": "depth"}
 
 
 def nonfinite_tensors(model: nn.Module) -> list[str]:
@@ -61,6 +63,11 @@ def metadata_conflicts(layout: str, metadata: Mapping[str, Any], arch: Any) -> l
                 out.append(f"{key}: metadata {metadata[key]!r}, weights {getattr(arch, key)!r}")
             if key in metadata and key in fields and not _same(metadata[key], fields[key]):
                 out.append(f"{key}: metadata {metadata[key]!r}, preset_fields {fields[key]!r}")
+        return out
+    if layout == "hf-vitmae":  # metadata is config.json
+        for key, field in _HF_KEYS.items():
+            if key in metadata and not _same(metadata[key], getattr(arch, field)):
+                out.append(f"{field}: config.json {key} {metadata[key]!r}, weights {getattr(arch, field)!r}")
         return out
     if "input_size" in metadata and not _same(metadata["input_size"], arch.img_size):
         out.append(f"img_size: args.input_size {metadata['input_size']!r}, weights {arch.img_size!r}")
