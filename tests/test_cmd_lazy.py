@@ -92,6 +92,8 @@ def test_bad_image_is_skipped_and_counted(folder: Path, ckpt: Path, tmp_path: Pa
     ck = res["results"]["checkpoints"]["mae_pretrain_vit_tiny"]
     assert ck["probes"][0]["settings"]["num_test"] == 24  # the broken file is left out of the 25
     assert "test: 1 undecodable images left out (--skip-bad-images)" in res["settings"]["data"]["notes"]
+    # issue 23: n_test counted the skipped image
+    assert res["settings"]["data"]["n_test"] == 24 and res["settings"]["data"]["n_skipped"] == {"test": 1}
 
 
 def test_sweep_decodes_only_the_images_it_uses(folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -156,6 +156,8 @@ class DataSubset:
     notes: list[str] = field(default_factory=list)
     workers: int | None = None  # lazy path: DataLoader workers (None: default_workers())
     feature_dtype: str = "float32"  # lazy path: dtype of the on-disk feature store
+    #: undecodable images left out per split (--skip-bad-images), set once features are computed
+    skipped: dict[str, int] = field(default_factory=dict)
 
     @property
     def lazy(self) -> bool:
@@ -213,8 +215,10 @@ class DataSubset:
             "class_names": list(im.class_names),
             **_ids_and_notes(im),
             "layout": str(getattr(im, "layout", getattr(im, "format", ""))),
-            "n_train": int(len(self.y_train)),
-            "n_test": int(len(self.y_test)),
+            # the images the numbers were computed on: undecodable ones left out do not count
+            "n_train": int(len(self.y_train)) - self.skipped.get("train", 0),
+            "n_test": int(len(self.y_test)) - self.skipped.get("test", 0),
+            **({"n_skipped": dict(self.skipped)} if self.skipped else {}),
             "n_train_available": int(len(im.y_train)),
             "n_test_available": int(len(im.y_test)),
         }
@@ -358,6 +362,7 @@ def compute_features(
                 labels[split] = labels[split][out.ok]
                 feats[split] = out.features[out.ok]
                 extra.setdefault("skipped_images", {})[split] = int((~out.ok).sum())
+                data.skipped[split] = int((~out.ok).sum())
                 _note(data, f"{split}: {int((~out.ok).sum())} undecodable images left out (--skip-bad-images)")
             _note(data, f"lazy path: images decoded per item with the transform {view.transform}")
             extra["transform"] = view.transform
