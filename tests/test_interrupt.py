@@ -237,3 +237,20 @@ def test_a_signal_ignored_at_start_stays_ignored(tmp_path: Path) -> None:
               "assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # restored after main\n")
     proc = subprocess.run([sys.executable, "-c", script], env=_env(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_an_exception_raised_while_a_signal_unwinds_counts_as_the_interrupt(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Seen in the slow train test: SIGINT landing inside the warnings machinery (torch warns at
+    every step with --deterministic) surfaced as 'TypeError: expected a message argument' and
+    the run ended as an internal error, exit 1."""
+    from umae_eval import cli
+
+    def interrupted_then_odd(*args: object, **kwargs: object) -> None:
+        cli._state["signal"] = "SIGINT"  # what cli._on_signal records
+        raise TypeError("expected a message argument")
+
+    monkeypatch.setattr(cli, "app", interrupted_then_odd)
+    assert cli.main(["probe"]) == 130
+    err = capsys.readouterr().err
+    assert err.strip() == "interrupted (SIGINT)" and "internal error" not in err

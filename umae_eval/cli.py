@@ -137,6 +137,8 @@ def _run(args: list[str]) -> int:
         # typer.Exit(n) into a returned n): the return value is the exit code.
         code = app(args=args, prog_name="umae", standalone_mode=False)
     except UmaeError as exc:
+        if _state["signal"]:  # raised while the interrupt unwound (a wrapper re-raised it as this)
+            return _interrupted_line()
         if _state["debug"]:
             console.print_exception()
         _error_line(exc.message)
@@ -146,11 +148,18 @@ def _run(args: list[str]) -> int:
     except (typer.Abort, KeyboardInterrupt):
         return _interrupted_line()
     except OSError as exc:  # read-only or full disk, not a folder, symlink loop, too many open files
+        if _state["signal"]:
+            return _interrupted_line()
         if _state["debug"]:
             console.print_exception()
         _error_line(os_error_message(exc, path_for=user_path))
         return 2
     except Exception as exc:
+        if _state["signal"] and not _state["debug"]:
+            # A signal landing inside C code that calls back into Python (the warnings machinery,
+            # with torch warning at every step) can surface as another exception, e.g.
+            # "TypeError: expected a message argument": after a signal, it is the interrupt.
+            return _interrupted_line()
         if isinstance(exc, _click_exception_types()):
             return _usage_error(exc, args)
         if _state["debug"]:
@@ -213,6 +222,9 @@ def main(argv: list[str] | None = None) -> int:
     record_command_line(["umae", *args])  # for results.json and the report
     code = 1
     _state["signal"] = None
+    from umae_eval.errors import set_interrupt_hint
+
+    set_interrupt_hint(None)  # a hint left by an earlier command of this process
     previous = _install_signal_handlers()
     try:
         with warnings.catch_warnings():

@@ -226,7 +226,8 @@ def train(
         with TrainDisplay(console) as display:
             result = train_run(config, progress=display, on_step=display.on_step, on_epoch=on_epoch,
                                on_note=display.note)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: say how to go on (the CLI prints the line)
+    except BaseException:  # shown only if Ctrl-C or SIGTERM stopped it (the CLI prints the line);
+        # BaseException: a signal landing inside C code may surface as another exception type
         set_interrupt_hint(_interrupted_hint(run_dir))
         raise
     finally:
