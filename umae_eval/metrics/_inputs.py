@@ -48,8 +48,9 @@ def check_features(x: object, name: str = "features", min_rows: int = 1) -> Arra
         raise UmaeError(f"{name} needs at least one dimension, got shape {(n, d)}")
     finite = bool(torch.isfinite(arr).all()) if isinstance(arr, torch.Tensor) else bool(np.isfinite(arr).all())
     if not finite:
-        raise UmaeError(f"{name} contains NaN or infinite values (shape {(n, d)}); "
-                        "check the encoder output or the features file")
+        raise UmaeError(f"{name} contains NaN or infinite values (shape {(n, d)}); the weights are checked "
+                        "finite when loaded, so look at the input side: --norm (a std of 0 divides by zero) "
+                        "and the checkpoint's LayerNorm eps (0 gives NaN on a flat image), or the features file")
     return arr
 
 
