@@ -189,3 +189,17 @@ def test_docstring_examples_run(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module), optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_constant_features_are_reported_as_total_collapse_not_an_alpha_fit() -> None:
+    """Issue 23 (weak): an all-zero encoder was refused over alpha-ReQ's fit range."""
+    import numpy as np
+    import pytest
+
+    from umae_eval.errors import UmaeError
+    from umae_eval.metrics.spectrum import spectrum_summary
+
+    with pytest.raises(UmaeError, match="totally collapsed"):
+        spectrum_summary(np.zeros((50, 8)))
+    with pytest.raises(UmaeError, match="totally collapsed"):
+        spectrum_summary(np.ones((50, 8)) * 3.0)

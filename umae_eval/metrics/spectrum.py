@@ -401,6 +401,11 @@ def spectrum_summary(features: ArrayLike, rankme_eps: float = RANKME_EPS,
         raise UmaeError(f"rankme_eps must be a number >= 0, got {rankme_eps}")
     s_c = _svdvals(raw, center=True)
     s_r = _svdvals(raw, center=False)
+    if not s_c.size or s_c[0] <= 0:
+        # every image gives the same feature: not a fit problem of alpha-ReQ but total collapse
+        raise UmaeError(f"the features are the same for all {raw.shape[0]} images (every centred eigenvalue "
+                        "is 0): the encoder has totally collapsed (an all-zero or dead checkpoint?), and no "
+                        "spectrum, rank or probe can say more; check the checkpoint")
     alpha = _alpha_from_singular(s_c, raw.shape[0], alpha_fit_range)
     return SpectrumSummary(
         singular_values=s_c / s_c[0] if s_c[0] > 0 else s_c,
