@@ -451,7 +451,8 @@ def test_bad_inputs_name_the_problem(enc, tmp_path) -> None:
         extract(enc, tmp_path / "b", data=Bare())
     extract(enc, tmp_path / "c")
     with pytest.raises(UmaeError, match=f"{tmp_path / 'c'} holds another feature store .*split "
-                                        "test, pool cls.*pass another store folder or delete"):
+                                        "test, pool cls.*delete that folder \\(it is a cache and is rebuilt\\) or point "
+                                        r"\$UMAE_CACHE_DIR at another cache"):
         extract(enc, tmp_path / "c", key_of(enc, transform="other"))
 
 
