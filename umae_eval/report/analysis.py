@@ -181,7 +181,8 @@ def _collapse_section(rep: HtmlReport, res: AnalysisResults, settings: Mapping[s
         colors=colors),
         caption="Alignment (mean squared distance between the two views' normalised features) is read with "
                 "uniformity: features that all coincide have perfect alignment 0 and the worst uniformity 0, "
-                "so a low alignment alone is no merit. Wang & Isola's good region is low on both axes.",
+                "so a low alignment alone is no merit. Lower uniformity = more uniform; Wang & Isola's good region "
+                "is low on both axes.",
         settings=views, name="alignment-uniformity")
     _maps_section(rep, res, settings, prov)
     _curves_section(rep, res, prov, colors)

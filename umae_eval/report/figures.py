@@ -275,8 +275,8 @@ def alignment_uniformity_figure(
     (Wang & Isola 2020): low alignment alone is no merit, since features that all coincide
     align perfectly; what is good is low alignment at low (more negative) uniformity.
     """
-    fig = _base(title, "uniformity: log E exp(-2||z-z'||²) (lower = more uniform)",
-                "alignment: E ||z1-z2||² (read with uniformity)", settings_line)
+    # short axis titles (a column is 3.25 in); "lower = more uniform" and "read with uniformity" are in the caption
+    fig = _base(title, "uniformity log E exp(-2||z-z'||²)", "alignment E ||z1-z2||²", settings_line)
     palette = _colors_for(list(points), colors)
     for i, (name, (align, unif)) in enumerate(points.items()):
         # names in the legend and tooltip: text beside close markers would overlap
