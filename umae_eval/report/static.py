@@ -113,7 +113,8 @@ def to_matplotlib(fig: Any) -> Figure:
                                                     borderaxespad=0.0, handlelength=1.5, columnspacing=1.0,
                                                     fontsize=size)
         else:
-            canvas.fig.legend(hs, names, loc="upper center", bbox_to_anchor=(0.5, BOX[2] - 0.1),
+            # low enough to clear the x titles even when an entry is a tall formula (Σ with limits)
+            canvas.fig.legend(hs, names, loc="upper center", bbox_to_anchor=(0.5, BOX[2] - (0.14 if size else 0.1)),
                               frameon=False, ncol=min(len(hs), 5), fontsize=size)
     return canvas.fig
 

@@ -312,7 +312,11 @@ def draw_bars(ax: Axes, traces: Sequence[dict[str, Any]]) -> list[Any]:
             if tr.get("text") is not None and not tr.get("texttemplate"):
                 labels = [plain(t) for t in (tr["text"] if isinstance(tr["text"], list) else [tr["text"]] * len(y))]
             if len(traces) * len(cats) <= 6:  # more bars than that: their labels would touch at column width
-                ax.bar_label(bars, labels=labels, fontsize=MIN_PT, padding=2)
+                # as on the page: mid-bar when the bar has an error bar (above it, it would meet the whisker
+                # or, on a 100% bar, the legend above the panel)
+                inside = tr.get("textposition") == "inside"
+                ax.bar_label(bars, labels=labels, fontsize=MIN_PT, padding=0 if inside else 2,
+                             label_type="center" if inside else "edge")
     # about 28 characters of 7 pt labels fit under one column's width side by side
     tilt = sum(len(c) for c in cats) >= 28
     ax.set_xticks(range(len(cats)), cats, rotation=20 if tilt else 0, ha="right" if tilt else "center")
@@ -345,7 +349,7 @@ def style_axis(ax: Axes, spec: dict[str, Any], which: str) -> None:
         # plotly's dtick=1 on a log axis means one tick per decade, not integer ticks
         from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
 
-        axis.set_major_locator(LogLocator(base=10.0, numticks=12))
+        axis.set_major_locator(LogLocator(base=10.0, numticks=6))  # every other decade on a long range: no overlap
         axis.set_major_formatter(LogFormatterSciNotation(base=10.0))
         axis.set_minor_formatter(NullFormatter())
         ax.tick_params(axis=which, labelsize=8)  # the exponent is set at 70%: 5.6 pt, as LaTeX would
