@@ -21,7 +21,7 @@ sigma_k its singular values, Z_c = Z - 1 mu^T the centred matrix:
 All functions take ``(N, D)`` numpy arrays or torch tensors and compute in float64 on the CPU,
 through :func:`umae_eval.metrics.spectrum._svdvals` (so tiny singular values are floored to 0 the
 same way as the effective rank's). :func:`scalars_from_singular` is the shared core that the
-bootstrap (:mod:`umae_eval.metrics.resample`) calls on resampled Gram spectra.
+bootstrap (:mod:`umae_eval.metrics.suite`) calls on resampled Gram spectra.
 
 Example
 -------

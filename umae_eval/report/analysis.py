@@ -285,7 +285,7 @@ def analysis_report(res: AnalysisResults, settings: Mapping[str, Any], *, comman
 
     add_layers_section(rep, res, settings, prov)
     _collapse_section(rep, res, settings, prov)
-    extra_metrics.results_section(rep, res, settings, prov)
+    extra_metrics.results_section(rep, res, settings, prov, colors=report_colors(res))
     with rep.collapsed("Settings, versions and provenance"):
         rep.add_settings(report_settings(settings))
         rep.add_table("Checkpoint files", checkpoint_files_frame(res), level=3)

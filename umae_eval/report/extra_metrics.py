@@ -85,13 +85,16 @@ def fourier_frame(sets: Mapping[str, MetricSet]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def fourier_figure(frame: pd.DataFrame, settings_line: str = "") -> go.Figure:
-    """Lines by block: the relative log-amplitude of the highest frequency, one line per checkpoint."""
+def fourier_figure(frame: pd.DataFrame, settings_line: str = "", colors: Mapping[str, str] | None = None) -> go.Figure:
+    """Lines by block: the relative log-amplitude of the highest frequency, one line per checkpoint.
+
+    ``colors`` (checkpoint -> colour, ``report_colors``) keeps each checkpoint's colour of the page.
+    """
     from umae_eval.report.figures import _base, _colors_for, label
 
     fig = _base("High-frequency amplitude of patch tokens by block", "block (0-based, as --layers)",
                 "Δ log amplitude (highest frequency − DC)", settings_line)
-    palette = _colors_for([str(n) for n in frame["checkpoint"].unique()], None)  # by role, as everywhere
+    palette = {**_colors_for([str(n) for n in frame["checkpoint"].unique()], None), **(colors or {})}
     for name, part in frame.groupby("checkpoint", sort=False):
         fig.add_trace(go.Scatter(x=part["block"], y=part["high_frequency_log_amplitude"], mode="lines+markers",
                                  name=label(name), line=dict(color=palette[str(name)])))
@@ -146,7 +149,7 @@ def tables(sets: Mapping[str, MetricSet], intervals: Mapping[str, Mapping[str, I
 
 def add_section(rep: Any, sets: Mapping[str, MetricSet], intervals: Mapping[str, Mapping[str, Interval]],
                 differences: Sequence[Mapping[str, Any]], pairs: Mapping[str, MetricSet],
-                settings: Mapping[str, Any]) -> None:
+                settings: Mapping[str, Any], colors: Mapping[str, str] | None = None) -> None:
     """Tables of values with intervals, paired differences, CKA per pair, and the Fourier lines."""
     if not sets:
         return
@@ -180,7 +183,7 @@ def add_section(rep: Any, sets: Mapping[str, MetricSet], intervals: Mapping[str,
                            settings=settings, name="cka-blocks")
     ff = fourier_frame(sets)
     if not ff.empty:
-        rep.add_figure("Token Fourier analysis by block", fourier_figure(ff, settings_line=line), level=3,
+        rep.add_figure("Token Fourier analysis by block", fourier_figure(ff, settings_line=line, colors=colors), level=3,
                        caption="Park et al.: log-amplitude of the 2-D FFT of each block's patch-token map at the "
                                "highest frequency, minus the DC term, mean over images and channels. Higher = more "
                                "high-frequency content.", settings=settings, name="fourier-by-block")
@@ -199,7 +202,8 @@ def results_tables(res: Any) -> dict[str, pd.DataFrame]:
     return tables(sets, metric_intervals(sets), metric_differences(sets), pairs) if sets else {}
 
 
-def results_section(rep: Any, res: Any, settings: Mapping[str, Any], prov: Mapping[str, str] | None = None) -> None:
+def results_section(rep: Any, res: Any, settings: Mapping[str, Any], prov: Mapping[str, str] | None = None,
+                    colors: Mapping[str, str] | None = None) -> None:
     """:func:`add_section` from an ``AnalysisResults``, its settings and provenance (checkpoints, versions)."""
     from umae_eval.pipeline.extra_metrics import metric_differences, metric_intervals
 
@@ -207,4 +211,4 @@ def results_section(rep: Any, res: Any, settings: Mapping[str, Any], prov: Mappi
     if sets:
         fig_settings = {"data": settings["data"]["spec"], "pool": settings["pool"], "seed": settings["seed"],
                         **(prov or {})}
-        add_section(rep, sets, metric_intervals(sets), metric_differences(sets), pairs, fig_settings)
+        add_section(rep, sets, metric_intervals(sets), metric_differences(sets), pairs, fig_settings, colors)
