@@ -38,10 +38,13 @@ class Preface:
 def report_colors(res: AnalysisResults) -> dict[str, str]:
     """One colour per checkpoint for every figure of the report, by role (MAE, U-MAE, untrained,
     a checkpoint not compared such as demo's smoke run) from the recipe; a fixed order otherwise."""
-    from umae_eval.report.figures import checkpoint_colors
+    from umae_eval.report.figures import _role_from_name, checkpoint_colors
 
     not_compared = set(res.summary.table_only)
-    return checkpoint_colors({c.name: "smoke run" if c.name in not_compared else c.recipe.method
+    # no recipe recorded (a bare encoder): the role its name gives, as any figure drawn without
+    # this map would guess, so the two can never disagree
+    return checkpoint_colors({c.name: "smoke run" if c.name in not_compared else (c.recipe.method or
+                                                                                  _role_from_name(c.name))
                               for c in res.checkpoints})
 
 
