@@ -122,3 +122,17 @@ def test_run_analysis_reads_every_block_once_and_fills_the_matrix(tmp_path) -> N
     out = res.to_json()
     assert out["checkpoints"]["A"]["feature_spec"]["pool"] == "cls+avg"
     assert out["protocol_matrix"]["differences"][0]["baseline"] == "A"
+
+
+def test_matrix_and_summary_sentences_share_one_verdict_wording() -> None:
+    """D8: the matrix said 'more than noise', the summary 'beyond test-image noise'; one wording now."""
+    from umae_eval.pipeline.intervals import Interval
+    from umae_eval.pipeline.matrix import MatrixDifference
+    from umae_eval.pipeline.summary import Comparison
+
+    for iv, word in ((Interval(2.0, 0.5, 3.5), "beyond"), (Interval(0.4, -1.0, 1.8), "within")):
+        m = MatrixDifference("linear_accuracy", "linear", "U-MAE", "MAE", iv, 1000).sentence()
+        s = Comparison("linear_accuracy", "U-MAE", "MAE", iv, 1000).sentence()
+        tail = f": {word} test-image noise at 1,000 test images."
+        assert m.endswith(tail) and s.endswith(tail), (m, s)
+        assert "more than noise" not in m

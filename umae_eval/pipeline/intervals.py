@@ -100,6 +100,17 @@ def centred_interval(estimate: float, resamples: np.ndarray, level: float = 0.95
     return interval(estimate, r - r.mean() + estimate, level)
 
 
+def noise_verdict(beyond: bool, n: int, what: str = "test images") -> str:
+    """The one wording of a paired difference's verdict, for every sentence that gives one.
+
+    The intervals resample the test images only (not the probe fit, the masks' seed or the
+    pre-training seed), so the verdict names that noise: ``'beyond test-image noise at 1,000 test
+    images'`` when the 95% interval excludes 0, else ``'within test-image noise at ...'``.
+    ``what`` names the images resampled when they are a subset (``'LiDAR images'``).
+    """
+    return f"{'beyond' if beyond else 'within'} test-image noise at {n:,} {what}"
+
+
 def wilson_interval(percent: float, n: int, level: float = 0.95) -> Interval:
     """Wilson score interval of a proportion measured on ``n`` trials, in percent.
 

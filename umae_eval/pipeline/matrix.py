@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from umae_eval.pipeline.intervals import Interval, bootstrap_accuracies, interval
+from umae_eval.pipeline.intervals import Interval, bootstrap_accuracies, interval, noise_verdict
 
 
 @dataclass
@@ -55,8 +55,7 @@ class MatrixDifference:
 
     def sentence(self) -> str:
         d = self.difference
-        verdict = (f"more than noise at {self.n_test:,} test images" if self.beyond_noise
-                   else f"within noise at {self.n_test:,} test images")
+        verdict = noise_verdict(self.beyond_noise, self.n_test)
         sign = "+" if d.estimate >= 0.05 else ""
         return (f"{self.words}: {self.name} minus {self.baseline} is {sign}{d.estimate:.1f} points "
                 f"(95% interval {d.lo:.1f} to {d.hi:.1f}): {verdict}.")

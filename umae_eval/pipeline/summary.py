@@ -4,8 +4,8 @@ Accuracy intervals come from a bootstrap over test images (:mod:`umae_eval.pipel
 with one set of resamples shared by all checkpoints, so every difference is paired. Effective
 rank and RankMe get theirs from a (smaller) bootstrap of the test features' rows
 (:mod:`umae_eval.metrics.rank_bootstrap`), also shared by all checkpoints. Each
-comparison gets one plain sentence saying whether the difference is more than noise at this
-number of test images; the paper's Table 1 number is attached where the setting matches.
+comparison gets one plain sentence saying whether the difference is beyond test-image noise at
+this number of test images (:func:`~umae_eval.pipeline.intervals.noise_verdict`, the one wording); the paper's Table 1 number is attached where the setting matches.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from umae_eval.pipeline.intervals import Interval, bootstrap_accuracies, centred_interval, interval
+from umae_eval.pipeline.intervals import Interval, bootstrap_accuracies, centred_interval, interval, noise_verdict
 from umae_eval.pipeline.probing import ProbeSummary, knn_column
 from umae_eval.pipeline.recipe import Recipe
 from umae_eval.pipeline.reference import Reference, table1_rows, table1_setting
@@ -101,9 +101,7 @@ class Comparison:
         """E.g. 'U-MAE is 1.9 points above MAE in linear accuracy (95% interval -1.1 to 4.8):
         within noise at 1,000 test images.'"""
         d = self.difference
-        # the interval covers resampling the test images only (not the probe fit or the pre-training seed)
-        verdict = (f"beyond test-image noise at {self.n_test:,} test images" if self.beyond_noise
-                   else f"within test-image noise at {self.n_test:,} test images")
+        verdict = noise_verdict(self.beyond_noise, self.n_test)
         unit = "" if self.metric in RANK_NAMES else " points"
         if abs(d.estimate) < 0.05:
             head = f"{self.better} and {self.worse} are level in {metric_words(self.metric)}"
