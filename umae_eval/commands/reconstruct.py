@@ -11,7 +11,6 @@ import typer
 
 from umae_eval.errors import UmaeError
 from umae_eval.options import (
-    CkptsArg,
     DataModeOpt,
     DataOpt,
     LabelOpt,
@@ -47,10 +46,17 @@ StatImagesOpt = Annotated[int, typer.Option(
 BootOpt = Annotated[int, typer.Option("--bootstrap", min=10, help="Bootstrap resamples of the images "
                                                                   "(attention statistics' intervals).")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", min=1, help="Images per forward pass.")]
+OptionalCkpts = Annotated[Optional[list[Path]], typer.Argument(
+    metavar="[CKPT]...", show_default=False,
+    help="Checkpoint file(s) or folder(s) with the MAE decoder (official full / visualize, U-MAE, umae, "
+    "Hugging Face ViTMAEForPreTraining); or none with --demo.")]
+DemoOpt = Annotated[bool, typer.Option(
+    "--demo", help="Use the shipped full checkpoints (encoder + decoder) of the seed-1 study runs of the "
+    "demo's recipe, MAE and U-MAE (umae_eval/demo/full/, their epochs in provenance.json).")]
 
 
 def reconstruct(
-    ckpts: CkptsArg,
+    ckpts: OptionalCkpts = None,
     data: DataOpt = "demo",
     images: ImagesOpt = 8,
     index: IndexOpt = None,
@@ -69,6 +75,7 @@ def reconstruct(
     batch_size: BatchOpt = 64,
     data_mode: DataModeOpt = "auto",
     out: OutOpt = None,
+    demo: DemoOpt = False,
 ) -> None:
     """Reconstructions (original, masked, reconstruction, reconstruction + visible), attention maps
     and attention statistics of MAE checkpoints that carry their decoder, side by side.
@@ -82,6 +89,8 @@ def reconstruct(
     Example:  umae reconstruct mae_visualize_vit_base.pth --data imagenet-val/ --class 1,207 --images 4
 
     Example:  umae reconstruct hf-vit-mae/ --data demo --index 0,1,2,3 --unnormalise visible,true
+
+    Example:  umae reconstruct --demo   (the shipped seed-1 MAE and U-MAE runs on the demo images)
     """
     from umae_eval.analysis import display_names
     from umae_eval.checkpoints import load_encoder, read_checkpoint
@@ -95,6 +104,7 @@ def reconstruct(
     from umae_eval.visual.images import read_rows, select_images
     from umae_eval.visual.mae_model import build_mae
     from umae_eval.visual.normpix import MODES
+    from umae_eval.visual.demo_full import demo_full_checkpoints
     from umae_eval.visual.run import VisualConfig, visualise
 
     t0 = time.perf_counter()
@@ -103,7 +113,9 @@ def reconstruct(
     modes = parse_choices(unnormalise, MODES, "--unnormalise") if unnormalise else None
     rows_given = list(parse_ints(index, "--index", minimum=0)) if index else None
     classes = [c.strip() for c in class_.split(",") if c.strip()] if class_ else None
-    paths = list(ckpts)
+    paths, notes = _checkpoints(ckpts, demo)
+    if notes and not label:
+        label = [d.label for d in demo_full_checkpoints()]
     for p in paths:
         if not Path(p).exists():
             raise UmaeError(f"checkpoint not found: {p} (check the path)")
@@ -116,6 +128,8 @@ def reconstruct(
     names = display_names(paths, label, [metadata_name(i) for i in infos])
     for info in infos:
         say(info.summary())
+    for note in notes:
+        say(note)
     stage = begin_output(Path(out) if out is not None else default_out_dir(COMMAND))
 
     ds = open_dataset(data, mode="lazy" if data_mode.strip().lower() == "auto" else data_mode.strip().lower(),
@@ -152,6 +166,8 @@ def reconstruct(
         "bootstrap": bootstrap, "device": "cpu", "batch_size": batch_size,
         "checkpoints": [s.info for s in shown], "versions": versions(),
     }
+    if notes:
+        settings["demo"] = notes
     tables = {"reconstruction_mse": mse_table(shown, rows, labels), "attention_stats": stats_table(shown)}
     results = results_dict(shown, rows, labels)
     results["timings"] = {"total_s": time.perf_counter() - t0}
@@ -164,6 +180,21 @@ def reconstruct(
     for key, path in written.items():
         stdout.print(f"{key}: {path}", highlight=False, soft_wrap=True)
     say(f"done in {time.perf_counter() - t0:.1f} s")
+
+
+def _checkpoints(ckpts: list[Path] | None, demo: bool) -> tuple[list[Path], list[str]]:
+    """The files to show and, with --demo, the sentences saying what they are."""
+    from umae_eval.visual.demo_full import demo_full_checkpoints, demo_sentences
+
+    if demo and ckpts:
+        raise UmaeError("--demo shows the shipped checkpoints; give either --demo or checkpoint files, not both")
+    if demo:
+        shipped = demo_full_checkpoints()
+        return [d.path for d in shipped], demo_sentences(shipped)
+    if not ckpts:
+        raise UmaeError("no checkpoint given; pass files with the MAE decoder, e.g. umae reconstruct "
+                        "runs/mae/last.pth, or --demo for the shipped ones")
+    return list(ckpts), []
 
 
 def _parse_ratios(text: str) -> list[float]:

@@ -138,6 +138,8 @@ def reconstruct_report(shown: Sequence[Shown], rows: np.ndarray, labels: Sequenc
                  "MSE under each reconstruction: the checkpoint's own training loss on the hidden patches "
                  "(normalised pixels for norm-pix checkpoints).")
     rep.add_sentences([norm_pix_sentence(s) for s in shown], verdict=True)
+    if settings.get("demo"):
+        rep.add_sentences(list(settings["demo"]))  # --demo: which runs and epochs these are
     rep.add_table("Masked-patch MSE (mean over the images shown)",
                   tables["reconstruction_mse"].groupby(["checkpoint", "mask_ratio", "display"], sort=False)
                   [["mse_target", "mse_pixels"]].mean().reset_index(),
@@ -191,7 +193,7 @@ def reconstruct_report(shown: Sequence[Shown], rows: np.ndarray, labels: Sequenc
                                                      "distance_hi", "cls_entropy", "patch_entropy", "nmi"]],
                       level=3)
     with rep.collapsed("Settings and versions"):
-        flat = {k: v for k, v in settings.items() if k not in ("data", "checkpoints", "versions")}
+        flat = {k: v for k, v in settings.items() if k not in ("data", "checkpoints", "versions", "demo")}
         flat.update({f"data.{k}": v for k, v in settings["data"].items()})
         for i, ck in enumerate(settings["checkpoints"]):
             flat.update({f"checkpoint{i + 1}.{k}": v for k, v in ck.items()})

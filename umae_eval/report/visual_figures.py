@@ -13,6 +13,7 @@ pictures), attention statistics against depth (plotly, redrawn for figures/ like
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -86,8 +87,8 @@ def comparison_figure(named: Sequence[tuple[str, Panels]], row_labels: Sequence[
         for k, (img, head, under) in enumerate(cells):
             ax = axes[i, k]
             ax.imshow(img, interpolation="nearest")
-            if i == 0:
-                ax.set_title(head, fontsize=5.5)
+            if i == 0:  # long names wrap: a column is under an inch wide
+                ax.set_title("\n".join(textwrap.fill(part, 16) for part in head.split("\n")), fontsize=5.5)
             if under:
                 ax.set_xlabel(under, fontsize=5.5, labelpad=1)
         axes[i, 0].set_ylabel(row_labels[i], fontsize=5.5, rotation=0, ha="right", va="center")
