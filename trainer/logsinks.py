@@ -1,4 +1,5 @@
-"""Mirrors of ``metrics.jsonl`` that the ecosystem reads: TensorBoard event files and a CSV.
+"""Mirrors of ``metrics.jsonl`` that the ecosystem reads: TensorBoard event files, a CSV and an offline
+Weights & Biases run (:mod:`trainer.wandb_log`).
 
 ``metrics.jsonl`` stays the record of a run (:mod:`trainer.runlog`); every other log is derived
 from it, so that a resumed run's logs hold every epoch exactly once. The first record a process
@@ -24,11 +25,12 @@ from pathlib import Path
 from typing import Any
 
 from trainer.runlog import read_config, read_metrics
+from trainer.wandb_log import WandbLog, check_wandb
 from umae_eval.errors import UmaeError
 from umae_eval.provenance import atomic_write_text
 
 #: Log kinds ``--log`` accepts; ``jsonl`` (metrics.jsonl) is always written.
-LOG_KINDS = ("jsonl", "tensorboard", "csv")
+LOG_KINDS = ("jsonl", "tensorboard", "csv", "wandb")
 TB_DIR = "tensorboard"
 CSV_FILE = "metrics.csv"
 
@@ -76,14 +78,13 @@ def parse_log_kinds(text: str | None) -> tuple[str, ...]:
     if not kinds:
         raise UmaeError(f"--log {text!r}: name at least one of {', '.join(LOG_KINDS)}")
     for kind in kinds:
-        if kind == "wandb":
-            raise UmaeError("--log wandb: Weights & Biases logging is not supported yet; use "
-                            "--log tensorboard,csv (W&B imports TensorBoard logs with `wandb sync --sync-tensorboard`)")
         if kind not in LOG_KINDS:
             raise UmaeError(f"--log {text!r}: unknown kind {kind!r}; choose from {', '.join(LOG_KINDS)}")
     if "tensorboard" in kinds and not tensorboard_available():
         raise UmaeError("--log tensorboard: the tensorboard package is not installed; "
                         "`pip install tensorboard`, or pass --log jsonl,csv")
+    if "wandb" in kinds:
+        check_wandb()
     return tuple(["jsonl"] + [k for k in LOG_KINDS[1:] if k in kinds])
 
 
@@ -157,6 +158,7 @@ class RunLoggers:
         self.run_dir = Path(run_dir)
         self.kinds = kinds
         self._writer: Any = None
+        self._wandb: WandbLog | None = None
         self._started = False
 
     @property
@@ -191,14 +193,24 @@ class RunLoggers:
                 self._open_tensorboard()
                 for r in history:
                     self._log_tensorboard(r)
-        elif "tensorboard" in self.kinds:
-            self._log_tensorboard(record)
+            if "wandb" in self.kinds:
+                self._wandb = WandbLog(self.run_dir)
+                self._wandb.start(history)
+        else:
+            if "tensorboard" in self.kinds:
+                self._log_tensorboard(record)
+            if self._wandb is not None:
+                self._wandb.log(record)
         if self._writer is not None:
             self._writer.flush()
         if "csv" in self.kinds:
             atomic_write_text(self.run_dir / CSV_FILE, metrics_csv_text(_unique_epochs(read_metrics(self.run_dir))))
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
+        """Close the writers; ``failed``: the run raised (W&B marks the run failed)."""
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+        if self._wandb is not None:
+            self._wandb.close(failed)
+            self._wandb = None

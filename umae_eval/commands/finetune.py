@@ -71,7 +71,8 @@ def finetune(
         "--set drop_path=0.2 --set rand_augment=none --set mixup=0 --set crop_scale=0.35,1.")] = None,
     log: Annotated[Optional[str], typer.Option(
         "--log", metavar="KINDS", help="Logs beside metrics.jsonl, comma-separated: tensorboard (event files in "
-        "<out>/tensorboard), csv (<out>/metrics.csv). Default: tensorboard when the package is installed.")] = None,
+        "<out>/tensorboard), csv (<out>/metrics.csv), wandb (an offline Weights & Biases run in <out>/wandb; "
+        "`wandb sync` uploads it). Default: tensorboard when the package is installed.")] = None,
 ) -> None:
     """Fine-tune an encoder with a new head (MAE's recipe) and write runs/<name>/.
 
@@ -93,6 +94,8 @@ def finetune(
       umae finetune ... --out runs/ft-mae --resume auto   (continue after a stop, same options)
 
       umae finetune ... --log tensorboard,csv --out runs/ft-mae   then: tensorboard --logdir runs/
+
+      umae finetune ... --log wandb --out runs/ft-mae   then: wandb sync runs/ft-mae/wandb/offline-run-*
 
     Several GPUs: torchrun --nproc_per_node 8 -m umae_eval.cli finetune CKPT --data ... --preset vit-base-in1k
     """
@@ -139,12 +142,14 @@ def finetune(
         loggers.on_epoch(record)
         display.on_epoch(record)
 
+    failed = True  # until the run returns: W&B marks a raised run failed
     try:
         with FinetuneDisplay(console) as display:
             result = finetune_run(config, progress=display, on_step=display.on_step, on_epoch=on_epoch,
                                   on_note=display.note)
+        failed = False
     finally:
-        loggers.close()
+        loggers.close(failed)
     _write_results(result)
     stdout.print(_final_table(result))
     stdout.print(str(result.run_dir), highlight=False, soft_wrap=True)

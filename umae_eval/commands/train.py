@@ -147,7 +147,8 @@ def train(
         "--set embed_dim=96 --set norm_pix_loss=true --set mean=0.5,0.5,0.5 (wins over the flags above).")] = None,
     log: Annotated[Optional[str], typer.Option(
         "--log", metavar="KINDS", help="Logs beside metrics.jsonl, comma-separated: tensorboard (event files in "
-        "<out>/tensorboard), csv (<out>/metrics.csv). Default: tensorboard when the package is installed.")] = None,
+        "<out>/tensorboard), csv (<out>/metrics.csv), wandb (an offline Weights & Biases run in <out>/wandb; "
+        "`wandb sync` uploads it). Default: tensorboard when the package is installed.")] = None,
 ) -> None:
     """Pre-train MAE or U-MAE and write runs/<name>/: config.json, metrics.jsonl, checkpoints.
 
@@ -164,6 +165,8 @@ def train(
       umae train ... --out runs/umae-c10 --resume auto   (continue after a stop, same options)
 
       umae train ... --log tensorboard,csv --out runs/umae-c10   then: tensorboard --logdir runs/
+
+      umae train ... --log wandb --out runs/umae-c10   then: wandb sync runs/umae-c10/wandb/offline-run-*
 
       umae train --data /data/in100 --preset vit-base-p16 --lam 0.01 --init mae_visualize_vit_base.pth --out runs/in100-umae   (continue the official ViT-B MAE with U-MAE's term)
 
@@ -222,16 +225,18 @@ def train(
         loggers.on_epoch(record)
         display.on_epoch(record)
 
+    failed = True  # until the run returns: W&B marks a raised run failed
     try:
         with TrainDisplay(console) as display:
             result = train_run(config, progress=display, on_step=display.on_step, on_epoch=on_epoch,
                                on_note=display.note)
+        failed = False
     except BaseException:  # shown only if Ctrl-C or SIGTERM stopped it (the CLI prints the line);
         # BaseException: a signal landing inside C code may surface as another exception type
         set_interrupt_hint(_interrupted_hint(run_dir))
         raise
     finally:
-        loggers.close()
+        loggers.close(failed)
     _write_results(result)
     stdout.print(_final_table(result))
     stdout.print(str(result.run_dir), highlight=False, soft_wrap=True)
