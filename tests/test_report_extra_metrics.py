@@ -52,3 +52,27 @@ def test_frames_and_section() -> None:
     wide = R.wide_frame(m)
     assert list(wide.columns) == ["metric", "MAE", "U-MAE"] and wide["metric"].iloc[0] == "participation_ratio"
     assert " to " in wide.set_index("metric").loc["stable_rank", "MAE"]
+
+
+def test_cka_blocks_carry_per_cell_intervals_in_csv_hover_and_caption() -> None:
+    from umae_eval.metrics.cka_bootstrap import cka_matrix_interval
+    from umae_eval.metrics.suite import MetricSet
+    from umae_eval.pipeline.extra_metrics import _cka_blocks
+
+    rng = np.random.default_rng(3)
+    b0 = rng.normal(size=(400, 6))
+    b1 = np.tanh(b0) + rng.normal(size=(400, 6))
+    cb = _cka_blocks(((0, 1), [b0, b1]), None, seed=5, n_boot=200)
+    want = cka_matrix_interval([b0, b1], None, n_boot=200, seed=5)
+    assert cb["lo"][0][1] == pytest.approx(want.lo[0, 1]) and cb["hi"][1][0] == pytest.approx(want.hi[1, 0])
+    assert cb["lo"][0][0] == pytest.approx(1.0) and cb["batches"] == 13 and cb["batch_size"] == 32  # 400 rows: 12 of 32 and one of 16
+    ms = MetricSet(details={"cka_blocks": cb})
+    frame = R.cka_blocks_frame({"A": ms}, {})
+    row = frame[(frame.block_a == 0) & (frame.block_b == 1)].iloc[0]
+    assert (row["cka_lo"], row["cka_hi"]) == pytest.approx((want.lo[0, 1], want.hi[0, 1]))
+    assert row["cka_lo"] < row["cka"] < row["cka_hi"] and row["resamples"] == 200
+    fig = R.cka_heatmap(cb, "A", "A")
+    assert f"{want.estimate[0, 1]:.3f} (95% interval {want.lo[0, 1]:.3f} to {want.hi[0, 1]:.3f})" in fig.data[0].text
+    cap = R.cka_interval_caption(cb)
+    assert "13 minibatches of 32 test images" in cap and "test-image resampling only" in cap
+    assert "Widest: ±" in cap

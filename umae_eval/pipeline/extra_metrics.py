@@ -15,7 +15,8 @@ encoder over a seeded subset of the test images:
 
 Between checkpoints (:func:`pair_sets`): CKA (biased and unbiased) and mutual kNN on the test
 features of the same images. When ``--layers`` read several blocks: the block x block CKA matrix
-within each checkpoint and between each pair (minibatch CKA on the test features of each block). Intervals (:func:`metric_intervals`) centre the bootstrap's spread on
+within each checkpoint and between each pair (minibatch CKA on the test features of each block, with
+per-cell intervals from resampling its minibatches: :mod:`umae_eval.metrics.cka_bootstrap`). Intervals (:func:`metric_intervals`) centre the bootstrap's spread on
 the estimate (``intervals.centred_interval``: resampling rows biases ranks and kernel estimates
 by itself); differences (:func:`metric_differences`) use the resamples the two checkpoints share.
 """
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from umae_eval.analysis import FeatureSet, Subject, subset_indices
-from umae_eval.metrics.cka import DEFAULT_CKA_BATCH, cka_matrix
+from umae_eval.metrics.cka_bootstrap import cka_matrix_interval
 from umae_eval.metrics.fourier import FourierProfile, combine_profiles, fourier_profile
 from umae_eval.metrics.suite import MetricSet, pair_metrics, representation_metrics
 from umae_eval.pipeline.intervals import Interval, centred_interval
@@ -40,6 +41,8 @@ LIDAR_IMAGES = 100
 LIDAR_VIEWS = 10
 #: Images whose patch tokens go through the Fourier analysis, block by block.
 FOURIER_IMAGES = 64
+#: Most resamples of a block x block CKA matrix's minibatches (each costs La x Lb divisions).
+MAX_CKA_RESAMPLES = 1000
 #: The label-free metrics that get intervals, in table order.
 INTERVAL_METRICS: tuple[str, ...] = ("participation_ratio", "stable_rank", "collapse_std_ratio", "rankme_paper",
                                      "rankme_pca", "lidar_masked", "lidar_augmented", "fourier_high")
@@ -216,7 +219,7 @@ def pair_sets(test_features: dict[str, np.ndarray], *, n_boot: int = 200, seed: 
                 ms.settings.update(a=a, b=b)
                 ca, cb = (block_columns((blocks or {}).get(a)), block_columns((blocks or {}).get(b)))
                 if ca is not None and cb is not None:
-                    ms.details["cka_blocks"] = _cka_blocks(ca, cb, seed + 41)
+                    ms.details["cka_blocks"] = _cka_blocks(ca, cb, seed + 41, n_boot)
                 out[f"{a} vs {b}"] = ms
     return out
 
@@ -253,10 +256,20 @@ def block_columns(every: FeatureSet | None) -> tuple[tuple[int, ...], list[np.nd
 
 
 def _cka_blocks(a: tuple[tuple[int, ...], list[np.ndarray]], b: tuple[tuple[int, ...], list[np.ndarray]] | None,
-                seed: int) -> dict[str, Any]:
-    mat = cka_matrix(a[1], None if b is None else b[1], batch_size=DEFAULT_CKA_BATCH, seed=seed)
-    return {"blocks_a": list(a[0]), "blocks_b": list(a[0] if b is None else b[0]), "matrix": mat.tolist(),
-            "estimator": f"minibatch CKA, unbiased HSIC, batches of {DEFAULT_CKA_BATCH} images (Nguyen et al. 2021)"}
+                seed: int, n_boot: int = 1000) -> dict[str, Any]:
+    """The block x block minibatch CKA with per-cell 95% intervals (``cka_bootstrap``).
+
+    The same ``seed`` within each checkpoint and for each pair: the same minibatches of images
+    everywhere, so the cells of every matrix are resampled alike (paired).
+    """
+    m = cka_matrix_interval(a[1], None if b is None else b[1], n_boot=min(n_boot, MAX_CKA_RESAMPLES), seed=seed)
+
+    def cells(arr: np.ndarray) -> list[list[float | None]]:
+        return [[float(v) if np.isfinite(v) else None for v in row] for row in arr]
+
+    return {"blocks_a": list(a[0]), "blocks_b": list(a[0] if b is None else b[0]), "matrix": cells(m.estimate),
+            "lo": cells(m.lo), "hi": cells(m.hi), **m.settings(),
+            "estimator": f"minibatch CKA, unbiased HSIC, batches of {m.batch_size} images (Nguyen et al. 2021)"}
 
 
 def representation_stage(subject: Subject, fs: FeatureSet, data: Any, config: Any, probes: Any,
@@ -278,7 +291,7 @@ def representation_stage(subject: Subject, fs: FeatureSet, data: Any, config: An
     cols = block_columns(every)
     if cols is not None:
         with progress(f"{subject.name}: CKA block x block", total=None):
-            out.details["cka_blocks"] = _cka_blocks(cols, None, config.seed + 41)
+            out.details["cka_blocks"] = _cka_blocks(cols, None, config.seed + 41, config.n_boot)
     return out
 
 

@@ -113,8 +113,39 @@ def cka_blocks_frame(sets: Mapping[str, MetricSet], pairs: Mapping[str, MetricSe
             continue
         for i, ba in enumerate(cb["blocks_a"]):
             for j, bb in enumerate(cb["blocks_b"]):
-                rows.append({"a": a, "b": b, "block_a": ba, "block_b": bb, "cka": cb["matrix"][i][j]})
+                rows.append({"a": a, "b": b, "block_a": ba, "block_b": bb, "cka": cb["matrix"][i][j],
+                             "cka_lo": _cell(cb, "lo", i, j), "cka_hi": _cell(cb, "hi", i, j),
+                             "batch_size": cb.get("batch_size"), "batches": cb.get("batches"),
+                             "resamples": cb.get("resamples")})
     return pd.DataFrame(rows)
+
+
+def _cell(cb: Mapping[str, Any], key: str, i: int, j: int) -> float | None:
+    """One cell of ``cb[key]`` (the interval's ends), None where there is none."""
+    rows = cb.get(key)
+    return None if rows is None else rows[i][j]
+
+
+def _cka_text(cb: Mapping[str, Any], i: int, j: int) -> str:
+    v, lo, hi = cb["matrix"][i][j], _cell(cb, "lo", i, j), _cell(cb, "hi", i, j)
+    if v is None:
+        return "undefined (a constant block)"
+    return f"{v:.3f}" + ("" if lo is None or hi is None else f" (95% interval {lo:.3f} to {hi:.3f})")
+
+
+def cka_interval_caption(cb: Mapping[str, Any]) -> str:
+    """What the intervals of a CKA matrix cover, and the widest one (for the figure's caption)."""
+    if cb.get("lo") is None or not cb.get("resamples"):
+        return f"No intervals: {cb.get('interval', 'not computed')}."
+    widths = [(h - lo_, i, j) for i, (row_lo, row_hi) in enumerate(zip(cb["lo"], cb["hi"]))
+              for j, (lo_, h) in enumerate(zip(row_lo, row_hi)) if lo_ is not None and h is not None]
+    text = (f"Each cell's 95% interval (hover; cka_blocks.csv cka_lo / cka_hi) resamples the {cb['batches']} "
+            f"minibatches of {cb['batch_size']} test images, the same images for both blocks: it covers "
+            "test-image resampling only.")
+    if widths:
+        w, i, j = max(widths)
+        text += f" Widest: ±{w / 2:.3f} (blocks {cb['blocks_a'][i]} x {cb['blocks_b'][j]})."
+    return text
 
 
 def cka_heatmap(cb: Mapping[str, Any], a: str, b: str, settings_line: str = "") -> go.Figure:
@@ -127,9 +158,10 @@ def cka_heatmap(cb: Mapping[str, Any], a: str, b: str, settings_line: str = "") 
     xs = [x for _ in ba for x in bb]
     ys = [y for y in ba for _ in bb]
     vals = [v for row in cb["matrix"] for v in row]
+    text = [_cka_text(cb, i, j) for i in range(len(ba)) for j in range(len(bb))]
     size = max(8.0, min(40.0, 320.0 / max(len(ba), len(bb))))
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="markers", name="CKA", showlegend=False,
-                             text=[f"{v:.3f}" for v in vals], hovertemplate="%{y} x %{x}: %{text}<extra></extra>",
+                             text=text, hovertemplate="%{y} x %{x}: %{text}<extra></extra>",
                              marker=dict(symbol="square", size=size, color=vals, colorscale="Viridis", cmin=0.0,
                                          cmax=1.0, showscale=True, colorbar=dict(title="CKA"))))
     fig.update_xaxes(tickmode="array", tickvals=bb)
@@ -179,7 +211,8 @@ def add_section(rep: Any, sets: Mapping[str, MetricSet], intervals: Mapping[str,
             rep.add_figure(f"CKA block x block: {a}" if a == b else f"CKA block x block: {a} vs {b}",
                            cka_heatmap(cb, str(a), str(b), settings_line=line), level=3,
                            caption=f"{cb['estimator']}, on the test features of each block (cka_blocks.csv). "
-                                   "1 = the same representation up to rotation and scale.",
+                                   "1 = the same representation up to rotation and scale. "
+                                   + cka_interval_caption(cb),
                            settings=settings, name="cka-blocks")
     ff = fourier_frame(sets)
     if not ff.empty:
