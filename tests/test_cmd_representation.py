@@ -58,3 +58,20 @@ def test_collapse_report_representation_metrics(tmp_path: Path) -> None:
     html = (out / "report.html").read_text()
     assert "Representation metrics" in html and "CKA block x block: A vs B" in html
     assert (out / "figures" / "fourier-by-block.pdf").exists() and (out / "figures" / "cka-blocks.svg").exists()
+    # CKA cells carry their interval columns (24 images: one minibatch, so no interval: empty cells)
+    assert {"cka_lo", "cka_hi", "batches"} <= set(blocks.columns) and cb["interval"].startswith("none")
+    # every block read gets the metrics, with intervals, in results.json, a CSV, the report and figures/
+    by = res["checkpoints"]["B"]["representation_metrics_by_block"]
+    assert set(by) == {"0", "1"} and by["1"]["values"]["lidar_masked"] == pytest.approx(
+        res["checkpoints"]["B"]["representation_metrics"]["values"]["lidar_masked"])
+    rows = pd.read_csv(out / "representation_by_block.csv")
+    pr = rows[(rows.checkpoint == "A") & (rows.metric == "participation_ratio")].sort_values("block")
+    assert list(pr["block"]) == [0, 1] and (pr["lo"] <= pr["value"]).all() and (pr["value"] <= pr["hi"]).all()
+    assert set(pd.read_csv(out / "representation_block_differences.csv")["block"]) == {0, 1}
+    assert len(rm["by_block"]["differences"]) > 0
+    assert (out / "figures" / "by-block-participation-ratio.pdf").exists()
+    assert "Participation ratio and stable rank by block" in html
+    # the summary says the paired differences in words, with the one verdict wording
+    sentences = res["summary"]["sentences"]
+    lid = next(t for t in sentences if t.startswith("LiDAR over masked views: B minus A is "))
+    assert lid.endswith("test-image noise at 24 test images.") and lid in rm["sentences"]

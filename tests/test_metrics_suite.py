@@ -10,6 +10,7 @@ from umae_eval.metrics.fourier import fourier_profile
 from umae_eval.metrics.lidar import lidar
 from umae_eval.metrics.rank_bootstrap import rank_resample_count, resample_indices
 from umae_eval.metrics.scalars import spectrum_scalars
+from umae_eval.metrics.spectrum import alpha_req
 from umae_eval.metrics.suite import pair_metrics, representation_metrics, resampled_scalars
 
 
@@ -17,11 +18,11 @@ from umae_eval.metrics.suite import pair_metrics, representation_metrics, resamp
 def test_spectral_resamples_equal_metrics_of_copied_rows(n: int) -> None:
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, 16)) * np.geomspace(2, 0.05, 16) + 0.4
-    res = resampled_scalars(x, n_boot=5, seed=3)
+    res = resampled_scalars(x, n_boot=5, seed=3, alpha=True)
     reps = rank_resample_count(n, 16, 5)
     idx = resample_indices(n, reps, 3)
     for r in range(reps):
-        direct = spectrum_scalars(x[idx[r]]).values()
+        direct = {**spectrum_scalars(x[idx[r]]).values(), "alpha_req": alpha_req(x[idx[r]]).alpha}
         for name, values in res.items():
             assert values[r] == pytest.approx(direct[name], rel=1e-7), name
 
@@ -45,7 +46,9 @@ def test_representation_metrics_all_parts() -> None:
     idx = resample_indices(10, 20, 0 + 3)
     assert np.allclose(out.resamples["fourier_high"], prof.per_image_high[idx].mean(axis=1))
     assert set(out.resamples) == {"participation_ratio", "stable_rank", "rankme_paper", "rankme_pca",
-                                  "collapse_std_ratio", "lidar_masked", "lidar_augmented", "fourier_high"}
+                                  "collapse_std_ratio", "alpha_req", "lidar_masked", "lidar_augmented",
+                                  "fourier_high"}
+    assert v["alpha_req"] == pytest.approx(alpha_req(x).alpha)
     js = out.to_json()
     assert js["resample_counts"]["lidar_masked"] == 20 and js["settings"]["n"] == 120
 

@@ -39,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from umae_eval.errors import UmaeError
 from umae_eval.metrics._inputs import ArrayLike, check_features, to_numpy64
 from umae_eval.metrics.cka import cka_from_terms, cka_matrix_terms, cka_unbiased, linear_cka, mutual_knn_scores
 from umae_eval.metrics.fourier import fourier_profile
@@ -46,6 +47,7 @@ from umae_eval.metrics.lidar import lidar, lidar_resampled
 from umae_eval.metrics.neural_collapse import neural_collapse
 from umae_eval.metrics.rank_bootstrap import rank_resample_count, resample_indices, resample_singular_values
 from umae_eval.metrics.scalars import SCALAR_CONVENTIONS, scalars_from_singular, spectrum_scalars
+from umae_eval.metrics.spectrum import _alpha_from_singular, alpha_req
 
 __all__ = ["MAX_LIDAR_RESAMPLES", "METRIC_DEFINITIONS", "MetricSet", "pair_metrics", "representation_metrics", "resampled_scalars"]
 
@@ -57,6 +59,7 @@ METRIC_DEFINITIONS: dict[str, str] = {
     "collapse_std_ratio": "collapse std * sqrt(D): 1 = spread over the sphere, 0 = collapsed",
     "rankme_paper": "RankMe as Garrido et al. 2023: uncentred singular values, p + 1e-7",
     "rankme_pca": "RankMe as reptrix: PCA variance ratios of centred features, p + 1e-7",
+    "alpha_req": "power-law decay of the centred covariance eigenvalues, OLS on ranks 6-100 (Agrawal et al. 2022)",
     "nc1": "tr(Sigma_W Sigma_B^+) / C on the test features (Papyan et al. 2020)",
     "cdnv": "mean over class pairs of (var_i + var_j) / (2 ||mu_i - mu_j||^2) (Galanti et al. 2022)",
     "nc2_etf_distance": "distance of the normalised class-mean Gram to the simplex ETF (Papyan et al.)",
@@ -100,16 +103,26 @@ class MetricSet:
 
 
 def resampled_scalars(features: ArrayLike, n_boot: int, seed: int,
-                      step: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
-    """Spectrum scalars and the collapse-std ratio on row resamples: name -> (R,).
+                      step: Callable[[int], None] | None = None, alpha: bool = False) -> dict[str, np.ndarray]:
+    """Spectrum scalars and the collapse-std ratio (and with ``alpha`` alpha-ReQ) on row resamples: name -> (R,).
 
     ``R = rank_resample_count(N, D, n_boot)``; resample r is exactly the scalar of ``X[idx[r]]``
-    with ``idx = resample_indices(N, R, seed)``.
+    with ``idx = resample_indices(N, R, seed)`` (alpha-ReQ from the same singular values).
     """
-    return _spectrum_resamples(to_numpy64(check_features(features, "features", min_rows=2)), n_boot, seed, step)
+    return _spectrum_resamples(to_numpy64(check_features(features, "features", min_rows=2)), n_boot, seed, step,
+                               alpha)
 
 
-def _spectrum_resamples(x: np.ndarray, n_boot: int, seed: int, step: Callable[[int], None] | None) -> dict[str, np.ndarray]:
+def _alpha_or_nan(s_centred: np.ndarray, n: int) -> float:
+    """alpha-ReQ from centred singular values (its default fit range); NaN when too few are non-zero."""
+    try:
+        return _alpha_from_singular(s_centred, n, None).alpha
+    except UmaeError:
+        return float("nan")
+
+
+def _spectrum_resamples(x: np.ndarray, n_boot: int, seed: int, step: Callable[[int], None] | None,
+                        alpha: bool = False) -> dict[str, np.ndarray]:
     n, d = x.shape
     reps = rank_resample_count(n, d, n_boot)
     idx = resample_indices(n, reps, seed)
@@ -117,11 +130,13 @@ def _spectrum_resamples(x: np.ndarray, n_boot: int, seed: int, step: Callable[[i
     x0 = x - m0
     z = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     names = ("participation_ratio", "stable_rank", "rankme_paper", "rankme_pca", "collapse_std_ratio")
-    out = {k: np.empty(reps) for k in names}
+    out = {k: np.empty(reps) for k in names + (("alpha_req",) if alpha else ())}
     for r in range(reps):
-        vals = scalars_from_singular(*resample_singular_values(x, x0, m0, idx[r]))
-        for k, v in vals.items():
+        s_c, s_raw = resample_singular_values(x, x0, m0, idx[r])
+        for k, v in scalars_from_singular(s_c, s_raw).items():
             out[k][r] = v
+        if alpha:
+            out["alpha_req"][r] = _alpha_or_nan(s_c, n)
         w = np.bincount(idx[r], minlength=n).astype(np.float64)
         mean = w @ z / n
         var = np.maximum(w @ (z * z) - n * mean**2, 0.0) / (n - 1)
@@ -154,6 +169,7 @@ def representation_metrics(
     n_boot: int = 200,
     seed: int = 0,
     step: Callable[[int], None] | None = None,
+    lidar_boot: int = MAX_LIDAR_RESAMPLES,
 ) -> MetricSet:
     """All metrics of one checkpoint's features; each optional input adds its metrics.
 
@@ -178,6 +194,8 @@ def representation_metrics(
         Resamples (capped per metric, see the module docstring) and their seed; 0 = no resamples.
     step : callable, optional
         Called with 1 per spectral resample (a progress bar's advance).
+    lidar_boot : int
+        Most resamples of each LiDAR value (default :data:`MAX_LIDAR_RESAMPLES`).
     """
     x = to_numpy64(check_features(features, "features", min_rows=2))
     out = MetricSet(settings={"n": int(x.shape[0]), "dim": int(x.shape[1]), "n_boot": int(n_boot), "seed": int(seed),
@@ -185,17 +203,23 @@ def representation_metrics(
     sc = spectrum_scalars(x)
     out.values.update(sc.values())
     out.details["collapse_std_reference"] = sc.collapse_std_reference
+    try:
+        ar = alpha_req(x)
+        out.values["alpha_req"] = ar.alpha
+        out.details["alpha_req"] = {"r2": ar.r2, "fit_range": list(ar.fit_range)}
+    except UmaeError:  # too few non-zero eigenvalues (collapsed features): no alpha-ReQ
+        pass
     if n_boot > 0:
-        out.resamples.update(_spectrum_resamples(x, n_boot, seed, step))
+        out.resamples.update(_spectrum_resamples(x, n_boot, seed, step, alpha="alpha_req" in out.values))
     if labels is not None:
         nc = neural_collapse(x, labels, predictions=predictions, centres=centres)
         out.values.update(nc.values())
         out.details["cdnv_matrix"] = nc.cdnv_matrix.tolist()
         out.settings["neural_collapse"] = {"num_classes": nc.num_classes, "nc4": predictions is not None}
     if mask_views is not None:
-        _lidar_part(out, "lidar_masked", mask_views, n_boot, seed + 1)
+        _lidar_part(out, "lidar_masked", mask_views, min(n_boot, lidar_boot), seed + 1)
     if aug_views is not None:
-        _lidar_part(out, "lidar_augmented", aug_views, n_boot, seed + 2)
+        _lidar_part(out, "lidar_augmented", aug_views, min(n_boot, lidar_boot), seed + 2)
     if tokens is not None:
         prof = fourier_profile(tokens, prefix_tokens=token_prefix)
         out.values["fourier_high"] = prof.high_frequency

@@ -45,7 +45,7 @@ FOURIER_IMAGES = 64
 MAX_CKA_RESAMPLES = 1000
 #: The label-free metrics that get intervals, in table order.
 INTERVAL_METRICS: tuple[str, ...] = ("participation_ratio", "stable_rank", "collapse_std_ratio", "rankme_paper",
-                                     "rankme_pca", "lidar_masked", "lidar_augmented", "fourier_high")
+                                     "rankme_pca", "alpha_req", "lidar_masked", "lidar_augmented", "fourier_high")
 
 
 def _model(subject: Subject, device: str) -> tuple[Any, Any, Any]:
@@ -158,27 +158,35 @@ def _centres(fs: FeatureSet, predictions: np.ndarray) -> np.ndarray | None:
     return np.stack([fs.train[y == k].mean(axis=0) for k in range(c)])
 
 
+def fourier_images_of(test_images: Any, count: int, seed: int) -> Any:
+    """The test images of the Fourier analysis: a seeded subset of ``count`` (all when fewer)."""
+    four = subset_indices(len(test_images), count, seed + 17)
+    return test_images if four is None else test_images[np.sort(four)]
+
+
 def checkpoint_metrics(subject: Subject, fs: FeatureSet, test_images: Any, *, predictions: np.ndarray | None = None,
                        mask_ratio: float = 0.75, pool: str = "cls", seed: int = 0, n_boot: int = 200,
                        device: str = "auto", batch_size: int = 256, lidar_images: int = LIDAR_IMAGES,
                        lidar_views: int = LIDAR_VIEWS, fourier_images: int = FOURIER_IMAGES,
                        block: int | None = None, final_norm: bool = True,
+                       fourier_blocks: list[FourierProfile] | None = None,
                        progress: ProgressFactory = null_progress) -> MetricSet:
     """Every metric of one checkpoint (see the module docstring); ``test_images`` are the rows of ``fs.test``.
 
     ``predictions`` (M,) are a linear probe's test predictions, for NC4 (with the train class means).
+    ``fourier_blocks``: the profiles of :func:`block_fourier` on ``fourier_images`` images picked
+    with :func:`fourier_images_of` (computed here when None).
     """
     t0 = time.perf_counter()
     n = len(fs.y_test)
     lid = subset_indices(n, lidar_images, seed + 13)
     lid_images = test_images if lid is None else test_images[np.sort(lid)]
-    four = subset_indices(n, fourier_images, seed + 17)
-    four_images = test_images if four is None else test_images[np.sort(four)]
     common = dict(device=device, batch_size=batch_size, progress=progress, block=block, final_norm=final_norm)
     masked = masked_view_stack(subject, lid_images, views=lidar_views, mask_ratio=mask_ratio, seed=seed + 19,
                                pool=pool, **common)
     aug = augmented_view_stack(subject, lid_images, views=lidar_views, seed=seed + 23, pool=pool, **common)
-    blocks = block_fourier(subject, four_images, device=device, progress=progress)
+    blocks = fourier_blocks if fourier_blocks is not None else block_fourier(
+        subject, fourier_images_of(test_images, fourier_images, seed), device=device, progress=progress)
     centres = _centres(fs, predictions) if predictions is not None else None
     with progress(f"{subject.name}: representation metrics (bootstrap)", total=None):
         out = representation_metrics(fs.test, labels=fs.y_test,
@@ -273,32 +281,58 @@ def _cka_blocks(a: tuple[tuple[int, ...], list[np.ndarray]], b: tuple[tuple[int,
 
 
 def representation_stage(subject: Subject, fs: FeatureSet, data: Any, config: Any, probes: Any,
-                         progress: ProgressFactory = null_progress, every: FeatureSet | None = None) -> MetricSet | None:
+                         progress: ProgressFactory = null_progress, every: FeatureSet | None = None,
+                         block_results: Sequence[Any] = ()) -> tuple[MetricSet | None, dict[int, MetricSet]]:
     """:func:`checkpoint_metrics` as ``run_analysis`` calls it, with its options (``AnalysisConfig``).
 
     ``every`` holds every block read (``--layers``): with several, the block x block CKA matrix of
-    this checkpoint goes into ``details['cka_blocks']``. None when the features lost rows (a lazy
-    set that could not decode some test images), since the view passes need the images behind each row.
+    this checkpoint goes into ``details['cka_blocks']`` and every block gets its own metrics
+    (:func:`umae_eval.pipeline.block_metrics.block_metric_sets`; ``block_results``, the layer-wise
+    stage's, give each block's linear-probe predictions for NC4): the second item, block ->
+    MetricSet (empty with one block). (None, {}) when the features lost rows (a lazy set that
+    could not decode some test images), since the view passes need the images behind each row.
     """
     if len(fs.y_test) != len(data.y_test):
-        return None
+        return None, {}
     pred = probes.predictions.get("linear_accuracy") if probes is not None else None
     main = every.blocks[-1] if every is not None and every.blocks else None  # the block fs holds
+    profiles = block_fourier(subject, fourier_images_of(data.x_test, FOURIER_IMAGES, config.seed),
+                             device=config.device, progress=progress)
     out = checkpoint_metrics(subject, fs, data.x_test, predictions=pred, mask_ratio=config.mask_ratio,
                              pool=config.pool, seed=config.seed, n_boot=config.n_boot, device=config.device,
                              batch_size=config.batch_size, block=main, final_norm=config.final_norm,
-                             progress=progress)
+                             fourier_blocks=profiles, progress=progress)
     cols = block_columns(every)
-    if cols is not None:
+    per_block: dict[int, MetricSet] = {}
+    if cols is not None and every is not None:
+        from umae_eval.pipeline.block_metrics import block_metric_sets
+
         with progress(f"{subject.name}: CKA block x block", total=None):
             out.details["cka_blocks"] = _cka_blocks(cols, None, config.seed + 41, config.n_boot)
+        per_block = block_metric_sets(subject, every, data.x_test, block_results=block_results, fourier=profiles,
+                                      mask_ratio=config.mask_ratio, pool=config.pool, seed=config.seed,
+                                      n_boot=config.n_boot, device=config.device, batch_size=config.batch_size,
+                                      final_norm=config.final_norm, progress=progress)
+    return out, per_block
+
+
+def representation_json(sets: dict[str, MetricSet], pairs: dict[str, MetricSet],
+                        by_block: dict[str, dict[int, MetricSet]] | None = None) -> dict[str, Any]:
+    """results.json's ``representation_metrics``: intervals, paired differences and their sentences,
+    pairs; with several blocks read, ``by_block`` rows and paired differences per block."""
+    from umae_eval.pipeline.metric_sentences import difference_sentences
+
+    diffs = metric_differences(sets)
+    out: dict[str, Any] = {
+        "intervals": {n: {m: iv.to_json() for m, iv in per.items()} for n, per in metric_intervals(sets).items()},
+        "differences": diffs, "sentences": difference_sentences(diffs, sets),
+        "interval": "95% bootstrap over test images (the same resamples for every checkpoint: paired), centred "
+                    "on the estimate; covers test-image resampling only, not the masks' or the pre-training seed",
+        "pairs": {k: {**v.to_json(), "intervals": {m: centred_interval(v.values[m], r).to_json()
+                                                    for m, r in v.resamples.items()}}
+                  for k, v in pairs.items()}}
+    if by_block:
+        from umae_eval.pipeline.block_metrics import block_differences, block_rows
+
+        out["by_block"] = {"rows": block_rows(by_block), "differences": block_differences(by_block)}
     return out
-
-
-def representation_json(sets: dict[str, MetricSet], pairs: dict[str, MetricSet]) -> dict[str, Any]:
-    """results.json's ``representation_metrics``: intervals, paired differences, pairs."""
-    return {"intervals": {n: {m: iv.to_json() for m, iv in per.items()} for n, per in metric_intervals(sets).items()},
-            "differences": metric_differences(sets),
-            "pairs": {k: {**v.to_json(), "intervals": {m: centred_interval(v.values[m], r).to_json()
-                                                        for m, r in v.resamples.items()}}
-                      for k, v in pairs.items()}}

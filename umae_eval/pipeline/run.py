@@ -35,6 +35,7 @@ from umae_eval.pipeline.extra_metrics import pair_sets, representation_json, rep
 from umae_eval.pipeline.intervals import DEFAULT_BOOTSTRAP
 from umae_eval.pipeline.layers import LAYER_METHODS, BlockResult, LayerSummary, summarise_layers, sweep_blocks
 from umae_eval.pipeline.matrix import ProtocolMatrix
+from umae_eval.pipeline.metric_sentences import representation_notes
 from umae_eval.pipeline.protocol_probes import attentive_into, headline_k
 from umae_eval.pipeline.protocols import fc_norm_notes, feature_spec, headline_names, protocol_matrix
 from umae_eval.pipeline.probing import ProbeSummary, run_probes
@@ -119,6 +120,8 @@ class CheckpointResult:
     lowshot: list[dict[str, Any]] = field(default_factory=list)
     #: the representation metrics (umae_eval.metrics.suite.MetricSet, with resamples)
     extra: Any = None
+    #: the representation metrics of every block read (several blocks): block -> MetricSet
+    block_extra: dict[int, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -157,6 +160,8 @@ class CheckpointResult:
             out["lowshot"] = {**self.lowshot_result.to_dict(), "feature_spec": dict(self.spec)}
         if self.extra is not None:
             out["representation_metrics"] = self.extra.to_json()
+        if self.block_extra:
+            out["representation_metrics_by_block"] = {str(b): ms.to_json() for b, ms in self.block_extra.items()}
         if self.blocks:
             out["layers"] = [{"block": b.block, "feature_spec": {**self.spec, "block": b.block},
                               "ranks": b.ranks, "linear_val_accuracy": b.val_accuracy,
@@ -214,7 +219,8 @@ class AnalysisResults:
             out["protocol_matrix"] = self.matrix.to_json()
         sets = {c.name: c.extra for c in self.checkpoints if c.extra is not None}
         if sets:
-            out["representation_metrics"] = representation_json(sets, self.representation_pairs)
+            out["representation_metrics"] = representation_json(
+                sets, self.representation_pairs, {c.name: c.block_extra for c in self.checkpoints if c.block_extra})
         out["timings_s"] = dict(self.timings)
         return out
 
@@ -335,7 +341,8 @@ def run_analysis(
                                                batch_size=config.batch_size, progress=progress, block=main,
                                                final_norm=config.final_norm)
             with timed(times, f"representation_metrics:{s.name}"):
-                r.extra = representation_stage(s, fs, data, config, r.probes, progress, every=every)
+                r.extra, r.block_extra = representation_stage(s, fs, data, config, r.probes, progress, every=every,
+                                                              block_results=r.blocks)
                 if r.extra is not None:
                     extra_tests[s.name], extra_blocks[s.name] = fs.test, every
             for method in config.embed:
@@ -375,6 +382,8 @@ def run_analysis(
         matrix = protocol_matrix(results, layers, config)
     if matrix is not None and len(results) > 1 and len(matrix.protocols) > len(headline_names(results)):
         summary.notes.extend(matrix.sentences())  # the headline probes' sentences are said above already
+    summary.notes.extend(representation_notes({r.name: r.extra for r in results if r.extra is not None},
+                                              config.table_only))
     with timed(times, "representation_pairs"):
         pairs = pair_sets(extra_tests, n_boot=config.n_boot, seed=config.seed, blocks=extra_blocks)
     times["pipeline"] = time.perf_counter() - t_start

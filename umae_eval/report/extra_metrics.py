@@ -6,7 +6,9 @@
 - ``representation_differences.csv``: paired differences between checkpoints;
 - ``representation_pairs.csv``: CKA (biased, unbiased with interval) and mutual kNN per pair;
 - ``fourier_by_block.csv``: the high-frequency log-amplitude and energy share after each block;
-- ``cka_blocks.csv``: block x block CKA within each checkpoint and between each pair (``--layers``).
+- ``cka_blocks.csv``: block x block CKA within each checkpoint and between each pair (``--layers``),
+  each cell with its 95% interval (``cka_lo``, ``cka_hi``);
+- the metrics by block (``--layers`` with several blocks): :mod:`umae_eval.report.block_metrics`.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from umae_eval.pipeline.intervals import Interval, centred_interval
 
 #: Table order of the per-checkpoint metrics.
 ORDER: tuple[str, ...] = ("participation_ratio", "stable_rank", "collapse_std_ratio", "rankme_paper", "rankme_pca",
-                          "lidar_masked", "lidar_masked_reptrix", "lidar_augmented", "lidar_augmented_reptrix",
+                          "alpha_req", "lidar_masked", "lidar_masked_reptrix", "lidar_augmented", "lidar_augmented_reptrix",
                           "fourier_high", "fourier_energy_share_high", "nc1", "cdnv", "nc2_etf_distance",
                           "nc2_equinorm", "nc4_agreement")
 
@@ -231,8 +233,10 @@ def results_tables(res: Any) -> dict[str, pd.DataFrame]:
     """:func:`tables` from an ``AnalysisResults`` (empty without the stage)."""
     from umae_eval.pipeline.extra_metrics import metric_differences, metric_intervals
 
+    from umae_eval.report.block_metrics import results_block_tables
+
     sets, pairs = _from_results(res)
-    return tables(sets, metric_intervals(sets), metric_differences(sets), pairs) if sets else {}
+    return {**tables(sets, metric_intervals(sets), metric_differences(sets), pairs), **results_block_tables(res)} if sets else {}
 
 
 def results_section(rep: Any, res: Any, settings: Mapping[str, Any], prov: Mapping[str, str] | None = None,
@@ -245,3 +249,6 @@ def results_section(rep: Any, res: Any, settings: Mapping[str, Any], prov: Mappi
         fig_settings = {"data": settings["data"]["spec"], "pool": settings["pool"], "seed": settings["seed"],
                         **(prov or {})}
         add_section(rep, sets, metric_intervals(sets), metric_differences(sets), pairs, fig_settings, colors)
+        from umae_eval.report.block_metrics import add_block_section
+
+        add_block_section(rep, res, fig_settings, colors)
