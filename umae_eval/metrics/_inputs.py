@@ -23,6 +23,16 @@ def _shape(x: ArrayLike) -> tuple[int, ...]:
     return tuple(int(s) for s in x.shape)
 
 
+#: Elements per block of the finite check on arrays (a memory-mapped store is never copied whole).
+_FINITE_BLOCK = 1 << 24
+
+
+def _all_finite(x: np.ndarray) -> bool:
+    """``np.isfinite(x).all()`` in row blocks, so a memory-mapped (N, D) array needs no N x D mask."""
+    rows = max(1, _FINITE_BLOCK // max(1, x.shape[1]))
+    return all(bool(np.isfinite(x[i:i + rows]).all()) for i in range(0, x.shape[0], rows))
+
+
 def check_features(x: object, name: str = "features", min_rows: int = 1) -> ArrayLike:
     """Check that ``x`` is a finite, real 2-D array ``(N, D)`` with ``N >= min_rows``, ``D >= 1``.
 
@@ -46,7 +56,7 @@ def check_features(x: object, name: str = "features", min_rows: int = 1) -> Arra
         raise UmaeError(f"{name} needs at least {min_rows} row(s), got shape {(n, d)}")
     if d < 1:
         raise UmaeError(f"{name} needs at least one dimension, got shape {(n, d)}")
-    finite = bool(torch.isfinite(arr).all()) if isinstance(arr, torch.Tensor) else bool(np.isfinite(arr).all())
+    finite = bool(torch.isfinite(arr).all()) if isinstance(arr, torch.Tensor) else _all_finite(arr)
     if not finite:
         raise UmaeError(f"{name} contains NaN or infinite values (shape {(n, d)}); the weights are checked "
                         "finite when loaded, so look at the input side: --norm (a std of 0 divides by zero) "

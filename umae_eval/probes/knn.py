@@ -29,6 +29,8 @@ from umae_eval.metrics._inputs import (
     check_same_dim,
     to_tensor,
 )
+from umae_eval.probes.blocks import DEFAULT_BLOCK_ROWS, ProbePath, check_block_rows, knn_memory_bytes, resolve_path
+from umae_eval.probes.knn_blocked import canonical_topk, knn_search_blocked, normalize_rows
 from umae_eval.probes.result import ProbeResult
 
 __all__ = ["KnnBackend", "knn_accuracy", "knn_probe", "knn_search"]
@@ -67,8 +69,7 @@ def _check_k(k: int, name: str = "k") -> int:
 
 
 def _normalized(x: ArrayLike, device: torch.device | str | None = None) -> torch.Tensor:
-    t = to_tensor(x, device=device, dtype=torch.float32)
-    return t / t.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return normalize_rows(to_tensor(x, device=device, dtype=torch.float32))
 
 
 def knn_search(train_x: ArrayLike, test_x: ArrayLike, k: int,
@@ -90,7 +91,8 @@ def knn_search(train_x: ArrayLike, test_x: ArrayLike, k: int,
     Returns
     -------
     (similarities, indices) : Tensor (M, k) float32, Tensor (M, k) int64
-        On the device of ``train_x`` for ``'torch'``, on the CPU for ``'faiss'``.
+        On the device of ``train_x`` for ``'torch'``, on the CPU for ``'faiss'``; ordered by
+        similarity, ties by lower train index (:func:`~umae_eval.probes.knn_blocked.canonical_topk`).
     """
     check_features(train_x, "train_x")
     check_features(test_x, "test_x")
@@ -105,7 +107,7 @@ def knn_search(train_x: ArrayLike, test_x: ArrayLike, k: int,
         index = faiss.IndexFlatIP(base.shape[1])
         index.add(np.ascontiguousarray(base))
         sims, idx = index.search(np.ascontiguousarray(query), k)
-        return torch.from_numpy(sims), torch.from_numpy(idx.astype(np.int64))
+        return canonical_topk(torch.from_numpy(sims), torch.from_numpy(idx.astype(np.int64)), k)
     base_t = _normalized(train_x)
     query_t = _normalized(test_x, base_t.device)
     chunk = max(1, _CHUNK_ELEMENTS // max(1, base_t.shape[0]))
@@ -114,7 +116,7 @@ def knn_search(train_x: ArrayLike, test_x: ArrayLike, k: int,
         s, i = torch.topk(query_t[start:start + chunk] @ base_t.T, k, dim=1, largest=True, sorted=True)
         sims_out.append(s)
         idx_out.append(i)
-    return torch.cat(sims_out), torch.cat(idx_out)
+    return canonical_topk(torch.cat(sims_out), torch.cat(idx_out), k)
 
 
 def _vote(sims: torch.Tensor, neighbour_labels: torch.Tensor, k: int, temperature: float,
@@ -129,7 +131,8 @@ def _vote(sims: torch.Tensor, neighbour_labels: torch.Tensor, k: int, temperatur
 def knn_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test_y: ArrayLike,
               ks: Sequence[int] = (10, 20, 200), temperature: float = 0.07,
               backend: KnnBackend = "auto", num_classes: int | None = None,
-              report_k: int | None = None) -> ProbeResult:
+              report_k: int | None = None, path: ProbePath = "auto", block_rows: int = DEFAULT_BLOCK_ROWS,
+              device: str | torch.device | None = None) -> ProbeResult:
     r"""Weighted kNN accuracy for several ``k`` from one search at ``max(ks)``.
 
     .. math::
@@ -153,6 +156,14 @@ def knn_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test_y:
         Default ``max(train_y, test_y) + 1``.
     report_k : int, optional
         Which ``k`` fills ``accuracy``: default 20 if in ``ks``, else ``ks[0]``.
+    path : {'auto', 'memory', 'blocked'}, default 'auto'
+        'blocked' reads the train features in row blocks of ``block_rows``, float32 per block,
+        with a running top-k merge (:mod:`umae_eval.probes.knn_blocked`; same neighbours);
+        'auto' takes it when the in-memory search's estimated memory exceeds 4 GiB
+        (:mod:`umae_eval.probes.blocks`). Recorded in ``settings['path']``.
+    block_rows : int, default 32768
+    device : str or torch.device, optional
+        Where the blocked search computes (default: the train tensor's device, else the CPU).
 
     Returns
     -------
@@ -176,10 +187,22 @@ def knn_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test_y:
     elif report_k not in ks_list:
         raise UmaeError(f"report_k={report_k} is not one of ks={ks_list}")
     tr, ytr, te, yte, c = check_probe_inputs(train_x, train_y, test_x, test_y, num_classes)
-    which = _resolve_backend(backend, tr, te)
     n_train = int(tr.shape[0])
     k_max = min(max(ks_list), n_train)
-    sims, idx = knn_search(tr, te, k_max, backend=which)
+    route = resolve_path(path, knn_memory_bytes(n_train, int(te.shape[0]), int(tr.shape[1])))
+    check_choice(backend, ("auto", "faiss", "torch"), "backend")
+    if route == "blocked":
+        if backend == "faiss":
+            raise UmaeError("path='blocked' searches with torch (matmul + top-k per block); "
+                            "use backend='torch' or 'auto', or path='memory' for faiss")
+        block_rows = check_block_rows(block_rows)
+        dev = torch.device(device) if device is not None else (
+            tr.device if isinstance(tr, torch.Tensor) else torch.device("cpu"))
+        which = "torch"
+        sims, idx = knn_search_blocked(tr, te, k_max, block_rows, dev)
+    else:
+        which = _resolve_backend(backend, tr, te)
+        sims, idx = knn_search(tr, te, k_max, backend=which)
     labels = torch.from_numpy(ytr).to(idx.device)[idx]
     by_k: dict[int, float] = {}
     preds: dict[str, np.ndarray] = {}
@@ -194,7 +217,8 @@ def knn_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test_y:
                   "temperature": float(temperature), "backend": which, "backend_requested": backend,
                   "similarity": "cosine", "weighting": "exp(similarity / temperature)",
                   "num_classes": c, "num_train": n_train, "num_test": int(te.shape[0]),
-                  "dim": int(tr.shape[1])},
+                  "dim": int(tr.shape[1]), "path": route,
+                  **({"block_rows": block_rows} if route == "blocked" else {})},
         extras={"accuracy_by_k": by_k},
         test_predictions=preds,
     )

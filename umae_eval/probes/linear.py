@@ -62,6 +62,14 @@ from umae_eval.metrics._inputs import (
     check_probe_inputs,
     to_tensor,
 )
+from umae_eval.probes.blocks import (
+    DEFAULT_BLOCK_ROWS,
+    ProbePath,
+    check_block_rows,
+    linear_memory_bytes,
+    resolve_path,
+)
+from umae_eval.probes.linear_blocked import DEFAULT_SELECT_ROWS, fast_blocked
 from umae_eval.probes.linear_lbfgs import PRED_KEY, STD_FLOOR, fast_torch
 from umae_eval.probes.result import ProbeResult
 from umae_eval.progress import ProgressFactory, null_progress
@@ -274,7 +282,8 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
                  seed: int = 0, device: str | torch.device = "cpu",
                  progress: ProgressFactory = null_progress, num_classes: int | None = None,
                  max_iter: int = 1000, tol: float = 1e-4, epochs: int = 90, warmup_epochs: int = 10,
-                 batch_size: int | None = None, base_lr: float = 0.1) -> ProbeResult:
+                 batch_size: int | None = None, base_lr: float = 0.1, path: ProbePath = "auto",
+                 block_rows: int = DEFAULT_BLOCK_ROWS, select_rows: int = DEFAULT_SELECT_ROWS) -> ProbeResult:
     r"""Train a linear classifier on frozen features and report its test accuracy.
 
     See the module docstring for both protocols' formulas. 'fast' (default): L2-regularised
@@ -314,6 +323,14 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
         'mae' batch; default ``min(1024, N)``.
     base_lr : float, default 0.1
         'mae' base learning rate; the used rate is ``base_lr * batch_size / 256``.
+    path : {'auto', 'memory', 'blocked'}, default 'auto'
+        'fast' with the torch backend only: 'blocked' reads the train features in row blocks
+        (:mod:`umae_eval.probes.linear_blocked`: weight decay chosen on a class-balanced subset
+        of ``select_rows``, one refit on all rows); 'auto' takes it when the in-memory probe's
+        estimated memory exceeds 4 GiB (:mod:`umae_eval.probes.blocks`). Recorded in
+        ``settings['path']``.
+    block_rows, select_rows : int, default 32768, 65536
+        Rows per block and the size of the selection subset of the blocked path.
 
     Returns
     -------
@@ -341,6 +358,8 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
     settings: dict[str, Any] = {"backend": backend, "protocol": protocol, "seed": seed, "num_classes": c,
                                 "num_train": n, "num_test": int(te.shape[0]), "dim": int(tr.shape[1])}
     if protocol == "mae":
+        if path == "blocked":
+            raise UmaeError("path='blocked' runs the 'fast' protocol only; use protocol='fast' or path='memory'")
         epochs = _check_int(epochs, "epochs", 1)
         warmup_epochs = _check_int(warmup_epochs, "warmup_epochs", 0)
         if warmup_epochs > epochs:
@@ -371,6 +390,21 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
                      "standardize": "train mean / std (population)",
                      "selection": "max validation accuracy, ties -> larger weight decay",
                      "objective": "mean cross-entropy + weight_decay / 2 * ||W||^2 (bias unpenalised)"})
+    which = resolve_path(path, linear_memory_bytes(n, int(te.shape[0]), int(tr.shape[1]), c))
+    if which == "blocked" and backend == "torch":
+        block_rows = check_block_rows(block_rows)
+        select_rows = _check_int(select_rows, "select_rows", 2)
+        acc, extra_settings, extras, split = fast_blocked(tr, ytr, te, yte, c, grid, val_fraction, seed, max_iter,
+                                                          tol, _resolve_device(device), block_rows, select_rows,
+                                                          progress)
+        settings.update(split)
+        settings.update(extra_settings)
+        settings["path"] = "blocked"
+        return _result(acc, settings, extras)
+    if path == "blocked":
+        raise UmaeError("path='blocked' runs the 'fast' protocol on the torch backend only; "
+                        "use backend='torch' or path='memory'")
+    settings["path"] = "memory"
     if backend == "torch":
         dev = _resolve_device(device)
         acc, extra_settings, extras = fast_torch(to_tensor(tr, dev), ytr, to_tensor(te, dev), yte, c, grid,

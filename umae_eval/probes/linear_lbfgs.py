@@ -140,18 +140,30 @@ def _lbfgs(fun: Callable[[torch.Tensor], tuple[float, torch.Tensor, bool]], x0: 
 def _fit_lbfgs(z: torch.Tensor, y: torch.Tensor, weight_decay: float, pre: _Preconditioner,
                w0: torch.Tensor, b0: torch.Tensor, max_iter: int,
                tol: float) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+    """Minimise the 'fast' objective on in-memory ``z`` (N, D), ``y`` (N,); see :func:`fit_lbfgs`."""
+    return fit_lbfgs(lambda w, b: _loss_and_grad(z, y, w, b, weight_decay), weight_decay, pre, w0, b0,
+                     max_iter, tol)
+
+
+LossGrad = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+
+
+def fit_lbfgs(loss_grad: LossGrad, weight_decay: float, pre: _Preconditioner, w0: torch.Tensor,
+              b0: torch.Tensor, max_iter: int, tol: float) -> tuple[torch.Tensor, torch.Tensor, int, float]:
     """Minimise the 'fast' objective from ``(w0, b0)`` by L-BFGS on ``U`` with ``W = U P``.
 
-    Stops when the largest gradient entry with respect to ``(W, b)`` (the un-preconditioned
-    parameters, as scikit-learn measures it) is at most ``tol``, after ``max_iter``
-    iterations, or when L-BFGS stalls. Returns ``(W (C, D), b (C,), iterations, loss)``.
+    ``loss_grad(W (C, D), b (C,)) -> (loss, dW, db)`` evaluates the objective at
+    ``weight_decay``, in memory or streamed over row blocks. Stops when the largest gradient
+    entry with respect to ``(W, b)`` (the un-preconditioned parameters, as scikit-learn
+    measures it) is at most ``tol``, after ``max_iter`` iterations, or when L-BFGS stalls.
+    Returns ``(W (C, D), b (C,), iterations, loss)``.
     """
     p, v, scale = pre.matrices(weight_decay)
     c, d = w0.shape
 
     def fun(x: torch.Tensor) -> tuple[float, torch.Tensor, bool]:
         u, bias = x[: c * d].view(c, d), x[c * d:]
-        loss, gw, gb = _loss_and_grad(z, y, u @ p, bias, weight_decay)
+        loss, gw, gb = loss_grad(u @ p, bias)
         converged = max(float(gw.abs().max()), float(gb.abs().max())) <= tol
         return float(loss), torch.cat([(gw @ p).reshape(-1), gb]), converged
 
@@ -169,6 +181,36 @@ def _predict(z: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> np.ndarray:
         return torch.addmm(b, z, w.T).argmax(dim=1).cpu().numpy()
 
 
+def walk_grid(z: torch.Tensor, y_all: torch.Tensor, y_np: np.ndarray, grid: list[float], fit_idx: np.ndarray,
+              val_idx: np.ndarray, pre: _Preconditioner, w: torch.Tensor, b: torch.Tensor, max_iter: int,
+              tol: float, advance: Callable[[int], None],
+              ) -> tuple[list[dict[str, float]], float, tuple[torch.Tensor, torch.Tensor]]:
+    """Fit each weight decay of ``grid`` (largest first, warm-started) on ``z[fit_idx]``; score on ``z[val_idx]``.
+
+    ``z`` (N, D) standardised, ``y_all`` (N,) its labels on the device, ``y_np`` the same in numpy.
+    Returns ``(curve, chosen weight decay, (W, b) fitted at it)``: the largest weight decay
+    among those of best validation accuracy; with a one-value grid, that value and ``(w, b)``.
+    """
+    curve: list[dict[str, float]] = []
+    if len(grid) == 1:
+        advance(1)
+        return curve, grid[0], (w, b)
+    warm: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
+    device = z.device
+    fit_t, val_t = torch.from_numpy(fit_idx).to(device), torch.from_numpy(val_idx).to(device)
+    zf, yf, zv = z[fit_t], y_all[fit_t], z[val_t]
+    for wd in grid:
+        t1 = time.perf_counter()
+        w, b, n_iter, loss = _fit_lbfgs(zf, yf, wd, pre, w, b, max_iter, tol)
+        warm[wd] = (w, b)
+        curve.append({"weight_decay": wd, "val_accuracy": accuracy_percent(_predict(zv, w, b), y_np[val_idx]),
+                      "iterations": n_iter, "loss": loss, "seconds": time.perf_counter() - t1})
+        advance(1)
+    best = max(p["val_accuracy"] for p in curve)
+    chosen = next(p["weight_decay"] for p in curve if p["val_accuracy"] == best)  # largest wd of ties
+    return curve, chosen, warm[chosen]
+
+
 def fast_torch(xtr: torch.Tensor, ytr: np.ndarray, xte: torch.Tensor, yte: np.ndarray, c: int,
                 grid: list[float], fit_idx: np.ndarray, val_idx: np.ndarray, max_iter: int, tol: float,
                 progress: ProgressFactory) -> tuple[float, dict[str, Any], dict[str, Any]]:
@@ -182,26 +224,8 @@ def fast_torch(xtr: torch.Tensor, ytr: np.ndarray, xte: torch.Tensor, yte: np.nd
     y_all = torch.from_numpy(ytr).to(device)
     w = torch.zeros(c, ztr.shape[1], dtype=ztr.dtype, device=device)
     b = torch.zeros(c, dtype=ztr.dtype, device=device)
-    curve: list[dict[str, float]] = []
-    chosen = grid[0]
-    warm: dict[float, tuple[torch.Tensor, torch.Tensor]] = {}
     with progress("linear probe: weight-decay grid + refit", total=len(grid) + 1) as advance:
-        if len(grid) > 1:
-            fit_t, val_t = torch.from_numpy(fit_idx).to(device), torch.from_numpy(val_idx).to(device)
-            zf, yf, zv = ztr[fit_t], y_all[fit_t], ztr[val_t]
-            for wd in grid:
-                t1 = time.perf_counter()
-                w, b, n_iter, loss = _fit_lbfgs(zf, yf, wd, pre, w, b, max_iter, tol)
-                warm[wd] = (w, b)
-                curve.append({"weight_decay": wd, "val_accuracy": accuracy_percent(_predict(zv, w, b), ytr[val_idx]),
-                              "iterations": n_iter, "loss": loss, "seconds": time.perf_counter() - t1})
-                advance(1)
-            del zf, zv
-            best = max(p["val_accuracy"] for p in curve)
-            chosen = next(p["weight_decay"] for p in curve if p["val_accuracy"] == best)  # largest wd of ties
-            w, b = warm[chosen]
-        else:
-            advance(1)
+        curve, chosen, (w, b) = walk_grid(ztr, y_all, ytr, grid, fit_idx, val_idx, pre, w, b, max_iter, tol, advance)
         t1 = time.perf_counter()
         w, b, n_iter, loss = _fit_lbfgs(ztr, y_all, chosen, pre, w, b, max_iter, tol)
         advance(1)

@@ -1,0 +1,178 @@
+r"""The 'fast' linear probe out of core: same objective and grid, train features read in row blocks.
+
+For feature sets whose in-memory probe would not fit (ImageNet-1k: 1.28M x 768 float16 is
+2 GB on disk, but the in-memory probe holds a float32 copy three times over and 1.28M x 1000
+logits, about 30 GB). Nothing of size ``N x D`` in float32 or ``N x C`` is held:
+
+1. one streamed pass for the standardisation statistics (float64 mean and population std,
+   merged per block);
+2. the weight decay is chosen on a **class-balanced subset** of train (at most
+   ``ceil(select_rows / C)`` rows of each class, seeded; all of train when it is smaller than
+   ``select_rows``), held in memory and split, fitted and scored exactly as the in-memory
+   probe does with all of train (:func:`~umae_eval.probes.linear_lbfgs.walk_grid`); the
+   covariance preconditioner comes from the same subset;
+3. **one refit on all rows** at the chosen weight decay, warm-started from the subset's fit:
+   the same covariance-preconditioned L-BFGS, its loss and gradient accumulated over row
+   blocks (each evaluation is one pass over the data: two ``B x D x C`` products per block),
+   stopped by the same gradient tolerance;
+4. test predictions in blocks; the train accuracy comes from the refit's last pass.
+
+The optimum of step 3 is the in-memory probe's refit optimum at the same weight decay (same
+strictly convex objective over all rows), so the two paths differ only where the subset
+chooses another weight decay than the in-memory probe's 90% fit split would.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from umae_eval.metrics._inputs import ArrayLike, accuracy_percent
+from umae_eval.probes.blocks import column_stats, gather_rows, iter_blocks
+from umae_eval.probes.linear_lbfgs import (
+    PRED_KEY,
+    STD_FLOOR,
+    _Preconditioner,
+    _standardize,
+    fit_lbfgs,
+    walk_grid,
+)
+from umae_eval.progress import ProgressFactory
+
+#: Default size of the class-balanced subset the weight decay is chosen on.
+DEFAULT_SELECT_ROWS = 65536
+
+
+def balanced_subset(labels: np.ndarray, num_classes: int, select_rows: int, seed: int) -> np.ndarray:
+    """Sorted row indices: at most ``ceil(select_rows / C)`` seeded rows of each class.
+
+    All rows when ``len(labels) <= select_rows`` (then the blocked probe chooses the weight
+    decay exactly as the in-memory probe does).
+    """
+    n = len(labels)
+    if n <= select_rows:
+        return np.arange(n)
+    per_class = max(2, math.ceil(select_rows / num_classes))
+    rng = np.random.default_rng(seed)
+    order = np.argsort(labels, kind="stable")
+    bounds = np.searchsorted(labels[order], np.arange(num_classes + 1))
+    rows = []
+    for c in range(num_classes):
+        idx = order[bounds[c]:bounds[c + 1]]
+        if len(idx) > per_class:
+            idx = idx[rng.permutation(len(idx))[:per_class]]
+        rows.append(idx)
+    return np.sort(np.concatenate(rows))
+
+
+class _StreamedObjective:
+    """``mean CE + wd/2 ||W||^2`` and its gradient, accumulated over row blocks of the train features.
+
+    Also counts the passes (evaluations) and remembers the train accuracy at the last point
+    evaluated, so the refit's final pass doubles as the train-accuracy pass.
+    """
+
+    def __init__(self, x: ArrayLike, y: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+                 weight_decay: float, block_rows: int, device: torch.device) -> None:
+        self.x, self.y, self.mean, self.std = x, y, mean, std
+        self.wd, self.block_rows, self.device = weight_decay, block_rows, device
+        self.passes = 0
+        self.last: tuple[torch.Tensor, torch.Tensor, int] | None = None
+
+    def __call__(self, w: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        n = int(self.x.shape[0])
+        gw = torch.zeros_like(w)
+        gb = torch.zeros_like(b)
+        loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = 0
+        for start, blk in iter_blocks(self.x, self.block_rows, self.device):
+            z = _standardize(blk, self.mean, self.std)
+            yb = self.y[start:start + z.shape[0]]
+            logits = torch.addmm(b, z, w.T)
+            correct += int((logits.argmax(dim=1) == yb).sum())
+            logp = torch.log_softmax(logits, dim=1)
+            del logits
+            loss -= logp.gather(1, yb[:, None]).sum().to(torch.float64)
+            g = logp.exp_()
+            g[torch.arange(len(yb), device=self.device), yb] -= 1.0
+            gw.addmm_(g.T, z)
+            gb += g.sum(dim=0)
+        self.passes += 1
+        self.last = (w, b, correct)
+        value = (loss / n).to(w.dtype) + 0.5 * self.wd * w.square().sum()
+        return value, gw.div_(n).add_(w, alpha=self.wd), gb.div_(n)
+
+
+def _predict_blocks(x: ArrayLike, mean: torch.Tensor, std: torch.Tensor, w: torch.Tensor, b: torch.Tensor,
+                    block_rows: int, device: torch.device) -> np.ndarray:
+    out = []
+    with torch.no_grad():
+        for _, blk in iter_blocks(x, block_rows, device):
+            out.append(torch.addmm(b, _standardize(blk, mean, std), w.T).argmax(dim=1).cpu())
+    return torch.cat(out).numpy()
+
+
+def fast_blocked(xtr: ArrayLike, ytr: np.ndarray, xte: ArrayLike, yte: np.ndarray, c: int, grid: list[float],
+                 val_fraction: float, seed: int, max_iter: int, tol: float, device: torch.device,
+                 block_rows: int, select_rows: int,
+                 progress: ProgressFactory) -> tuple[float, dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The 'fast' protocol over row blocks (see the module docstring).
+
+    ``xtr`` (N, D) and ``xte`` (M, D): ndarrays (a float16 ``np.memmap`` included) or tensors,
+    never copied whole. Returns ``(accuracy, settings, extras, split_settings)``.
+    """
+    from umae_eval.probes.linear import stratified_split
+
+    t0 = time.perf_counter()
+    n = int(xtr.shape[0])
+    mean64, std64 = column_stats(xtr, block_rows, device)
+    mean = mean64.to(torch.float32)
+    std = std64.clamp_min(STD_FLOOR).to(torch.float32)
+    t_stats = time.perf_counter() - t0
+    if len(grid) > 1:
+        sub = balanced_subset(ytr, c, select_rows, seed)
+    else:  # nothing to choose: the subset only feeds the preconditioner
+        sub = np.unique(np.linspace(0, n - 1, min(n, 8192)).astype(np.int64))
+    z_sub = _standardize(gather_rows(xtr, sub, device), mean, std)
+    y_sub = ytr[sub]
+    fit_idx, val_idx = (stratified_split(y_sub, val_fraction, seed) if len(grid) > 1
+                        else (np.arange(len(sub)), np.arange(0)))
+    pre = _Preconditioner(z_sub)
+    w = torch.zeros(c, z_sub.shape[1], dtype=torch.float32, device=device)
+    b = torch.zeros(c, dtype=torch.float32, device=device)
+    with progress("linear probe (blocked): weight-decay grid on a class-balanced subset + refit on all rows",
+                  total=len(grid) + 1) as advance:
+        t1 = time.perf_counter()
+        curve, chosen, (w, b) = walk_grid(z_sub, torch.from_numpy(y_sub).to(device), y_sub, grid, fit_idx,
+                                          val_idx, pre, w, b, max_iter, tol, advance)
+        del z_sub
+        t_select = time.perf_counter() - t1
+        t1 = time.perf_counter()
+        objective = _StreamedObjective(xtr, torch.from_numpy(ytr).to(device), mean, std, chosen, block_rows, device)
+        w, b, n_iter, loss = fit_lbfgs(objective, chosen, pre, w, b, max_iter, tol)
+        advance(1)
+    t_refit = time.perf_counter() - t1
+    assert objective.last is not None
+    lw, lb, correct = objective.last
+    if not (torch.equal(lw, w) and torch.equal(lb, b)):  # the last pass was a rejected trial step
+        correct = int((_predict_blocks(xtr, mean, std, w, b, block_rows, device) == ytr).sum())
+    pred_te = _predict_blocks(xte, mean, std, w, b, block_rows, device)
+    acc = accuracy_percent(pred_te, yte)
+    extras = {"chosen_weight_decay": chosen, "val_curve": curve, PRED_KEY: pred_te,
+              "train_accuracy": 100.0 * correct / n, "refit_iterations": n_iter, "refit_loss": loss,
+              "refit_passes": objective.passes,
+              "seconds": {"preprocess": t_stats, "select": t_select, "refit": t_refit,
+                          "total": time.perf_counter() - t0}}
+    settings = {"solver": "L-BFGS (history 20, Armijo backtracking from unit steps), covariance-preconditioned; "
+                          "loss and gradient accumulated over row blocks",
+                "dtype": "float32 per block (stored " + str(getattr(xtr, "dtype", "?")).replace("torch.", "") + ")",
+                "device": str(device), "block_rows": block_rows, "select_rows": select_rows,
+                "selection": "max validation accuracy on a class-balanced subset of train "
+                             "(ceil(select_rows / classes) rows per class, seeded), ties -> larger weight decay; "
+                             "then one refit on all train rows"}
+    split = {"num_select": int(len(sub)), "num_fit": int(len(fit_idx)), "num_val": int(len(val_idx))}
+    return acc, settings, extras, split
