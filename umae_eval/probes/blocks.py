@@ -70,7 +70,8 @@ def read_block(x: ArrayLike, start: int, stop: int, device: torch.device) -> tor
     """Rows ``[start, stop)`` of ``x`` as a float32 tensor ``(stop - start, D)`` on ``device``."""
     if isinstance(x, torch.Tensor):
         return x[start:stop].detach().to(device=device, dtype=torch.float32)
-    return torch.from_numpy(np.ascontiguousarray(x[start:stop])).to(device=device, dtype=torch.float32)
+    # a copy of the (small) block: a read-only memmap view would make torch warn
+    return torch.from_numpy(np.array(x[start:stop])).to(device=device, dtype=torch.float32)
 
 
 def iter_blocks(x: ArrayLike, block_rows: int, device: torch.device) -> Iterator[tuple[int, torch.Tensor]]:

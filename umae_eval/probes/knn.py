@@ -132,7 +132,7 @@ def knn_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test_y:
               ks: Sequence[int] = (10, 20, 200), temperature: float = 0.07,
               backend: KnnBackend = "auto", num_classes: int | None = None,
               report_k: int | None = None, path: ProbePath = "auto", block_rows: int = DEFAULT_BLOCK_ROWS,
-              device: str | torch.device | None = None) -> ProbeResult:
+              device: str | torch.device | None = None, return_neighbours: bool = False) -> ProbeResult:
     r"""Weighted kNN accuracy for several ``k`` from one search at ``max(ks)``.
 
     .. math::
@@ -164,6 +164,9 @@ def knn_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test_y:
     block_rows : int, default 32768
     device : str or torch.device, optional
         Where the blocked search computes (default: the train tensor's device, else the CPU).
+    return_neighbours : bool, default False
+        Also put the ``(M, max(ks))`` int64 train indices of the neighbours in
+        ``extras['neighbours']`` (not JSON-sized for large M: pop it before writing).
 
     Returns
     -------
@@ -219,7 +222,7 @@ def knn_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test_y:
                   "num_classes": c, "num_train": n_train, "num_test": int(te.shape[0]),
                   "dim": int(tr.shape[1]), "path": route,
                   **({"block_rows": block_rows} if route == "blocked" else {})},
-        extras={"accuracy_by_k": by_k},
+        extras={"accuracy_by_k": by_k, **({"neighbours": idx.cpu().numpy()} if return_neighbours else {})},
         test_predictions=preds,
     )
 

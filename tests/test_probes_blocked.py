@@ -1,0 +1,196 @@
+"""Out-of-core probes: the blocked paths against the in-memory ones and independent implementations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from umae_eval.errors import UmaeError
+from umae_eval.probes import knn_probe, linear_probe
+from umae_eval.probes import blocks as blocks_mod
+from umae_eval.probes.blocks import (
+    MEMORY_BUDGET_BYTES,
+    column_stats,
+    knn_memory_bytes,
+    linear_memory_bytes,
+    resolve_path,
+)
+from umae_eval.probes.knn import knn_search
+from umae_eval.probes.knn_blocked import knn_search_blocked
+from umae_eval.probes.linear_blocked import balanced_subset
+
+CPU = torch.device("cpu")
+
+
+def _mixture(n: int, d: int, c: int, seed: int, sep: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    means = np.random.default_rng(99).standard_normal((c, d)) * sep
+    y = rng.integers(0, c, n)
+    return (rng.standard_normal((n, d)) + means[y] + 0.5).astype(np.float32), y
+
+
+def _memmap16(tmp_path, name: str, x: np.ndarray) -> np.ndarray:
+    path = tmp_path / f"{name}.npy"
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=x.shape)
+    mm[:] = x.astype(np.float16)
+    mm.flush()
+    del mm
+    return np.load(path, mmap_mode="r")
+
+
+def _numpy_neighbours(xtr: np.ndarray, xte: np.ndarray, k: int) -> np.ndarray:
+    """Independent reference: float64 cosine, order by similarity desc then index asc."""
+    a = xtr.astype(np.float64)
+    a /= np.linalg.norm(a, axis=1, keepdims=True)
+    q = xte.astype(np.float64)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    s = q @ a.T
+    idx = np.arange(a.shape[0])
+    return np.stack([np.lexsort((idx, -row))[:k] for row in s])
+
+
+# ------------------------------------------------------------------------------- kNN
+@pytest.mark.parametrize("block_rows", [1, 37, 256, 10_000])
+def test_blocked_knn_neighbours_equal_in_memory_and_numpy(block_rows: int) -> None:
+    xtr, _ = _mixture(600, 12, 5, 0)
+    xte, _ = _mixture(90, 12, 5, 1)
+    s_b, i_b = knn_search_blocked(xtr, xte, 15, block_rows, CPU)
+    for backend in ("torch", "faiss"):
+        s_m, i_m = knn_search(xtr, xte, 15, backend=backend)
+        assert torch.equal(i_b, i_m), backend
+        assert torch.allclose(s_b, s_m, atol=1e-6)
+    np.testing.assert_array_equal(i_b.numpy(), _numpy_neighbours(xtr, xte, 15))
+
+
+def test_knn_ties_go_to_the_lower_index_on_both_paths() -> None:
+    # rows 3, 40 and 77 are the same vector, each in another block of 32: all three tie
+    rng = np.random.default_rng(0)
+    xtr = rng.standard_normal((100, 6)).astype(np.float32)
+    xtr[40] = xtr[3]
+    xtr[77] = xtr[3]
+    xte = xtr[[3]] * 2.0  # same direction: similarity 1 to all three copies
+    _, i_b = knn_search_blocked(xtr, xte, 3, 32, CPU)
+    _, i_m = knn_search(xtr, xte, 3, backend="torch")
+    assert i_b.tolist() == i_m.tolist() == [[3, 40, 77]]
+
+
+def test_knn_probe_blocked_on_float16_memmap_equals_memory(tmp_path) -> None:
+    xtr, ytr = _mixture(700, 16, 6, 2)
+    xte, yte = _mixture(150, 16, 6, 3)
+    mtr, mte = _memmap16(tmp_path, "tr", xtr), _memmap16(tmp_path, "te", xte)
+    mem = knn_probe(mtr, ytr, mte, yte, ks=(1, 5, 20), path="memory", return_neighbours=True)
+    blk = knn_probe(mtr, ytr, mte, yte, ks=(1, 5, 20), path="blocked", block_rows=64, return_neighbours=True)
+    np.testing.assert_array_equal(mem.extras["neighbours"], blk.extras["neighbours"])
+    assert mem.extras["accuracy_by_k"] == blk.extras["accuracy_by_k"]
+    assert 40.0 < blk.accuracy < 100.0
+    assert (mem.settings["path"], blk.settings["path"], blk.settings["block_rows"]) == ("memory", "blocked", 64)
+    for k in (1, 5, 20):
+        np.testing.assert_array_equal(mem.test_predictions[f"knn_accuracy@{k}"],
+                                      blk.test_predictions[f"knn_accuracy@{k}"])
+
+
+# ---------------------------------------------------------------------------- linear
+def test_blocked_linear_reaches_the_in_memory_optimum() -> None:
+    # select_rows >= N: the same split and grid walk, then the refit over blocks of 97 rows
+    xtr, ytr = _mixture(900, 10, 4, 4, sep=0.5)
+    xte, yte = _mixture(300, 10, 4, 5, sep=0.5)
+    kw = dict(weight_decays=(1e-1, 1e-3), tol=1e-6)
+    mem = linear_probe(xtr, ytr, xte, yte, path="memory", **kw)
+    blk = linear_probe(xtr, ytr, xte, yte, path="blocked", block_rows=97, **kw)
+    assert blk.settings["path"] == "blocked" and mem.settings["path"] == "memory"
+    assert blk.extras["chosen_weight_decay"] == mem.extras["chosen_weight_decay"]
+    assert [p["val_accuracy"] for p in blk.extras["val_curve"]] == [p["val_accuracy"] for p in mem.extras["val_curve"]]
+    assert blk.extras["refit_loss"] == pytest.approx(mem.extras["refit_loss"], rel=1e-5)
+    assert abs(blk.accuracy - mem.accuracy) <= 100.0 / len(yte)  # at most one test row flips
+    assert blk.extras["train_accuracy"] == pytest.approx(mem.extras["train_accuracy"], abs=100.0 / len(ytr))
+    assert blk.extras["refit_passes"] >= blk.extras["refit_iterations"]
+
+
+def test_blocked_refit_minimises_the_objective_sklearn_minimises(tmp_path) -> None:
+    # one weight decay, float16 memmap input, selection subset smaller than N: the refit is on all rows
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    xtr, ytr = _mixture(800, 8, 3, 6, sep=0.4)
+    xte, yte = _mixture(200, 8, 3, 7, sep=0.4)
+    mtr, mte = _memmap16(tmp_path, "tr", xtr), _memmap16(tmp_path, "te", xte)
+    wd = 1e-2
+    blk = linear_probe(mtr, ytr, mte, yte, path="blocked", weight_decays=(wd,), val_fraction=0.0,
+                       block_rows=128, select_rows=100, tol=1e-7)
+    x16 = np.asarray(mtr, dtype=np.float64)
+    mean, std = x16.mean(0), x16.std(0)
+    z = (x16 - mean) / std
+    clf = sklearn.LogisticRegression(C=1.0 / (wd * len(ytr)), tol=1e-10, max_iter=5000).fit(z, ytr)
+    logits = z @ clf.coef_.T + clf.intercept_
+    logp = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) - logits.max(1, keepdims=True)
+    ref_loss = -logp[np.arange(len(ytr)), ytr].mean() + 0.5 * wd * (clf.coef_ ** 2).sum()
+    assert blk.extras["refit_loss"] == pytest.approx(ref_loss, rel=1e-5)
+    zte = (np.asarray(mte, dtype=np.float64) - mean) / std
+    ref_acc = 100.0 * np.mean(clf.predict(zte) == yte)
+    assert abs(blk.accuracy - ref_acc) <= 100.0 / len(yte)
+
+
+def test_blocked_linear_never_reads_more_than_a_block(monkeypatch) -> None:
+    xtr, ytr = _mixture(1000, 8, 4, 8)
+    xte, yte = _mixture(100, 8, 4, 9)
+    seen: list[int] = []
+    real = blocks_mod.read_block
+
+    def spy(x, start, stop, device):  # type: ignore[no-untyped-def]
+        seen.append(stop - start)
+        return real(x, start, stop, device)
+
+    monkeypatch.setattr(blocks_mod, "read_block", spy)
+    r = linear_probe(xtr, ytr, xte, yte, path="blocked", block_rows=128, select_rows=200,
+                     weight_decays=(1e-1, 1e-2))
+    assert seen and max(seen) <= 128
+    assert r.settings["num_select"] <= 200 + 4 and r.settings["num_fit"] + r.settings["num_val"] == r.settings["num_select"]
+
+
+def test_balanced_subset_takes_the_same_number_of_each_class() -> None:
+    y = np.repeat(np.arange(5), [50, 40, 3, 60, 47])
+    rows = balanced_subset(y, 5, 50, seed=0)
+    counts = np.bincount(y[rows], minlength=5)
+    assert counts.tolist() == [10, 10, 3, 10, 10]
+    assert np.all(np.diff(rows) > 0)
+    np.testing.assert_array_equal(balanced_subset(y, 5, 500, seed=0), np.arange(len(y)))
+
+
+def test_column_stats_match_numpy_in_float64() -> None:
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal((1001, 5)) * [1, 10, 0.1, 3, 1] + 1000.0).astype(np.float32)
+    mean, std = column_stats(x, 64, CPU)
+    np.testing.assert_allclose(mean.numpy(), x.astype(np.float64).mean(0), rtol=1e-12)
+    np.testing.assert_allclose(std.numpy(), x.astype(np.float64).std(0), rtol=1e-9)
+
+
+# ----------------------------------------------------------------------- path choice
+def test_auto_path_follows_the_memory_model() -> None:
+    # the 131,072 x 768 x 1000 probe measured 2.9 GB; the formula must agree within 10%
+    assert linear_memory_bytes(131072, 10000, 768, 1000) == pytest.approx(2.9e9, rel=0.1)
+    assert resolve_path("auto", linear_memory_bytes(131072, 50000, 768, 1000)) == "memory"
+    assert resolve_path("auto", linear_memory_bytes(1281167, 50000, 768, 1000)) == "blocked"
+    assert resolve_path("auto", knn_memory_bytes(1281167, 50000, 768)) == "blocked"
+    assert resolve_path("auto", MEMORY_BUDGET_BYTES) == "memory"
+    assert resolve_path("memory", 10 * MEMORY_BUDGET_BYTES) == "memory"
+    assert resolve_path("blocked", 0) == "blocked"
+
+
+def test_bad_path_options_name_the_fix() -> None:
+    xtr, ytr = _mixture(60, 4, 2, 0)
+    with pytest.raises(UmaeError, match=r"^path must be one of auto, memory, blocked, got 'disk'$"):
+        linear_probe(xtr, ytr, xtr, ytr, path="disk")
+    with pytest.raises(UmaeError, match="path='blocked' runs the 'fast' protocol on the torch backend only"):
+        linear_probe(xtr, ytr, xtr, ytr, path="blocked", backend="sklearn")
+    with pytest.raises(UmaeError, match="path='blocked' runs the 'fast' protocol only"):
+        linear_probe(xtr, ytr, xtr, ytr, path="blocked", protocol="mae")
+    with pytest.raises(UmaeError, match="block_rows must be an integer >= 1, got 0"):
+        knn_probe(xtr, ytr, xtr, ytr, path="blocked", block_rows=0)
+    with pytest.raises(UmaeError, match="use backend='torch' or 'auto', or path='memory' for faiss"):
+        knn_probe(xtr, ytr, xtr, ytr, path="blocked", backend="faiss")
+
+
+def test_nan_in_a_late_block_of_a_memmap_is_caught(tmp_path) -> None:
+    xtr, ytr = _mixture(300, 4, 2, 0)
+    xtr[-1, 2] = np.nan
+    with pytest.raises(UmaeError, match="train_x contains NaN or infinite values"):
+        knn_probe(_memmap16(tmp_path, "tr", xtr), ytr, xtr[:10], ytr[:10], path="blocked")
