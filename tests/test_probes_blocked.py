@@ -194,3 +194,23 @@ def test_nan_in_a_late_block_of_a_memmap_is_caught(tmp_path) -> None:
     xtr[-1, 2] = np.nan
     with pytest.raises(UmaeError, match="train_x contains NaN or infinite values"):
         knn_probe(_memmap16(tmp_path, "tr", xtr), ytr, xtr[:10], ytr[:10], path="blocked")
+
+
+def test_mean_classifier_on_a_float16_memmap_reads_blocks_and_matches_float32(tmp_path, monkeypatch) -> None:
+    from umae_eval.probes import mean as mean_mod
+    from umae_eval.probes import mean_classifier
+
+    xtr, ytr = _mixture(500, 6, 3, 10, sep=0.5)
+    xte, yte = _mixture(120, 6, 3, 11, sep=0.5)
+    mtr = _memmap16(tmp_path, "tr", xtr)
+    ref = mean_classifier(np.asarray(mtr, dtype=np.float32), ytr, xte, yte)
+    monkeypatch.setattr(mean_mod, "_BLOCK_ROWS", 64)
+    seen: list[int] = []
+    real = mean_mod.read_block
+    monkeypatch.setattr(mean_mod, "read_block",
+                        lambda x, a, b, dev, dt: seen.append(b - a) or real(x, a, b, dev, dt))
+    got = mean_classifier(mtr, ytr, xte, yte)
+    assert max(seen) == 64
+    np.testing.assert_array_equal(got.test_predictions["mean_classifier_accuracy"],
+                                  ref.test_predictions["mean_classifier_accuracy"])
+    assert got.extras["train_accuracy"] == ref.extras["train_accuracy"]

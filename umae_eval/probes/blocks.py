@@ -66,12 +66,13 @@ def check_block_rows(block_rows: int) -> int:
     return int(block_rows)
 
 
-def read_block(x: ArrayLike, start: int, stop: int, device: torch.device) -> torch.Tensor:
-    """Rows ``[start, stop)`` of ``x`` as a float32 tensor ``(stop - start, D)`` on ``device``."""
+def read_block(x: ArrayLike, start: int, stop: int, device: torch.device,
+               dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Rows ``[start, stop)`` of ``x`` as a ``dtype`` tensor ``(stop - start, D)`` on ``device``."""
     if isinstance(x, torch.Tensor):
-        return x[start:stop].detach().to(device=device, dtype=torch.float32)
+        return x[start:stop].detach().to(device=device, dtype=dtype)
     # a copy of the (small) block: a read-only memmap view would make torch warn
-    return torch.from_numpy(np.array(x[start:stop])).to(device=device, dtype=torch.float32)
+    return torch.from_numpy(np.array(x[start:stop])).to(device=device, dtype=dtype)
 
 
 def iter_blocks(x: ArrayLike, block_rows: int, device: torch.device) -> Iterator[tuple[int, torch.Tensor]]:

@@ -17,9 +17,12 @@ from umae_eval.metrics._inputs import (
     accuracy_percent,
     check_choice,
     check_probe_inputs,
-    to_tensor,
 )
+from umae_eval.probes.blocks import read_block
 from umae_eval.probes.result import ProbeResult
+
+#: Rows per block (16,384 x 768 float64 is 96 MiB).
+_BLOCK_ROWS = 16384
 
 __all__ = ["mean_classifier", "mean_classifier_accuracy", "MeanMetric"]
 
@@ -67,16 +70,19 @@ def mean_classifier(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, t
     """
     check_choice(metric, ("cosine", "euclidean"), "metric")
     tr, ytr, te, yte, c = check_probe_inputs(train_x, train_y, test_x, test_y, num_classes)
-    xtr = to_tensor(tr, dtype=torch.float64)
-    device = xtr.device
-    xte = to_tensor(te, device=device, dtype=torch.float64)
-    labels = torch.from_numpy(ytr).to(device)
-    sums = torch.zeros(c, xtr.shape[1], dtype=torch.float64, device=device).index_add_(0, labels, xtr)
-    counts = torch.bincount(labels, minlength=c).to(torch.float64)
+    # class sums and predictions in row blocks of float64: a memory-mapped float16 store of
+    # ImageNet size is never copied whole (1.28M x 768 in float64 would be 7.9 GB)
+    device = tr.device if isinstance(tr, torch.Tensor) else torch.device("cpu")
+    d = int(tr.shape[1])
+    sums = torch.zeros(c, d, dtype=torch.float64, device=device)
+    for start in range(0, len(ytr), _BLOCK_ROWS):
+        blk = read_block(tr, start, min(len(ytr), start + _BLOCK_ROWS), device, torch.float64)
+        sums.index_add_(0, torch.from_numpy(ytr[start:start + blk.shape[0]]).to(device), blk)
+    counts = torch.bincount(torch.from_numpy(ytr).to(device), minlength=c).to(torch.float64)
     present = counts > 0
     means = sums / counts.clamp_min(1.0)[:, None]
 
-    def predict(x: torch.Tensor) -> np.ndarray:
+    def predict_block(x: torch.Tensor) -> torch.Tensor:
         if metric == "cosine":
             xn = x / x.norm(dim=1, keepdim=True).clamp_min(1e-12)
             mn = means / means.norm(dim=1, keepdim=True).clamp_min(1e-12)
@@ -84,17 +90,22 @@ def mean_classifier(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, t
         else:  # -||x - m||^2 up to the per-row constant ||x||^2
             score = 2.0 * x @ means.T - means.square().sum(dim=1)[None, :]
         score[:, ~present] = -torch.inf
-        return score.argmax(dim=1).cpu().numpy()
+        return score.argmax(dim=1).cpu()
 
-    pred_te = predict(xte)
-    pred_tr = predict(xtr)
+    def predict(x: ArrayLike) -> np.ndarray:
+        n = int(x.shape[0])
+        return torch.cat([predict_block(read_block(x, i, min(n, i + _BLOCK_ROWS), device, torch.float64))
+                          for i in range(0, n, _BLOCK_ROWS)]).numpy()
+
+    pred_te = predict(te)
+    pred_tr = predict(tr)
     per_class = [accuracy_percent(pred_te[yte == k], yte[yte == k]) if np.any(yte == k) else float("nan")
                  for k in range(c)]
     return ProbeResult(
         method="mean_classifier",
         accuracy=accuracy_percent(pred_te, yte),
         settings={"metric": metric, "num_classes": c, "num_train": int(len(ytr)), "num_test": int(len(yte)),
-                  "dim": int(xtr.shape[1]),
+                  "dim": d,
                   "classes_without_train_samples": [int(k) for k in np.flatnonzero(~present.cpu().numpy())]},
         extras={"train_accuracy": accuracy_percent(pred_tr, ytr), "per_class_accuracy": per_class},
         test_predictions={"mean_classifier_accuracy": np.asarray(pred_te, dtype=np.int64)},
