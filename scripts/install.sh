@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install umae (+ test extras) into the current Python without replacing an installed torch.
+# Install umae (+ the dev and realpkgs test extras) into the current Python without replacing an installed torch.
 #
 # pip replaces torch with the newest CUDA build unless torch is pinned in the same command, so
 # we pin it: to the version already installed (a CUDA machine keeps its own build, since
@@ -13,6 +13,6 @@ else
     TORCH=2.13.0
     echo "install.sh: no torch found, installing torch $TORCH"
 fi
-"$PY" -m pip install --quiet --disable-pip-version-check "torch==$TORCH" -e ".[dev]"
+"$PY" -m pip install --quiet --disable-pip-version-check "torch==$TORCH" -e ".[dev,realpkgs]"
 "$PY" -c 'from umae_eval.compat import ensure_timm_importable; ensure_timm_importable(); import timm, umae_eval
 print("install.sh: umae", umae_eval.__version__, "with timm", timm.__version__, "ready")'
