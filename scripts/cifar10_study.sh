@@ -10,6 +10,8 @@
 #   STEP=seeds SEEDS="1 2" bash scripts/cifar10_study.sh  # issue 21: the same MAE / U-MAE pair with
 #                                                # other pre-training seeds (runs mae-s1, umae-s1, ...);
 #                                                # SAVE_EVERY=1 keeps a checkpoint every epoch
+#   STEP=matrix SEEDS="0 1 2" bash scripts/cifar10_study.sh  # issue 21: protocol matrix per seed pair,
+#                                                # then U-MAE - MAE over seeds (scripts/study_seeds.py)
 #   STEP=finetune bash scripts/cifar10_study.sh  # issue 21 step 3: `umae finetune --preset cpu-demo`
 #                                                # (4 epochs) of the seed-0 MAE and U-MAE encoders (the
 #                                                # shipped copies) and a random init, seeds FT_SEEDS
@@ -71,6 +73,21 @@ if [ "$STEP" = finetune ]; then
     finetune ft-mae-last2 "$ENC/mae-cifar10-vit96x6-p4-e20.pth" 0 --freeze-blocks 4 &
     finetune ft-umae-last2 "$ENC/u-mae-cifar10-vit96x6-p4-e20.pth" 0 --freeze-blocks 4 & wait
     finetune ft-random-last2 "$ENC/mae-cifar10-vit96x6-p4-e20.pth" 0 --freeze-blocks 4 --random-init
+fi
+if [ "$STEP" = matrix ]; then
+    # Issue 21: the protocol matrix of each seed's MAE / U-MAE pair on the full test split (seed 0:
+    # the shipped encoders, plus a random init), then U-MAE - MAE over seeds with t intervals.
+    # METHODS=mean,linear,knn,attentive adds the attentive probe (about 16x its demo cost: hours here).
+    ENC=umae_eval/demo/encoders; MATRIX=${MATRIX:-$RUNS/matrix}
+    for s in ${SEEDS:-0 1 2}; do
+        if [ "$s" = 0 ]; then a=$ENC/mae-cifar10-vit96x6-p4-e20.pth; b=$ENC/u-mae-cifar10-vit96x6-p4-e20.pth; ri=(--random-init)
+        else a=$RUNS/mae-s$s/last.pth; b=$RUNS/umae-s$s/last.pth; ri=(); fi
+        [ -f "$MATRIX/seed$s/results.json" ] && continue
+        OMP_NUM_THREADS=${THREADS:-1} $UMAE compare "$a" "$b" "${ri[@]}" --label "MAE-s$s" --label "U-MAE-s$s" \
+            --data "$DATA" --data-mode memory --layers all --methods "${METHODS:-mean,linear,knn}" \
+            --label-fraction 0.01,0.1 --embed none --device cpu --out "$MATRIX/seed$s"
+    done
+    python3 scripts/study_seeds.py "$MATRIX"/seed* --out "$OUT/seeds"
 fi
 if [ "$STEP" = lambda ]; then
     train 0.001 lam1e-3 & train 0.1 lam1e-1 & wait
