@@ -22,137 +22,27 @@ turns ``&lt;`` back into a literal ``<`` and the name shows as text.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
 
-#: A qualitative palette with 20 distinct colours (lines and bars; classes: :func:`class_colors`).
-PALETTE: tuple[str, ...] = (
-    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-    "#bcbd22", "#17becf", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94",
-    "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+# Colours, the shared layout and the maps live in their own modules; their names stay importable here.
+from umae_eval.report.colors import (  # noqa: F401
+    CLASS_COLORS_10,
+    CLASS_SYMBOLS,
+    OTHER_COLORS,
+    PALETTE,
+    ROLE_COLORS,
+    SYMBOL_GLYPHS,
+    _colors_for,
+    _role_from_name,
+    checkpoint_colors,
+    class_colors,
+    class_symbols,
 )
-
-#: Okabe & Ito's colour-blind-safe palette ("Color Universal Design", 2008): one colour per
-#: checkpoint role, the same in every figure of every report.
-ROLE_COLORS: dict[str, str] = {"MAE": "#0072B2", "U-MAE": "#D55E00", "untrained": "#555555",
-                               "smoke run": "#CC79A7"}
-#: Checkpoints of no role (or a second of one role), in a fixed order: the rest of Okabe-Ito,
-#: then Paul Tol's "muted" colours.
-OTHER_COLORS: tuple[str, ...] = ("#009E73", "#E69F00", "#56B4E9", "#000000", "#882255", "#117733",
-                                 "#332288", "#999933", "#AA4499", "#44AA99", "#DDCC77", "#88CCEE")
-#: Classes up to 10: Okabe-Ito plus two of Tol's, each with its own marker shape, so classes
-#: whose colours merge under a colour-vision deficiency still differ by shape.
-CLASS_COLORS_10: tuple[str, ...] = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00",
-                                    "#000000", "#F0E442", "#882255", "#999999")
-CLASS_SYMBOLS: tuple[str, ...] = ("circle", "square", "diamond", "triangle-up", "triangle-down", "cross", "x",
-                                  "star", "pentagon", "hexagon")
-#: The symbols as glyphs, for the page's colour key.
-SYMBOL_GLYPHS: dict[str, str] = {"circle": "●", "square": "■", "diamond": "◆", "triangle-up": "▲",
-                                 "triangle-down": "▼", "cross": "✚", "x": "✖", "star": "★", "pentagon": "⬟",
-                                 "hexagon": "⬢"}
-
-
-def checkpoint_colors(roles: Mapping[str, str | None]) -> dict[str, str]:
-    """One colour per checkpoint, by role: ``roles`` maps name -> role (``'MAE'``, ``'U-MAE'``,
-    ``'untrained'``, ``'smoke run'`` or anything else), in report order. The first checkpoint of a
-    role in :data:`ROLE_COLORS` gets that colour; every other one the next of :data:`OTHER_COLORS`.
-
-    >>> checkpoint_colors({"a": "U-MAE", "b": "MAE", "c": "U-MAE"})
-    {'a': '#D55E00', 'b': '#0072B2', 'c': '#009E73'}
-    """
-    out: dict[str, str] = {}
-    used: set[str] = set()
-    rest = iter(OTHER_COLORS * (1 + len(roles) // len(OTHER_COLORS)))
-    for name, role in roles.items():
-        color = ROLE_COLORS.get(role or "")
-        if color is None or color in used:
-            color = next(rest)
-        used.add(color)
-        out[name] = color
-    return out
-
-
-def _colors_for(names: Sequence[str], colors: Mapping[str, str] | None) -> dict[str, str]:
-    """``colors`` where given, else roles guessed from the names (a fixed order for the rest)."""
-    out = dict(colors or {})
-    missing = [n for n in names if n not in out]
-    if missing:
-        guessed = checkpoint_colors({n: _role_from_name(n) for n in missing})
-        taken = set(out.values())
-        spare = iter(c for c in OTHER_COLORS * 4 if c not in taken)
-        for n in missing:
-            c = guessed[n]
-            out[n] = c if c not in taken else next(spare)
-            taken.add(out[n])
-    return out
-
-
-def _role_from_name(name: str) -> str | None:
-    n = name.lower()
-    if "random" in n or "untrained" in n:
-        return "untrained"
-    if "smoke" in n:
-        return "smoke run"
-    if "u-mae" in n or "umae" in n:
-        return "U-MAE"
-    if "mae" in n:
-        return "MAE"
-    return None
-
-
-#: Legend above the plot, horizontal: it wraps on narrow screens instead of covering an axis.
-_LEGEND: dict[str, Any] = dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom")
-
-_LAYOUT: dict[str, Any] = dict(
-    template="plotly_white",
-    margin=dict(l=60, r=20, t=110, b=50),
-    height=440,
-    legend=_LEGEND,
-    showlegend=True,  # plotly hides a one-trace legend: the run/checkpoint name would be lost
-)
-
-
-def label(text: object) -> str:
-    """A user string made safe to show as plain text in a plotly label or legend."""
-    return html.escape(str(text), quote=False)
-
-
-def _base(title: str, xaxis: str, yaxis: str, settings_line: str = "") -> go.Figure:
-    fig = go.Figure()
-    full_title = label(title)
-    if settings_line:
-        full_title += f"<br><sup>{label(settings_line)}</sup>"
-    fig.update_layout(title=dict(text=full_title, x=0.01), xaxis_title=xaxis, yaxis_title=yaxis, **_LAYOUT)
-    return fig
-
-
-def class_colors(n: int) -> list[str]:
-    """``n`` class colours: up to 10 the colour-blind-safe :data:`CLASS_COLORS_10` (each class also
-    gets a marker shape, :func:`class_symbols`); up to 20 the 20 distinct qualitative ones; beyond,
-    hues spaced by the golden angle at three lightness levels, so neighbouring labels (often
-    related classes, e.g. CIFAR-100's) still differ and no two of 200 colours coincide."""
-    if n <= 10:
-        return list(CLASS_COLORS_10[:n])
-    if n <= 20:
-        return list(PALETTE[:n])
-    import colorsys
-
-    out = []
-    for i in range(n):
-        hue = (i * 0.618033988749895) % 1.0
-        light = (0.38, 0.55, 0.70)[i % 3]
-        r, g, b = colorsys.hls_to_rgb(hue, light, 0.75)
-        out.append(f"#{int(r * 255):02x}{int(g * 255):02x}{int(b * 255):02x}")
-    return out
-
-
-def class_symbols(n: int) -> list[str]:
-    """A plotly marker symbol per class: one shape each up to 10 classes, circles beyond."""
-    return list(CLASS_SYMBOLS[:n]) if n <= len(CLASS_SYMBOLS) else ["circle"] * n
+from umae_eval.report.figure_layout import _LAYOUT, _LEGEND, _base, label  # noqa: F401
+from umae_eval.report.map_figures import _map_traces, embedding_figure, maps_figure  # noqa: F401
 
 
 def singular_values_figure(
@@ -284,110 +174,6 @@ def alignment_uniformity_figure(
                                  hovertemplate=label(name) + ": uniformity %{x:.3f}, alignment %{y:.3f}<extra></extra>",
                                  marker=dict(size=12, color=palette[name],
                                              symbol=("circle", "square", "diamond", "triangle-up")[i % 4])))
-    return fig
-
-
-def _map_traces(coords: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
-                test_index: np.ndarray | None, marker_size: int, legend: bool, seed: int = 0) -> list[go.Scatter]:
-    """SVG scatter traces of one map: every point in one trace, in a seeded random order (so no
-    class is drawn over all the others), coloured and shaped by class; up to 20 classes, one
-    legend-only trace per class (class order) carries the key."""
-    n_classes = max(len(class_names), int(labels.max()) + 1 if labels.size else 1)
-    colors = class_colors(n_classes)
-    symbols = class_symbols(n_classes)
-    index = np.arange(len(labels)) if test_index is None else np.asarray(test_index)
-    names = [class_names[int(c)] if 0 <= int(c) < len(class_names) else str(int(c)) for c in labels]
-    order = np.random.default_rng(seed).permutation(len(labels))
-    hover = "%{text}<br>test image %{customdata}<extra></extra>"
-    out = [go.Scatter(x=coords[order, 0], y=coords[order, 1], mode="markers", name="test images", showlegend=False,
-                      text=[label(names[i]) for i in order], customdata=index[order],
-                      marker=dict(size=marker_size, color=[colors[int(labels[i])] for i in order],
-                                  symbol=[symbols[int(labels[i])] for i in order], opacity=0.85,
-                                  line=dict(width=0)),
-                      hovertemplate=hover)]
-    if n_classes <= 20:
-        for c in np.unique(labels):
-            name = names[int(np.flatnonzero(labels == c)[0])]
-            out.append(go.Scatter(x=[None], y=[None], mode="markers", name=label(name), legendgroup=label(name),
-                                  showlegend=legend, hoverinfo="skip",
-                                  marker=dict(size=marker_size + 3, color=colors[int(c)], symbol=symbols[int(c)])))
-    return out
-
-
-def embedding_figure(
-    coords: np.ndarray,
-    labels: np.ndarray,
-    class_names: Sequence[str],
-    *,
-    title: str,
-    settings_line: str = "",
-    marker_size: int = 4,
-    test_index: np.ndarray | None = None,
-    legend: bool = True,
-) -> go.Figure:
-    """Fig. 3a: a 2-D map (t-SNE or UMAP) of features, coloured by class, as SVG (no WebGL).
-
-    Parameters
-    ----------
-    coords:
-        (N, 2) map coordinates.
-    labels:
-        (N,) integer class of each point (indexes ``class_names``).
-    class_names:
-        Names shown in the legend and tooltip (escaped here). Up to 20 classes get one legend
-        entry each (up to 10 also a marker shape each); more get no legend (the tooltip names
-        the class). Points are drawn in a seeded random order, coloured by :func:`class_colors`.
-    test_index:
-        (N,) row of each point in the test split, shown in the tooltip.
-    legend:
-        False to leave the class key to the page (maps side by side share one key).
-    """
-    coords = np.asarray(coords, dtype=np.float64)
-    labels = np.asarray(labels)
-    fig = _base(title, "dim 1", "dim 2", settings_line)
-    for tr in _map_traces(coords, labels, class_names, test_index, marker_size, legend):
-        fig.add_trace(tr)
-    fig.update_layout(height=460, legend=dict(itemsizing="constant", title_text="class"),
-                      margin=dict(l=30, r=10, t=110 if legend else 70, b=30),
-                      showlegend=legend and len(class_names) <= 20)
-    fig.update_xaxes(showticklabels=False, title_text="", zeroline=False)
-    fig.update_yaxes(showticklabels=False, title_text="", zeroline=False, scaleanchor="x", scaleratio=1)
-    return fig
-
-
-def maps_figure(
-    maps: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]],
-    class_names: Sequence[str],
-    *,
-    title: str,
-    settings_line: str = "",
-    marker_size: int = 3,
-) -> go.Figure:
-    """Several maps side by side (three per row; four as 2 x 2), equal axes, one shared class legend.
-
-    ``maps``: (panel title, coords (N, 2), labels (N,), test_index (N,) or None) per panel.
-    """
-    from plotly.subplots import make_subplots
-
-    # four maps (e.g. MAE, U-MAE, a smoke run, random init) fill a 2 x 2 grid instead of 3 + 1
-    cols = 2 if len(maps) == 4 else min(3, max(1, len(maps)))
-    rows = -(-len(maps) // cols)
-    # titles may hold one <br> (name, then its score); the rest is escaped
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=["<br>".join(label(t) for t in m[0].split("<br>"))
-                                                              for m in maps],
-                        horizontal_spacing=0.03, vertical_spacing=0.08)
-    for i, (_, coords, labels, idx) in enumerate(maps):
-        r, c = i // cols + 1, i % cols + 1
-        for tr in _map_traces(np.asarray(coords, dtype=np.float64), np.asarray(labels), class_names, idx,
-                              marker_size, legend=i == 0):
-            fig.add_trace(tr, row=r, col=c)
-        axis = "" if i == 0 else str(i + 1)
-        fig.update_xaxes(showticklabels=False, zeroline=False, row=r, col=c)
-        fig.update_yaxes(showticklabels=False, zeroline=False, scaleanchor=f"x{axis}", scaleratio=1, row=r, col=c)
-    full = label(title) + (f"<br><sup>{label(settings_line)}</sup>" if settings_line else "")
-    fig.update_layout(template="plotly_white", title=dict(text=full, x=0.01), height=380 * rows + 120,
-                      legend=dict(_LEGEND, itemsizing="constant", y=-0.02, yanchor="top"),
-                      showlegend=len(class_names) <= 20, margin=dict(l=20, r=20, t=90, b=80))
     return fig
 
 
