@@ -18,6 +18,7 @@ from rich.markup import escape
 
 from umae_eval import __version__
 from umae_eval.errors import UmaeError, os_error_message
+from umae_eval.help_layout import install as _install_help_layout
 from umae_eval.progress import console
 from umae_eval.staging import discard_open_stages, user_path
 
@@ -31,6 +32,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+_install_help_layout()  # option names are never cut in --help (help_layout.py)
 
 _state: dict = {"debug": False, "signal": None, "cleaning": False}
 
