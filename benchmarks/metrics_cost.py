@@ -17,6 +17,8 @@ load on a shared machine), best of ``--repeats`` each. Metrics and their baselin
   N x N kernels) on the first ``--kernel-rows`` rows, and the feature route on those same rows
   (``cka_unbiased_small``) for the ratio;
 - ``minibatch_cka`` (1,024-row batches); ``cka_matrix_4x4`` (4 blocks against 4);
+  ``cka_matrix_4x4_interval`` (the same with per-cell intervals: minibatches of N/20 rows, 1,000
+  resamples of them, as the report draws it);
 - ``mutual_knn`` (k = 10, 1,024-row chunks, float32 torch ``topk``) vs ``knn_full_baseline``
   (the whole N x N float32 similarity matrix, numpy argsort);
 - ``lidar`` (N / 10 images x 10 views of D) and ``lidar_resample`` (one resample);
@@ -51,7 +53,7 @@ MEASURES: list[tuple[str, str | None]] = [
     ("neural_collapse", None), ("nc1_pinv_baseline", "neural_collapse"),
     ("cka_linear", None), ("cka_unbiased", None),
     ("cka_unbiased_small", None), ("hsic_kernel_baseline", "cka_unbiased_small"),
-    ("minibatch_cka", None), ("cka_matrix_4x4", None),
+    ("minibatch_cka", None), ("cka_matrix_4x4", None), ("cka_matrix_4x4_interval", None),
     ("mutual_knn", None), ("knn_full_baseline", "mutual_knn"),
     ("lidar", None), ("lidar_resample", None), ("fourier", None),
 ]
@@ -124,6 +126,11 @@ def _job(name: str, n: int, d: int, kernel_rows: int, images: int) -> Callable[[
     if name == "cka_matrix_4x4":
         blocks = [x, other, x * spec[::-1].astype(np.float32), other + x]
         return lambda: cka.cka_matrix(blocks, blocks[::-1], batch_size=1024)
+    if name == "cka_matrix_4x4_interval":
+        from umae_eval.metrics.cka_bootstrap import cka_matrix_interval
+
+        blocks = [x, other, x * spec[::-1].astype(np.float32), other + x]
+        return lambda: cka_matrix_interval(blocks, blocks[::-1], n_boot=1000, seed=0)
     if name == "mutual_knn":
         return lambda: cka.mutual_knn(x, other, k=10)
     if name == "knn_full_baseline":

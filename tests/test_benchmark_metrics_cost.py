@@ -19,7 +19,7 @@ def test_quick_run_table_and_json(tmp_path: Path) -> None:
     rec = json.loads(out.read_text())
     assert (rec["n"], rec["d"], rec["isolation"]) == (1000, 32, "in-process")
     names = [r["measure"] for r in rec["rows"]]
-    assert names[:2] == ["spectrum_scalars", "svd_baseline"] and "fourier" in names and len(names) == 17
+    assert names[:2] == ["spectrum_scalars", "svd_baseline"] and "fourier" in names and len(names) == 18
     for r in rec["rows"]:
         assert r["seconds"] > 0 and r["peak_extra_mb"] >= 0
         if r["baseline_of"]:

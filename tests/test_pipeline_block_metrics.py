@@ -20,6 +20,7 @@ from umae_eval.metrics.spectrum import alpha_req
 from umae_eval.metrics.suite import MetricSet
 from umae_eval.pipeline.block_metrics import (
     block_differences,
+    block_lidar_count,
     block_metric_sets,
     block_resample_count,
     block_rows,
@@ -61,6 +62,9 @@ def test_resample_budget_closed_form() -> None:
     assert block_resample_count(10_000, 768, 12, 2000) == 30  # 2e12 / (12 * 2 * 1e4 * 768^2) = 14: the floor
     assert block_resample_count(10_000, 512, 6, 2000) == int(2e12 // (2 * 10_000 * 512**2 * 6)) == 63  # the budget
     assert block_resample_count(1000, 192, 6, 20) == 20  # never more than asked
+    # LiDAR: 300 resamples over all blocks, 20 to 50 per block
+    assert [block_lidar_count(k, 2000) for k in (1, 6, 12, 24)] == [50, 50, 25, 20]
+    assert block_lidar_count(12, 10) == 10
 
 
 def test_one_masked_pass_reads_every_block_as_separate_passes_do(subjects: list[Subject]) -> None:
@@ -101,6 +105,7 @@ def test_block_sets_match_the_metric_functions_and_the_main_stage(subjects: list
             assert v["fourier_high"] == pytest.approx(prof[b].high_frequency)
             assert per[b].settings["nc4"] is True and np.isfinite(v["nc4_agreement"])
             assert set(per[b].resamples) >= {"participation_ratio", "alpha_req", "lidar_masked", "fourier_high"}
+            assert len(per[b].resamples["participation_ratio"]) == len(per[b].resamples["lidar_masked"]) == 12
         # the deepest block reproduces the main stage (same features, LiDAR images, masks and seeds)
         main = checkpoint_metrics(s, every.block(1), images, predictions=pred, mask_ratio=0.5, n_boot=12,
                                   device="cpu", lidar_images=12, lidar_views=3, fourier_images=8, block=1,

@@ -170,6 +170,7 @@ def representation_metrics(
     seed: int = 0,
     step: Callable[[int], None] | None = None,
     lidar_boot: int = MAX_LIDAR_RESAMPLES,
+    spectral_boot: int | None = None,
 ) -> MetricSet:
     """All metrics of one checkpoint's features; each optional input adds its metrics.
 
@@ -196,6 +197,8 @@ def representation_metrics(
         Called with 1 per spectral resample (a progress bar's advance).
     lidar_boot : int
         Most resamples of each LiDAR value (default :data:`MAX_LIDAR_RESAMPLES`).
+    spectral_boot : int, optional
+        Resamples asked of the spectrum scalars instead of ``n_boot`` (then capped as the ranks').
     """
     x = to_numpy64(check_features(features, "features", min_rows=2))
     out = MetricSet(settings={"n": int(x.shape[0]), "dim": int(x.shape[1]), "n_boot": int(n_boot), "seed": int(seed),
@@ -209,8 +212,9 @@ def representation_metrics(
         out.details["alpha_req"] = {"r2": ar.r2, "fit_range": list(ar.fit_range)}
     except UmaeError:  # too few non-zero eigenvalues (collapsed features): no alpha-ReQ
         pass
-    if n_boot > 0:
-        out.resamples.update(_spectrum_resamples(x, n_boot, seed, step, alpha="alpha_req" in out.values))
+    spec_boot = n_boot if spectral_boot is None else spectral_boot
+    if spec_boot > 0:
+        out.resamples.update(_spectrum_resamples(x, spec_boot, seed, step, alpha="alpha_req" in out.values))
     if labels is not None:
         nc = neural_collapse(x, labels, predictions=predictions, centres=centres)
         out.values.update(nc.values())

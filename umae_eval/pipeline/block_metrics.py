@@ -22,8 +22,9 @@ resamples: differences between checkpoints at a block, and between blocks, are p
 Cost, bounded: the spectral resamples of all blocks of a checkpoint take at most
 :data:`BLOCK_SPECTRAL_BUDGET` multiply-adds (``2 R N D^2`` per block), but never fewer than
 :data:`MIN_BLOCK_RESAMPLES` nor more than :data:`MAX_BLOCK_RESAMPLES` resamples per block; LiDAR
-at most :data:`MAX_BLOCK_LIDAR_RESAMPLES` resamples per block (two D x D eigendecompositions
-each); the masked views are one pass of ``LIDAR_VIEWS`` masks over ``LIDAR_IMAGES`` images
+at most :data:`MAX_BLOCK_LIDAR_RESAMPLES` resamples per block and :data:`BLOCK_LIDAR_TOTAL` over all
+blocks, never fewer than :data:`MIN_BLOCK_LIDAR_RESAMPLES` per block (two D x D
+eigendecompositions each); the masked views are one pass of ``LIDAR_VIEWS`` masks over ``LIDAR_IMAGES`` images
 whatever the number of blocks.
 """
 
@@ -52,8 +53,11 @@ BLOCK_SPECTRAL_BUDGET = 2e12
 #: Bounds on the spectral resamples of one block.
 MIN_BLOCK_RESAMPLES = 30
 MAX_BLOCK_RESAMPLES = 100
-#: Most LiDAR resamples of one block.
+#: Most LiDAR resamples of one block, and of all blocks together (each resample costs two D x D
+#: eigendecompositions: 1.2 s at 100 x 10 views x 768 on one busy core), and the fewest per block.
 MAX_BLOCK_LIDAR_RESAMPLES = 50
+BLOCK_LIDAR_TOTAL = 300
+MIN_BLOCK_LIDAR_RESAMPLES = 20
 
 
 def block_resample_count(n: int, d: int, n_blocks: int, requested: int) -> int:
@@ -64,6 +68,15 @@ def block_resample_count(n: int, d: int, n_blocks: int, requested: int) -> int:
     """
     affordable = int(BLOCK_SPECTRAL_BUDGET // max(1.0, 2.0 * n * d * d * max(1, n_blocks)))
     return max(1, min(requested, MAX_BLOCK_RESAMPLES, max(MIN_BLOCK_RESAMPLES, affordable)))
+
+
+def block_lidar_count(n_blocks: int, requested: int) -> int:
+    """LiDAR resamples per block: ``BLOCK_LIDAR_TOTAL // n_blocks`` clipped to [20, 50] and to ``requested``.
+
+    E.g. 50 for up to 6 blocks, 25 for 12, 20 from 15 blocks on.
+    """
+    per = max(MIN_BLOCK_LIDAR_RESAMPLES, min(MAX_BLOCK_LIDAR_RESAMPLES, BLOCK_LIDAR_TOTAL // max(1, n_blocks)))
+    return max(0, min(requested, per))
 
 
 def masked_view_blocks(subject: Subject, images: Any, blocks: Sequence[int], *, views: int = LIDAR_VIEWS,
@@ -140,6 +153,7 @@ def block_metric_sets(subject: Subject, every: FeatureSet, test_images: Any, *,
                                 seed=seed + 19, pool=pool, device=device, batch_size=batch_size,
                                 final_norm=final_norm, progress=progress) if len(lid_images) >= 2 else {}
     reps = block_resample_count(n, width, len(blocks), n_boot) if n_boot > 0 else 0
+    lidar_reps = block_lidar_count(len(blocks), n_boot)
     depth = len(subject.encoder.model.blocks)
     out: dict[int, MetricSet] = {}
     with progress(f"{subject.name}: representation metrics by block", total=len(blocks)) as advance:
@@ -149,8 +163,8 @@ def block_metric_sets(subject: Subject, every: FeatureSet, test_images: Any, *,
             centres = None if pred is None else _centres(one, pred)
             views = stacks.get(int(b) % depth)
             ms = representation_metrics(one.test, labels=one.y_test, predictions=pred if centres is not None else None,
-                                        centres=centres, mask_views=views, n_boot=reps, seed=seed + 29,
-                                        lidar_boot=MAX_BLOCK_LIDAR_RESAMPLES)
+                                        centres=centres, mask_views=views, n_boot=max(reps, lidar_reps),
+                                        seed=seed + 29, lidar_boot=lidar_reps, spectral_boot=reps)
             if fourier is not None and int(b) % depth < len(fourier):
                 prof = fourier[int(b) % depth]
                 ms.values["fourier_high"] = prof.high_frequency
@@ -160,7 +174,7 @@ def block_metric_sets(subject: Subject, every: FeatureSet, test_images: Any, *,
             ms.settings.update(block=int(b), lidar_images=int(len(lid_images)), lidar_views=lidar_views,
                                lidar_mask_ratio=mask_ratio, nc4=centres is not None, pool=pool,
                                final_norm=final_norm, spectral_resamples=reps,
-                               lidar_resamples=min(reps, MAX_BLOCK_LIDAR_RESAMPLES) if views is not None else 0)
+                               lidar_resamples=lidar_reps if views is not None else 0)
             out[int(b)] = ms
             advance(1)
     return out
