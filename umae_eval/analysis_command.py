@@ -65,3 +65,49 @@ def analyse_checkpoints(
     res = run_analysis(subjects, ds, config, spec=data, progress=rich_progress, notify=say, timings=timings)
     written = stage.commit(write_analysis(stage.path, command, res, title=title, **extra))
     print_analysis(res, written)
+
+
+def analyse_features(
+    command: str,
+    title: str,
+    config: AnalysisConfig,
+    paths: Sequence[Path],
+    *,
+    label: Sequence[str] | None,
+    out: Path | None,
+    max_train: int | None,
+    max_test: int | None,
+    max_train_per_class: int | None,
+) -> None:
+    """The same flow from features read from files (``--features``): no checkpoint, no images.
+
+    Each path is one subject (named by ``--label`` or its file stem); several paths must hold
+    features of the same images (:func:`umae_eval.feature_input.check_same_labels`). The options
+    that need an encoder were refused by :func:`umae_eval.options.check_feature_options`.
+    """
+    from umae_eval.analysis import display_names
+    from umae_eval.feature_input import check_same_labels, load_features
+    from umae_eval.feature_subjects import FeatureSubject, feature_data
+    from umae_eval.options import check_labels, out_dir_for
+    from umae_eval.pipeline import run_analysis, timed
+    from umae_eval.progress import rich_progress, say
+    from umae_eval.report.analysis import write_analysis
+    from umae_eval.report.console import announce, print_analysis
+    from umae_eval.staging import begin_output
+
+    check_labels(label)
+    names = display_names([Path(p) for p in paths], label)  # a wrong --label count: before any reading
+    stage = begin_output(out_dir_for(out, command))
+    timings: dict[str, float] = {}
+    with timed(timings, "load_features"):
+        inputs = [(str(p), load_features(Path(p))) for p in paths]
+    class_names = check_same_labels(inputs)
+    subjects = [FeatureSubject(n, None, fi) for n, (_, fi) in zip(names, inputs)]
+    announce(subjects)
+    data = feature_data(inputs, class_names, max_train=max_train, max_test=max_test, seed=config.seed,
+                        max_train_per_class=max_train_per_class)
+    spec = " ".join(str(p) for p in paths)
+    res = run_analysis(subjects, data, config, spec=spec, progress=rich_progress, notify=say,  # type: ignore[arg-type]
+                       timings=timings)
+    written = stage.commit(write_analysis(stage.path, command, res, title=title))
+    print_analysis(res, written)

@@ -140,6 +140,24 @@ CkptsArg = Annotated[list[Path], typer.Argument(
     metavar="CKPT", show_default=False,
     help="Checkpoint file(s) or folder(s): official MAE (encoder or full), U-MAE, umae, timm "
     "(.pth/.bin/.safetensors), a Hugging Face ViTMAE folder or file (README: Checkpoints).")]
+#: ``probe`` / ``collapse-report`` / ``compare``: checkpoints and --data, or --features instead.
+AnalysisCkptsArg = Annotated[Optional[list[Path]], typer.Argument(
+    metavar="[CKPT]...", show_default=False,
+    help="Checkpoint file(s) or folder(s): official MAE (encoder or full), U-MAE, umae, timm "
+    "(.pth/.bin/.safetensors), a Hugging Face ViTMAE folder or file (README: Checkpoints). "
+    "Not with --features.")]
+AnalysisDataOpt = Annotated[Optional[str], typer.Option(
+    "--data", show_default=False,
+    help="Dataset (required with checkpoints): 'demo', a cifar-10-batches-py / cifar-100-python folder, an "
+    "ImageFolder folder or .tar/.tar.gz with train/ and test/ (or val/), WebDataset shards, or an .npz with "
+    "x_train, y_train, x_test, y_test.")]
+FeaturesOpt = Annotated[Optional[list[Path]], typer.Option(
+    "--features", show_default=False,
+    help="Analyse features from your own pipeline instead of checkpoints (repeat for several, one per "
+    "compared encoder, same images): an .npz or .safetensors with train_features, train_labels, "
+    "test_features, test_labels (optional class_names), a folder of train_features.npy, test_features.npy "
+    "+ train_labels / test_labels (.npy or .txt), or a folder with train/ and test/ umae feature stores "
+    "(README: --features).")]
 PoolOpt = Annotated[str, typer.Option("--pool", help="Feature: cls ([CLS] after the final norm, MAE's "
                                                      "linear-probe feature), avg (mean of patch tokens, then "
                                                      "the checkpoint's fc_norm if any) or cls+avg (both "

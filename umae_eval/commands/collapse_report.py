@@ -12,12 +12,13 @@ from __future__ import annotations
 from umae_eval.options import (
     BatchSizeOpt,
     BootstrapOpt,
-    CkptsArg,
+    AnalysisCkptsArg,
+    AnalysisDataOpt,
     DataModeOpt,
-    DataOpt,
     DeviceOpt,
     EmbedOpt,
     FeatureDtypeOpt,
+    FeaturesOpt,
     LabelOpt,
     MaskRatioOpt,
     MaxTestOpt,
@@ -43,8 +44,9 @@ from umae_eval.options import (
 
 
 def collapse_report(
-    ckpts: CkptsArg,
-    data: DataOpt,
+    ckpts: AnalysisCkptsArg = None,
+    data: AnalysisDataOpt = None,
+    features: FeaturesOpt = None,
     pool: PoolOpt = "cls",
     layers: LayersOpt = "last",
     final_norm: FinalNormOpt = "on",
@@ -77,12 +79,25 @@ def collapse_report(
     Example:  umae collapse-report mae.pth umae.pth --data demo --random-init --embed tsne
 
     Example:  umae collapse-report mae.pth umae.pth --data demo --layers all   (ranks and probes by block)
-    """
-    from umae_eval.analysis_command import analyse_checkpoints
 
+    Example:  umae collapse-report --features dino_feats/ --features ibot.safetensors --label DINO --label iBOT
+    """
+    from umae_eval.analysis_command import analyse_checkpoints, analyse_features
+    from umae_eval.feature_options import check_feature_options
+
+    given = dict(pool=pool, layers=layers, final_norm=final_norm, trust_pickle=trust_pickle, num_heads=num_heads,
+                 norm=norm, data_mode=data_mode, workers=workers, skip_bad_images=skip_bad_images,
+                 feature_dtype=feature_dtype, batch_size=batch_size, random_init=random_init,
+                 mask_ratio=mask_ratio, max_views=max_views)
+    from_files = check_feature_options(features, ckpts, data, given)  # refusals before any other check
     config = analysis_config(pool=pool, layers=layers, final_norm=final_norm, embed=embed, per_class=per_class, mask_ratio=mask_ratio,
                              max_views=max_views, device=device, batch_size=batch_size, seed=seed,
                              bootstrap=bootstrap)
+    if from_files:
+        analyse_features("collapse-report", "umae collapse-report: dimensional collapse of features", config, features,
+                         label=label, out=out, max_train=max_train, max_test=max_test,
+                         max_train_per_class=max_train_per_class)
+        return
     analyse_checkpoints("collapse-report", "umae collapse-report: dimensional collapse of features", config, ckpts,
                         data, label=label, out=out, trust_pickle=trust_pickle, random_init=random_init,
                         loader=loader_options(num_heads, norm), max_train=max_train, max_test=max_test,

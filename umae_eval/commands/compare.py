@@ -12,13 +12,14 @@ from umae_eval.options import (
     BackendOpt,
     BatchSizeOpt,
     BootstrapOpt,
-    CkptsArg,
+    AnalysisCkptsArg,
+    AnalysisDataOpt,
     DataModeOpt,
-    DataOpt,
     DeviceOpt,
     DrawsOpt,
     EmbedOpt,
     FeatureDtypeOpt,
+    FeaturesOpt,
     KOpt,
     LabelFractionOpt,
     LabelOpt,
@@ -50,8 +51,9 @@ from umae_eval.options import (
 
 
 def compare(
-    ckpts: CkptsArg,
-    data: DataOpt,
+    ckpts: AnalysisCkptsArg = None,
+    data: AnalysisDataOpt = None,
+    features: FeaturesOpt = None,
     pool: PoolOpt = "cls",
     layers: LayersOpt = "last",
     final_norm: FinalNormOpt = "on",
@@ -97,13 +99,26 @@ def compare(
 
     Example:  umae compare mae.pth u-mae.pth --data demo --layers all --methods mean,linear,knn,attentive
     --label-fraction 0.01,0.1 --shots 5
-    """
-    from umae_eval.analysis_command import analyse_checkpoints
 
+    Example:  umae compare --features dino.npz --features ibot.npz --label DINO --label iBOT
+    """
+    from umae_eval.analysis_command import analyse_checkpoints, analyse_features
+    from umae_eval.feature_options import check_feature_options
+
+    given = dict(pool=pool, layers=layers, final_norm=final_norm, trust_pickle=trust_pickle, num_heads=num_heads,
+                 norm=norm, data_mode=data_mode, workers=workers, skip_bad_images=skip_bad_images,
+                 feature_dtype=feature_dtype, batch_size=batch_size, random_init=random_init,
+                 mask_ratio=mask_ratio, max_views=max_views)
+    from_files = check_feature_options(features, ckpts, data, given, methods)  # refusals before any other check
     config = analysis_config(pool=pool, layers=layers, final_norm=final_norm, methods=methods, k=k, temperature=temperature, protocol=protocol,
                              backend=backend, embed=embed, per_class=per_class, mask_ratio=mask_ratio,
                              max_views=max_views, device=device, batch_size=batch_size, seed=seed,
                              bootstrap=bootstrap, label_fraction=label_fraction, shots=shots, draws=draws)
+    if from_files:
+        analyse_features("compare", "umae compare: probes and collapse measures", config, features,
+                         label=label, out=out, max_train=max_train, max_test=max_test,
+                         max_train_per_class=max_train_per_class)
+        return
     analyse_checkpoints("compare", "umae compare: probes and collapse measures", config, ckpts, data,
                         label=label, out=out, trust_pickle=trust_pickle, random_init=random_init,
                         loader=loader_options(num_heads, norm), max_train=max_train, max_test=max_test,

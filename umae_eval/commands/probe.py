@@ -10,12 +10,13 @@ from umae_eval.options import (
     BackendOpt,
     BatchSizeOpt,
     BootstrapOpt,
-    CkptsArg,
+    AnalysisCkptsArg,
+    AnalysisDataOpt,
     DataModeOpt,
-    DataOpt,
     DeviceOpt,
     DrawsOpt,
     FeatureDtypeOpt,
+    FeaturesOpt,
     KOpt,
     LabelFractionOpt,
     LabelOpt,
@@ -43,8 +44,9 @@ from umae_eval.options import (
 
 
 def probe(
-    ckpts: CkptsArg,
-    data: DataOpt,
+    ckpts: AnalysisCkptsArg = None,
+    data: AnalysisDataOpt = None,
+    features: FeaturesOpt = None,
     pool: PoolOpt = "cls",
     layers: LayersOpt = "last",
     final_norm: FinalNormOpt = "on",
@@ -80,12 +82,24 @@ def probe(
     Example:  umae probe mae.pth umae.pth --data ../shared/data/cifar10-jpeg.tar.gz --k 10,20,200
 
     Example:  umae probe mae.pth --data demo --layers 3,6,-1 --pool cls+avg --final-norm off
-    """
-    from umae_eval.analysis_command import analyse_checkpoints
 
+    Example:  umae probe --features my_features.npz --k 20   (features from your own pipeline)
+    """
+    from umae_eval.analysis_command import analyse_checkpoints, analyse_features
+    from umae_eval.feature_options import check_feature_options
+
+    given = dict(pool=pool, layers=layers, final_norm=final_norm, trust_pickle=trust_pickle, num_heads=num_heads,
+                 norm=norm, data_mode=data_mode, workers=workers, skip_bad_images=skip_bad_images,
+                 feature_dtype=feature_dtype, batch_size=batch_size)
+    from_files = check_feature_options(features, ckpts, data, given, methods)  # refusals before any other check
     config = analysis_config(pool=pool, layers=layers, final_norm=final_norm, methods=methods, k=k, temperature=temperature, protocol=protocol,
                              backend=backend, device=device, batch_size=batch_size, seed=seed, bootstrap=bootstrap,
                              label_fraction=label_fraction, shots=shots, draws=draws)
+    if from_files:
+        analyse_features("probe", "umae probe: frozen-feature accuracy", config, features,
+                         label=label, out=out, max_train=max_train, max_test=max_test,
+                         max_train_per_class=max_train_per_class)
+        return
     analyse_checkpoints("probe", "umae probe: frozen-feature accuracy", config, ckpts, data, label=label, out=out,
                         trust_pickle=trust_pickle, loader=loader_options(num_heads, norm), max_train=max_train,
                         max_test=max_test, data_opts=data_options(data_mode, workers, skip_bad_images,

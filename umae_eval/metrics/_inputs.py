@@ -143,7 +143,10 @@ def to_tensor(x: ArrayLike, device: str | torch.device | None = None,
     if isinstance(x, torch.Tensor):
         t = x.detach()
     else:
-        t = torch.from_numpy(np.ascontiguousarray(x))
+        a = np.ascontiguousarray(x)
+        if not a.flags.writeable:  # a read-only memmap (--features): torch would share it and warn
+            a = np.array(a, dtype=np.float32) if dtype == torch.float32 and a.dtype.kind == "f" else np.array(a)
+        t = torch.from_numpy(a)
     return t.to(device=device if device is not None else t.device, dtype=dtype)
 
 

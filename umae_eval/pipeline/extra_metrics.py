@@ -155,7 +155,13 @@ def _centres(fs: FeatureSet, predictions: np.ndarray) -> np.ndarray | None:
     c = 1 + max(int(y.max()), int(np.max(fs.y_test)), int(np.max(predictions)))
     if not np.array_equal(np.unique(y), np.arange(c)):
         return None
-    return np.stack([fs.train[y == k].mean(axis=0) for k in range(c)])
+    # one pass in row blocks (float64 sums): the train features may be a float16 memmap of
+    # millions of rows, read once rather than once per class
+    sums = np.zeros((c, fs.train.shape[1]), dtype=np.float64)
+    for start in range(0, len(y), 65536):
+        block = np.asarray(fs.train[start:start + 65536], dtype=np.float64)
+        np.add.at(sums, y[start:start + len(block)], block)
+    return (sums / np.bincount(y, minlength=c)[:, None]).astype(np.float32)
 
 
 def fourier_images_of(test_images: Any, count: int, seed: int) -> Any:
@@ -280,6 +286,23 @@ def _cka_blocks(a: tuple[tuple[int, ...], list[np.ndarray]], b: tuple[tuple[int,
             "estimator": f"minibatch CKA, unbiased HSIC, batches of {m.batch_size} images (Nguyen et al. 2021)"}
 
 
+def feature_metrics(subject: Subject, fs: FeatureSet, *, predictions: np.ndarray | None = None, seed: int = 0,
+                    n_boot: int = 200, progress: ProgressFactory = null_progress) -> MetricSet:
+    """:func:`checkpoint_metrics` without the passes that need an encoder (LiDAR's views, token
+    Fourier): spectrum scalars and neural collapse of the test features (same seeds)."""
+    from umae_eval.feature_subjects import SKIPPED_STAGES
+
+    t0 = time.perf_counter()
+    centres = _centres(fs, predictions) if predictions is not None else None
+    with progress(f"{subject.name}: representation metrics (bootstrap)", total=None):
+        out = representation_metrics(fs.test, labels=fs.y_test,
+                                     predictions=predictions if centres is not None else None, centres=centres,
+                                     n_boot=n_boot, seed=seed + 29)
+    out.settings.update(nc4=centres is not None, skipped={k: SKIPPED_STAGES[k] for k in ("lidar", "fourier")},
+                        seconds=time.perf_counter() - t0)
+    return out
+
+
 def representation_stage(subject: Subject, fs: FeatureSet, data: Any, config: Any, probes: Any,
                          progress: ProgressFactory = null_progress, every: FeatureSet | None = None,
                          block_results: Sequence[Any] = ()) -> tuple[MetricSet | None, dict[int, MetricSet]]:
@@ -295,6 +318,9 @@ def representation_stage(subject: Subject, fs: FeatureSet, data: Any, config: An
     if len(fs.y_test) != len(data.y_test):
         return None, {}
     pred = probes.predictions.get("linear_accuracy") if probes is not None else None
+    if subject.encoder is None:  # features read from files: the metrics of the features alone
+        return feature_metrics(subject, fs, predictions=pred, seed=config.seed, n_boot=config.n_boot,
+                               progress=progress)
     main = every.blocks[-1] if every is not None and every.blocks else None  # the block fs holds
     profiles = block_fourier(subject, fourier_images_of(data.x_test, FOURIER_IMAGES, config.seed),
                              device=config.device, progress=progress)

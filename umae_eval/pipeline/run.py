@@ -279,25 +279,31 @@ def run_analysis(
     if "umap" in config.embed and umap_compiles():
         notify("UMAP compiles its code on first use: about 15 s before the first map")
     view_idx = subset_indices(len(data.y_test), config.max_views, config.seed + 2)
-    x_views = data.x_test if view_idx is None else data.x_test[view_idx]
+    # features read from files (--features) come with no images: nothing to view
+    x_views = data.x_test if view_idx is None or data.x_test is None else data.x_test[view_idx]
     results: list[CheckpointResult] = []
     # test features (main block) and every block read, for CKA / mutual kNN between checkpoints
     extra_tests: dict[str, np.ndarray] = {}
     extra_blocks: dict[str, FeatureSet] = {}
     for s in subjects:
         recipe = recipe_of(s.info.layout, s.info.metadata)
-        depth = s.info.arch.depth
-        readout = readout_for(config.layers, depth, config.final_norm)
-        blocks = readout.resolved(depth)
-        main = blocks[-1]  # the deepest block read carries the main results
-        r = CheckpointResult(s, recipe, spec=feature_spec(blocks, main, config, s))
-        sweep = len(blocks) > 1
-        with timed(times, f"features:{s.name}"):
-            every: FeatureSet = compute_features(
-                s, data, pool=config.pool, device=config.device, batch_size=config.batch_size,  # type: ignore[arg-type]
-                with_train=bool(config.methods) or sweep or bool(config.label_fractions or config.shots),
-                progress=progress,
-                readout=None if readout.is_default(depth) else readout)
+        with_train = bool(config.methods) or bool(config.label_fractions or config.shots)
+        if s.encoder is None:  # features read from files (umae_eval.feature_subjects): no model to run
+            blocks, main, sweep = (0,), 0, False
+            r = CheckpointResult(s, recipe, spec=s.feature_spec())  # type: ignore[attr-defined]
+            every: FeatureSet = s.feature_set(data, with_train=with_train)  # type: ignore[attr-defined]
+        else:
+            depth = s.info.arch.depth
+            readout = readout_for(config.layers, depth, config.final_norm)
+            blocks = readout.resolved(depth)
+            main = blocks[-1]  # the deepest block read carries the main results
+            r = CheckpointResult(s, recipe, spec=feature_spec(blocks, main, config, s))
+            sweep = len(blocks) > 1
+            with timed(times, f"features:{s.name}"):
+                every = compute_features(
+                    s, data, pool=config.pool, device=config.device, batch_size=config.batch_size,  # type: ignore[arg-type]
+                    with_train=with_train or sweep, progress=progress,
+                    readout=None if readout.is_default(depth) else readout)
         fs = every.block(main)
         if sweep:
             methods = tuple(m for m in (config.methods or LAYER_METHODS) if m in LAYER_METHODS)
@@ -335,11 +341,12 @@ def run_analysis(
                 r.spectrum = spectrum_stats(fs.test)
             with timed(times, f"rank_intervals:{s.name}"):
                 r.rank_resamples = rank_resamples(fs.test, config, progress)
-            with timed(times, f"masked_views:{s.name}"):
-                r.views = masked_view_geometry(s, x_views, mask_ratio=config.mask_ratio, seed=config.seed,
-                                               pool=config.pool, device=config.device,  # type: ignore[arg-type]
-                                               batch_size=config.batch_size, progress=progress, block=main,
-                                               final_norm=config.final_norm)
+            if s.encoder is not None:  # features from files: no encoder to view masked images with
+                with timed(times, f"masked_views:{s.name}"):
+                    r.views = masked_view_geometry(s, x_views, mask_ratio=config.mask_ratio, seed=config.seed,
+                                                   pool=config.pool, device=config.device,  # type: ignore[arg-type]
+                                                   batch_size=config.batch_size, progress=progress, block=main,
+                                                   final_norm=config.final_norm)
             with timed(times, f"representation_metrics:{s.name}"):
                 r.extra, r.block_extra = representation_stage(s, fs, data, config, r.probes, progress, every=every,
                                                               block_results=r.blocks)
@@ -378,6 +385,9 @@ def run_analysis(
                                       seed=config.seed, n_test=int(data_settings["n_test"]))
         summary.notes.extend(layers.sentences())
     summary.notes.extend(fc_norm_notes(results, config.pool))
+    if config.collapse and any(r.subject.encoder is None for r in results):
+        summary.notes.append("Features read from files (--features): masked-view alignment / uniformity, LiDAR "
+                             "and the token Fourier profile need an encoder and were not measured.")
     with timed(times, "protocol_matrix"):
         matrix = protocol_matrix(results, layers, config)
     if matrix is not None and len(results) > 1 and len(matrix.protocols) > len(headline_names(results)):

@@ -18,7 +18,8 @@ def announce(subjects: Sequence[Any]) -> None:
     where a file's metadata contradicts its weights."""
     for s in subjects:
         say(f"{s.name}: {s.info.summary()}")
-        warn_metadata_conflicts(s.encoder)
+        if s.encoder is not None:  # features read from files have no weights to contradict
+            warn_metadata_conflicts(s.encoder)
 
 
 def warn_metadata_conflicts(loaded: Any) -> None:
