@@ -139,7 +139,7 @@ def _labels(y: np.ndarray, n: int, split: str, path: Path) -> np.ndarray:
         bad = ~np.isfinite(y) | (y != np.round(y))
         if bad.any():
             row = int(np.argmax(bad))
-            raise fail(path, f"{key} are not integers (row {row} holds {y[row]!r}); save class indices "
+            raise fail(path, f"{key} are not integers (row {row} holds {float(y[row]):g}); save class indices "
                              "0..C-1 as integers, e.g. y.astype(np.int64)")
     if y.dtype.kind == "u" and y.dtype.itemsize == 8 and int(y.max()) > np.iinfo(np.int64).max:
         raise fail(path, f"{key} hold {int(y.max())}; labels must be class indices 0..C-1")
