@@ -95,6 +95,7 @@ def test_probe_on_float16_npz_matches_independent_probes(planted_npz, tmp_path: 
     assert src["files"] == [{"path": str(path), "bytes": path.stat().st_size,
                              "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}]
     assert src["shapes"]["train_features"] == [400, 16] and src["memory_mapped"] is True
+    assert res["settings"]["pool"] == "as saved (--features)" and res["settings"]["batch_size"] is None
     ck = res["settings"]["checkpoints"][0]
     assert ck["layout"] == "features" and ck["sha256"] == src["files"][0]["sha256"]
     assert res["results"]["checkpoints"]["planted"]["feature_spec"]["source"] == "features file"

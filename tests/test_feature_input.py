@@ -331,7 +331,7 @@ def test_refusals_of_collapse_and_compare_options(tmp_path: Path, capsys, monkey
         (["compare", "--features", path, "--mask-ratio", "0.5"],
          "error: --mask-ratio 0.5 masks images for the masked views, which need an encoder; features read with "
          "--features have none: drop --mask-ratio"),
-        (["probe"], "error: no checkpoint given; pass checkpoint file(s) and --data, e.g. umae probe mae.pth "
+        (["probe"], "error: no checkpoint given; pass CKPT file(s) and --data, e.g. umae probe mae.pth "
                     "--data demo, or features saved from your own pipeline with --features PATH"),
         (["probe", "mae.pth"], "error: --data is required with checkpoints, e.g. --data demo; or give --features "
                                "PATH instead of checkpoints"),

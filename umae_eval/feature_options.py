@@ -42,7 +42,7 @@ def check_feature_options(features: Sequence[Path] | None, ckpts: Sequence[Path]
     """
     if not features:
         if not ckpts:
-            raise UmaeError("no checkpoint given; pass checkpoint file(s) and --data, e.g. umae probe mae.pth "
+            raise UmaeError("no checkpoint given; pass CKPT file(s) and --data, e.g. umae probe mae.pth "
                             "--data demo, or features saved from your own pipeline with --features PATH")
         if data is None:
             raise UmaeError("--data is required with checkpoints, e.g. --data demo; or give --features PATH "

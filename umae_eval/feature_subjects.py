@@ -36,6 +36,11 @@ SKIPPED_STAGES: dict[str, str] = {
     "lidar": "LiDAR encodes masked and augmented views of images: no encoder behind features read from files",
     "fourier": "the token Fourier profile needs patch tokens: features read from files are pooled",
 }
+#: Settings of an analysis that describe an encoder's read-out or its masked views, as recorded for
+#: features read from files (the options produced none of the numbers: the read-out is the file's).
+ENCODER_SETTINGS: dict[str, str | None] = {
+    "pool": "as saved (--features)", "layers": "as saved (--features)", "final_norm": "as saved (--features)",
+    "mask_ratio": None, "max_views": None, "max_views_used": None, "batch_size": None}
 
 
 @dataclass
@@ -195,3 +200,11 @@ def feature_data(inputs: Sequence[tuple[str, FeatureInput]], class_names: list[s
         notes.extend(n for n in fi.provenance.get("notes", []) if n not in notes)
     return FeatureData(list(class_names), first.train_y, first.test_y, [fi.provenance for _, fi in inputs],
                        train_idx, subset_indices(len(first.test_y), max_test, seed + 1), notes)
+
+
+def skipped_notes(subjects: Sequence[Any], collapse: bool) -> list[str]:
+    """The summary's sentence on the encoder-only stages, when a subject was read from files."""
+    if not collapse or all(s.encoder is not None for s in subjects):
+        return []
+    return ["Features read from files (--features): masked-view alignment / uniformity, LiDAR and the token "
+            "Fourier profile need an encoder and were not measured."]

@@ -320,7 +320,7 @@ def representation_stage(subject: Subject, fs: FeatureSet, data: Any, config: An
     pred = probes.predictions.get("linear_accuracy") if probes is not None else None
     if subject.encoder is None:  # features read from files: the metrics of the features alone
         return feature_metrics(subject, fs, predictions=pred, seed=config.seed, n_boot=config.n_boot,
-                               progress=progress)
+                               progress=progress), {}
     main = every.blocks[-1] if every is not None and every.blocks else None  # the block fs holds
     profiles = block_fourier(subject, fourier_images_of(data.x_test, FOURIER_IMAGES, config.seed),
                              device=config.device, progress=progress)

@@ -19,8 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from umae_eval.analysis import DataSubset, FeatureSet, Subject, compute_features, subset_indices
+from umae_eval.analysis import DataSubset, FeatureSet, Subject, subset_indices
 from umae_eval.errors import UmaeError
+from umae_eval.feature_subjects import ENCODER_SETTINGS, skipped_notes
 from umae_eval.pipeline.collapse import (
     FeatureMap,
     SpectrumStats,
@@ -37,13 +38,13 @@ from umae_eval.pipeline.layers import LAYER_METHODS, BlockResult, LayerSummary, 
 from umae_eval.pipeline.matrix import ProtocolMatrix
 from umae_eval.pipeline.metric_sentences import representation_notes
 from umae_eval.pipeline.protocol_probes import attentive_into, headline_k
-from umae_eval.pipeline.protocols import fc_norm_notes, feature_spec, headline_names, protocol_matrix
+from umae_eval.pipeline.protocols import fc_norm_notes, headline_names, protocol_matrix
 from umae_eval.pipeline.probing import ProbeSummary, run_probes
 from umae_eval.pipeline.recipe import Recipe, recipe_of
 from umae_eval.pipeline.reference import Reference, reference_for
+from umae_eval.pipeline.sources import subject_features
 from umae_eval.pipeline.summary import Summary, build_summary, main_metric
 from umae_eval.progress import ProgressFactory, null_progress
-from umae_eval.readout import readout_for
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,8 @@ class AnalysisResults:
         """results.json's ``settings``: checkpoints (sha256, layout, arch, recipe), data, options."""
         ckpts = [{**c.subject.settings(), "recipe": c.recipe.to_json()} for c in self.checkpoints]
         out = {"checkpoints": ckpts, "data": dict(self.data), **self.config.settings(int(self.data["n_test"]))}
+        if all(c.subject.encoder is None for c in self.checkpoints):  # --features: nothing read out or masked
+            out.update({k: ENCODER_SETTINGS[k] for k in ENCODER_SETTINGS if k in out})
         out.update(extra)
         if self.ranked_by:
             out["ranked_by"] = self.ranked_by
@@ -287,23 +290,11 @@ def run_analysis(
     extra_blocks: dict[str, FeatureSet] = {}
     for s in subjects:
         recipe = recipe_of(s.info.layout, s.info.metadata)
-        with_train = bool(config.methods) or bool(config.label_fractions or config.shots)
-        if s.encoder is None:  # features read from files (umae_eval.feature_subjects): no model to run
-            blocks, main, sweep = (0,), 0, False
-            r = CheckpointResult(s, recipe, spec=s.feature_spec())  # type: ignore[attr-defined]
-            every: FeatureSet = s.feature_set(data, with_train=with_train)  # type: ignore[attr-defined]
-        else:
-            depth = s.info.arch.depth
-            readout = readout_for(config.layers, depth, config.final_norm)
-            blocks = readout.resolved(depth)
-            main = blocks[-1]  # the deepest block read carries the main results
-            r = CheckpointResult(s, recipe, spec=feature_spec(blocks, main, config, s))
-            sweep = len(blocks) > 1
-            with timed(times, f"features:{s.name}"):
-                every = compute_features(
-                    s, data, pool=config.pool, device=config.device, batch_size=config.batch_size,  # type: ignore[arg-type]
-                    with_train=with_train or sweep, progress=progress,
-                    readout=None if readout.is_default(depth) else readout)
+        every, blocks, main, spec = subject_features(
+            s, data, config, with_train=bool(config.methods) or bool(config.label_fractions or config.shots),
+            progress=progress, times=times)
+        r = CheckpointResult(s, recipe, spec=spec)
+        sweep = len(blocks) > 1
         fs = every.block(main)
         if sweep:
             methods = tuple(m for m in (config.methods or LAYER_METHODS) if m in LAYER_METHODS)
@@ -385,9 +376,7 @@ def run_analysis(
                                       seed=config.seed, n_test=int(data_settings["n_test"]))
         summary.notes.extend(layers.sentences())
     summary.notes.extend(fc_norm_notes(results, config.pool))
-    if config.collapse and any(r.subject.encoder is None for r in results):
-        summary.notes.append("Features read from files (--features): masked-view alignment / uniformity, LiDAR "
-                             "and the token Fourier profile need an encoder and were not measured.")
+    summary.notes.extend(skipped_notes([r.subject for r in results], config.collapse))
     with timed(times, "protocol_matrix"):
         matrix = protocol_matrix(results, layers, config)
     if matrix is not None and len(results) > 1 and len(matrix.protocols) > len(headline_names(results)):

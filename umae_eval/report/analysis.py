@@ -74,7 +74,8 @@ def checkpoint_files_frame(res: AnalysisResults) -> pd.DataFrame:
     for c in res.checkpoints:
         info = c.subject.info
         rows.append({"checkpoint": c.name, "sha256": info.sha256,
-                     "mean / std": f"{tuple(round(v, 4) for v in info.mean)} / {tuple(round(v, 4) for v in info.std)}",
+                     "mean / std": f"{tuple(round(v, 4) for v in info.mean)} / {tuple(round(v, 4) for v in info.std)}"
+                     if len(info.mean) else "",  # features read from files: no image normalisation
                      "path": info.path, "run folder": info.run_dir or "", "recipe source": c.recipe.source})
     return pd.DataFrame(rows)
 
