@@ -126,7 +126,8 @@ def test_block_sets_match_the_metric_functions_and_the_main_stage(subjects: list
     diffs = block_differences(sets)
     d = next(d for d in diffs if d["block"] == 0 and d["metric"] == "rankme_paper")
     assert (d["a"], d["b"]) == ("MAE", "U-MAE")
-    assert d["difference"] == pytest.approx(sets["U-MAE"][0].values["rankme_paper"] - sets["MAE"][0].values["rankme_paper"])
+    v_a, v_b = sets["MAE"][0].values["rankme_paper"], sets["U-MAE"][0].values["rankme_paper"]
+    assert d["difference"] == pytest.approx(v_b - v_a)
     ra, rb = sets["MAE"][0].resamples["rankme_paper"], sets["U-MAE"][0].resamples["rankme_paper"]
     shifted = rb - ra - (rb - ra).mean() + d["difference"]  # centred on the estimate
     assert [d["lo"], d["hi"]] == pytest.approx(list(np.percentile(shifted, [2.5, 97.5])))
@@ -154,7 +155,8 @@ def test_difference_sentences_word_the_verdict_and_the_images_resampled() -> Non
     row = {"metric": "stable_rank", "a": "A", "b": "B", "difference": -0.0004, "lo": -0.002, "hi": 0.001,
            "beyond_noise": False}
     (s,) = difference_sentences([row], {"A": mae})
-    assert s == "Stable rank: B minus A is 0.000 (95% interval -0.002 to 0.001): within test-image noise at 1,000 test images."
+    assert s == ("Stable rank: B minus A is 0.000 (95% interval -0.002 to 0.001): within test-image noise at "
+                 "1,000 test images.")
 
 
 def test_by_block_figures_one_colour_per_checkpoint_with_error_bars() -> None:

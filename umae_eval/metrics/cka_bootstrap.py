@@ -66,7 +66,8 @@ class CkaMatrix:
     """A block x block CKA matrix with per-cell percentile intervals over resampled minibatches.
 
     ``estimate``, ``lo``, ``hi``: ``(La, Lb)``; ``lo`` / ``hi`` are NaN when fewer than
-    :data:`MIN_INTERVAL_BATCHES` minibatches exist (no interval). ``resamples``: ``(R, La, Lb)`` (empty without an interval).
+    :data:`MIN_INTERVAL_BATCHES` minibatches exist (no interval). ``resamples``: ``(R, La, Lb)``
+    (empty without an interval).
     """
 
     estimate: np.ndarray

@@ -16,9 +16,11 @@ encoder over a seeded subset of the test images:
 Between checkpoints (:func:`pair_sets`): CKA (biased and unbiased) and mutual kNN on the test
 features of the same images. When ``--layers`` read several blocks: the block x block CKA matrix
 within each checkpoint and between each pair (minibatch CKA on the test features of each block, with
-per-cell intervals from resampling its minibatches: :mod:`umae_eval.metrics.cka_bootstrap`). Intervals (:func:`metric_intervals`) centre the bootstrap's spread on
-the estimate (``intervals.centred_interval``: resampling rows biases ranks and kernel estimates
-by itself); differences (:func:`metric_differences`) use the resamples the two checkpoints share.
+per-cell intervals from resampling its minibatches: :mod:`umae_eval.metrics.cka_bootstrap`), and
+every block gets its own metrics (:mod:`umae_eval.pipeline.block_metrics`). Intervals
+(:func:`metric_intervals`) centre the bootstrap's spread on the estimate
+(``intervals.centred_interval``: resampling rows biases ranks and kernel estimates by itself);
+differences (:func:`metric_differences`) use the resamples the two checkpoints share.
 """
 
 from __future__ import annotations

@@ -83,7 +83,8 @@ def block_figure(frame: pd.DataFrame, metrics: tuple[str, str], *, settings_line
 
 def results_block_tables(res: Any) -> dict[str, pd.DataFrame]:
     """The section's CSVs by file stem (none without several blocks)."""
-    out = {"representation_by_block": block_frame(res), "representation_block_differences": block_differences_frame(res)}
+    out = {"representation_by_block": block_frame(res),
+           "representation_block_differences": block_differences_frame(res)}
     return {k: v for k, v in out.items() if not v.empty}
 
 
@@ -99,7 +100,8 @@ def add_block_section(rep: Any, res: Any, settings: Mapping[str, Any], colors: M
                f"block in one masked pass). Intervals: {first.get('spectral_resamples')} resamples of the test images "
                f"for the spectrum measures, {first.get('lidar_resamples')} of the LiDAR images (a bounded budget, "
                "README 'Representation metrics'), centred on the estimate; NC1 and CDNV use the test labels and have "
-               "none. representation_by_block.csv holds every value; the deepest block repeats the main table.")
+               "none. representation_by_block.csv holds every value; the deepest block repeats the main "
+               "table's values.")
     for pair in FIGURE_PAIRS:
         if frame["metric"].isin(pair).any():
             words = f"{PANEL_WORDS.get(pair[0], pair[0])} and {PANEL_WORDS.get(pair[1], pair[1])} by block"

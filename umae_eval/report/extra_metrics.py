@@ -24,7 +24,8 @@ from umae_eval.pipeline.intervals import Interval, centred_interval
 
 #: Table order of the per-checkpoint metrics.
 ORDER: tuple[str, ...] = ("participation_ratio", "stable_rank", "collapse_std_ratio", "rankme_paper", "rankme_pca",
-                          "alpha_req", "lidar_masked", "lidar_masked_reptrix", "lidar_augmented", "lidar_augmented_reptrix",
+                          "alpha_req", "lidar_masked", "lidar_masked_reptrix", "lidar_augmented",
+                          "lidar_augmented_reptrix",
                           "fourier_high", "fourier_energy_share_high", "nc1", "cdnv", "nc2_etf_distance",
                           "nc2_equinorm", "nc4_agreement")
 
