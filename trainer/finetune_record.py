@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer.finetune_presets import SCHEDULE_FIELDS
+from trainer.run_config import RunResult
 from umae_eval.errors import UmaeError
 
 
@@ -31,17 +32,10 @@ class FinetuneStep:
 
 
 @dataclass(frozen=True)
-class FinetuneResult:
-    """A finished (or resumed and finished) run: folder, last checkpoint, figures."""
+class FinetuneResult(RunResult):
+    """A finished (or resumed and finished) fine-tuning run: :class:`RunResult`'s fields, the preset
+    fields it used and the encoder it started from."""
 
-    run_dir: Path
-    checkpoint: Path
-    epochs: int
-    steps: int
-    final: dict[str, Any]
-    history: list[dict[str, Any]]
-    resumed_from: Path | None
-    wall_s: float
     preset: dict[str, Any]
     encoder: dict[str, Any]
 

@@ -123,8 +123,8 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
-class TrainResult:
-    """What a finished run produced.
+class RunResult:
+    """What a finished training or fine-tuning call produced (:class:`TrainResult`, ``FinetuneResult``).
 
     Attributes
     ----------
@@ -142,12 +142,6 @@ class TrainResult:
         The checkpoint this call started from.
     wall_s : float
         Seconds this call took.
-    flops_per_image : int
-        Analytic training FLOPs per image (forward + backward, :mod:`trainer.flops`).
-    preset : dict
-        The preset fields the run used.
-    init : dict or None
-        :meth:`trainer.init_from.InitReport.to_json` when this call started from ``--init``.
     """
 
     run_dir: Path
@@ -158,6 +152,22 @@ class TrainResult:
     history: list[dict[str, Any]]
     resumed_from: Path | None
     wall_s: float
+
+
+@dataclass(frozen=True)
+class TrainResult(RunResult):
+    """What a finished pre-training run produced: :class:`RunResult`'s fields, then these.
+
+    Attributes
+    ----------
+    flops_per_image : int
+        Analytic training FLOPs per image (forward + backward, :mod:`trainer.flops`).
+    preset : dict
+        The preset fields the run used.
+    init : dict or None
+        :meth:`trainer.init_from.InitReport.to_json` when this call started from ``--init``.
+    """
+
     flops_per_image: int
     preset: dict[str, Any]
     init: dict[str, Any] | None = None
