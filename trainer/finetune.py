@@ -40,7 +40,7 @@ from trainer.finetune_presets import FinetunePreset, get_finetune_preset
 from trainer.finetune_record import FinetuneResult, FinetuneStep, check_resumable, checkpoint_meta, config_record
 from trainer.loop import autocast_dtype, check_out_dir, resolve_device
 from trainer.lrd import build_lrd_optimizer, set_scaled_lr
-from trainer.runlog import append_metrics, note_resume, read_metrics, truncate_metrics, write_config
+from trainer.runlog import note_resume, read_metrics, record_epoch, truncate_metrics, write_config
 from trainer.schedule import CosineSchedule, scaled_lr
 from umae_eval.errors import UmaeError
 from umae_eval.progress import ProgressFactory, null_progress
@@ -367,12 +367,8 @@ class _Finetune:
             self.step_in_epoch = 0
             self.running = {"loss": 0.0, "steps": 0, "images": 0, "train_s": 0.0}
             if self.main:
-                append_metrics(self.run_dir, record)
-                history.append(record)
-                if self.epoch % self.c.save_every == 0 or self.epoch == self.preset.epochs:
-                    self._save()
-                if self.on_epoch is not None:
-                    self.on_epoch(record)
+                record_epoch(self.run_dir, record, history, epoch=self.epoch, epochs=self.preset.epochs,
+                             save_every=self.c.save_every, save=self._save, on_epoch=self.on_epoch)
         if self.d.world_size > 1:
             dist.barrier()
         records = read_metrics(self.run_dir) if self.main else []

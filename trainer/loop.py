@@ -49,7 +49,7 @@ from trainer.distributed import DistInfo, all_reduce_mean, cleanup_distributed, 
 from trainer.flops import flops_per_image
 from trainer.losses import paper_form_warning, paper_over_code
 from trainer.runlock import hold_run_lock, release_run_lock
-from trainer.runlog import append_metrics, read_metrics
+from trainer.runlog import read_metrics, record_epoch
 from trainer.schedule import set_lr
 from trainer.stepinfo import StepInfo  # noqa: F401  (re-exported: the displays' type)
 # Re-exported: the pieces split out of this module are still importable from trainer.loop.
@@ -274,12 +274,8 @@ class _Run(RunSetup):
                     turns = {k: v for k, v in self.resume_note.items() if k in ("changed", "skipped")}
                     if turns:
                         record["resumed"] = {"from": self.resumed_from.name, **turns}
-                append_metrics(self.run_dir, record)
-                history.append(record)
-                if self.epoch % c.save_every == 0 or self.epoch == p.epochs:
-                    self._save(numbered=True)
-                if self.on_epoch is not None:
-                    self.on_epoch(record)
+                record_epoch(self.run_dir, record, history, epoch=self.epoch, epochs=p.epochs,
+                             save_every=c.save_every, save=lambda: self._save(numbered=True), on_epoch=self.on_epoch)
         if self.d.world_size > 1:
             dist.barrier()  # rank 0 may still be evaluating / saving
         records = read_metrics(self.run_dir) if self.main else []

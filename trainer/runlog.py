@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +90,22 @@ def truncate_metrics(run_dir: str | Path, last_epoch: int) -> int:
     kept = [r for r in read_metrics(path) if int(r.get("epoch", 0)) <= last_epoch]
     atomic_write_text(path, "".join(json.dumps(r, allow_nan=False) + "\n" for r in kept))
     return len(kept)
+
+
+def record_epoch(run_dir: str | Path, record: dict[str, Any], history: list[dict[str, Any]], *, epoch: int,
+                 epochs: int, save_every: int, save: Callable[[], Any],
+                 on_epoch: Callable[[dict[str, Any]], None] | None) -> None:
+    """What rank 0 does once epoch ``epoch`` (completed epochs) is done, pre-training and fine-tuning alike.
+
+    In this order: the record goes to ``metrics.jsonl`` and ``history``; ``save()`` writes the
+    numbered checkpoint every ``save_every`` epochs and at the last; then ``on_epoch`` sees the
+    record. The order is what resuming relies on: a checkpoint's epoch is always in
+    ``metrics.jsonl`` (a resume drops only later lines), and the logs derived by ``on_epoch``
+    never run ahead of the record.
+    """
+    append_metrics(run_dir, record)
+    history.append(record)
+    if epoch % save_every == 0 or epoch == epochs:
+        save()
+    if on_epoch is not None:
+        on_epoch(record)
