@@ -21,13 +21,16 @@ import io
 import json
 import math
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from trainer.runlog import read_config, read_metrics
 from trainer.wandb_log import WandbLog, check_wandb
 from umae_eval.errors import UmaeError
 from umae_eval.provenance import atomic_write_text
+
+T = TypeVar("T")
 
 #: Log kinds ``--log`` accepts; ``jsonl`` (metrics.jsonl) is always written.
 LOG_KINDS = ("jsonl", "tensorboard", "csv", "wandb")
@@ -214,3 +217,25 @@ class RunLoggers:
         if self._wandb is not None:
             self._wandb.close(failed)
             self._wandb = None
+
+
+def run_logged(run_dir: str | Path, kinds: tuple[str, ...], display: Any, run: Callable[..., T]) -> T:
+    """``run(progress=, on_step=, on_epoch=, on_note=)`` shown by ``display``, each epoch's record logged.
+
+    ``display`` is a context manager whose value has ``on_step``, ``on_epoch`` and ``note`` (the
+    commands' progress displays); each record goes to the logs first, then to the display. The
+    logs are closed whatever happens; W&B marks a run that raised (an error, Ctrl-C) as failed.
+    """
+    loggers = RunLoggers(run_dir, kinds)
+    failed = True
+    try:
+        with display as shown:
+            def on_epoch(record: dict[str, Any]) -> None:
+                loggers.on_epoch(record)
+                shown.on_epoch(record)
+
+            result = run(progress=shown, on_step=shown.on_step, on_epoch=on_epoch, on_note=shown.note)
+        failed = False
+        return result
+    finally:
+        loggers.close(failed)

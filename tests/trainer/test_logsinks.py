@@ -11,6 +11,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -154,3 +155,50 @@ def test_finetune_logs_the_same_way(tmp_path: Path) -> None:
     tags = {tag for tag, _, _ in read_events(out / "tensorboard")}
     assert {"loss/total", "lr", "eval/top1", "eval/top5"} <= tags
     assert (out / "metrics.csv").read_text().splitlines()[0].startswith("epoch,step,loss,lr")
+
+
+def test_run_logged_logs_each_record_before_the_display_sees_it(tmp_path: Path) -> None:
+    """The commands' wrapper: the run gets the display's callbacks, each record reaches metrics.csv before
+    the display, and the display is exited and the exception passes when the run raises."""
+    from trainer.logsinks import run_logged
+
+    seen: list[tuple[str, Any]] = []
+
+    class Display:
+        def __enter__(self) -> "Display":
+            seen.append(("enter", None))
+            return self
+
+        def __exit__(self, *exc: Any) -> None:
+            seen.append(("exit", exc[0]))
+
+        def on_step(self, info: Any) -> None:
+            seen.append(("step", info))
+
+        def note(self, text: str) -> None:
+            seen.append(("note", text))
+
+        def on_epoch(self, record: dict[str, Any]) -> None:
+            rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+            seen.append(("epoch", (record["epoch"], len(rows))))
+
+    def run(progress: Any, on_step: Any, on_epoch: Any, on_note: Any, fail: bool = False) -> str:
+        assert progress is not None
+        on_step("s1")
+        on_note("hello")
+        for e in (1, 2):
+            rec = {"epoch": e, "loss": 1.0 / e}
+            append_metrics(tmp_path, rec)
+            on_epoch(rec)
+        if fail:
+            raise KeyboardInterrupt
+        return "done"
+
+    assert run_logged(tmp_path, ("jsonl", "csv"), Display(), run) == "done"
+    assert seen == [("enter", None), ("step", "s1"), ("note", "hello"), ("epoch", (1, 1)), ("epoch", (2, 2)),
+                    ("exit", None)]
+    seen.clear()
+    (tmp_path / "metrics.jsonl").unlink()
+    with pytest.raises(KeyboardInterrupt):
+        run_logged(tmp_path, ("jsonl", "csv"), Display(), lambda **kw: run(**kw, fail=True))
+    assert seen[-1] == ("exit", KeyboardInterrupt)

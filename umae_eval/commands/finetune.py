@@ -6,6 +6,7 @@ calls :func:`trainer.finetune.finetune_run` with a live display and writes ``res
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from datetime import datetime
@@ -102,7 +103,7 @@ def finetune(
     from trainer.finetune import FinetuneConfig, finetune_run, resolve_finetune_preset
     from trainer.finetune_model import load_source_encoder
     from trainer.finetune_presets import parse_finetune_set
-    from trainer.logsinks import RunLoggers, parse_log_kinds
+    from trainer.logsinks import parse_log_kinds, run_logged
     from trainer.loop import check_out_dir
 
     log_kinds = parse_log_kinds(log)
@@ -136,20 +137,7 @@ def finetune(
     if os.environ.get("RANK", "0") != "0":
         finetune_run(config, progress=null_progress)
         return
-    loggers = RunLoggers(out, log_kinds)
-
-    def on_epoch(record: dict[str, Any]) -> None:
-        loggers.on_epoch(record)
-        display.on_epoch(record)
-
-    failed = True  # until the run returns: W&B marks a raised run failed
-    try:
-        with FinetuneDisplay(console) as display:
-            result = finetune_run(config, progress=display, on_step=display.on_step, on_epoch=on_epoch,
-                                  on_note=display.note)
-        failed = False
-    finally:
-        loggers.close(failed)
+    result = run_logged(out, log_kinds, FinetuneDisplay(console), functools.partial(finetune_run, config))
     _write_results(result)
     stdout.print(_final_table(result))
     stdout.print(str(result.run_dir), highlight=False, soft_wrap=True)

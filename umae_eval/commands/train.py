@@ -7,6 +7,7 @@ final figures. Everything else lives in ``trainer/``.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from datetime import datetime
@@ -180,7 +181,7 @@ def train(
 
     Several nodes: add --nnodes N --node_rank R --master_addr HOST --master_port 29500 to torchrun.
     """
-    from trainer.logsinks import RunLoggers, parse_log_kinds
+    from trainer.logsinks import parse_log_kinds, run_logged
     from trainer.loop import TrainConfig, check_out_dir, resolve_preset, train_run
 
     log_kinds = parse_log_kinds(log)
@@ -219,24 +220,12 @@ def train(
     if not main_rank:
         train_run(config, progress=null_progress)
         return
-    loggers = RunLoggers(run_dir, log_kinds)
-
-    def on_epoch(record: dict[str, Any]) -> None:
-        loggers.on_epoch(record)
-        display.on_epoch(record)
-
-    failed = True  # until the run returns: W&B marks a raised run failed
     try:
-        with TrainDisplay(console) as display:
-            result = train_run(config, progress=display, on_step=display.on_step, on_epoch=on_epoch,
-                               on_note=display.note)
-        failed = False
+        result = run_logged(run_dir, log_kinds, TrainDisplay(console), functools.partial(train_run, config))
     except BaseException:  # shown only if Ctrl-C or SIGTERM stopped it (the CLI prints the line);
         # BaseException: a signal landing inside C code may surface as another exception type
         set_interrupt_hint(_interrupted_hint(run_dir))
         raise
-    finally:
-        loggers.close(failed)
     _write_results(result)
     stdout.print(_final_table(result))
     stdout.print(str(result.run_dir), highlight=False, soft_wrap=True)
