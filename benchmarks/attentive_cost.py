@@ -45,14 +45,14 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-ARGS = _parse(sys.argv[1:] if __name__ == "__main__" else [])
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-    os.environ[_var] = str(ARGS.threads)
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script or loaded from its file
+from timing_preamble import prepare  # noqa: E402
+
+ARGS = prepare(_parse, __name__)  # before numpy / torch load: they read the thread counts then
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from umae_eval.checkpoints import load_encoder  # noqa: E402
 from umae_eval.data.demo_sample import load_demo  # noqa: E402
 from umae_eval.preprocess import to_model_input  # noqa: E402
