@@ -165,7 +165,19 @@ def _check_finite(x: Any, key: str, path: Path) -> None:
 
 
 def _native_blocks(x: Any, rows: int = BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
-    for start in range(0, int(x.shape[0]), rows):
+    """Row blocks in the stored dtype. A C-ordered memmap is read with plain file reads, so the
+    scan does not leave the whole file mapped in (and counted in) the process's resident memory."""
+    n = int(x.shape[0])
+    name = getattr(x, "filename", None)
+    if isinstance(x, np.memmap) and name and x.flags.c_contiguous and x.ndim == 2:
+        width = int(x.shape[1])
+        with open(name, "rb") as fh:
+            for start in range(0, n, rows):
+                count = min(rows, n - start) * width
+                fh.seek(int(x.offset) + start * width * x.dtype.itemsize)
+                yield start, np.fromfile(fh, dtype=x.dtype, count=count).reshape(-1, width)
+        return
+    for start in range(0, n, rows):
         yield start, np.asarray(x[start:start + rows])
 
 
