@@ -68,6 +68,27 @@ def test_row_blocks_cover_every_row_as_float32(tmp_path: Path) -> None:
     np.testing.assert_array_equal(np.concatenate([b for _, b in blocks]), a["train_features"].astype(np.float32))
 
 
+def test_nan_scan_over_several_blocks_of_a_member_inside_an_npz(tmp_path: Path) -> None:
+    """The scan reads a memmap by file offset, block by block: the rows it reads are the array's rows."""
+    from umae_eval.feature_formats import read_features
+    from umae_eval.feature_input import _check_finite, _native_blocks
+
+    a = planted(seed=8, n_train=300, n_test=20)
+    fi = load_features(write_npz(tmp_path / "a.npz", a))
+    assert isinstance(fi.train_x, np.memmap) and fi.train_x.offset > 0
+    got = list(_native_blocks(fi.train_x, 64))
+    assert [s for s, _ in got] == [0, 64, 128, 192, 256]
+    np.testing.assert_array_equal(np.concatenate([b for _, b in got]), a["train_features"])
+    a["train_features"][[130, 299], 5] = np.inf
+    a["train_features"][131, 0] = np.nan
+    bad = np.load(write_npz(tmp_path / "b.npz", a), mmap_mode="r")["train_features"]  # npz: loaded in memory
+    with pytest.raises(UmaeError, match=r"has 3 row\(s\) with NaN or inf \(first: row 130\)"):
+        _check_finite(read_features(tmp_path / "b.npz").arrays["train_features"], "train_features",
+                      tmp_path / "b.npz", rows=64)  # the stored member, memory-mapped: read by file offset
+    with pytest.raises(UmaeError, match=r"has 3 row\(s\) with NaN or inf \(first: row 130\)"):
+        _check_finite(bad, "train_features", tmp_path / "b.npz", rows=64)
+
+
 def test_store_pair_drops_rows_the_store_marks_invalid(tmp_path: Path) -> None:
     a = planted(seed=4, n_train=100, n_test=50)
     path = write_store_pair(tmp_path / "s", a, invalid={"train": [3, 70]}, chunk_rows=32)

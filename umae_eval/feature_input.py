@@ -150,10 +150,10 @@ def _labels(y: np.ndarray, n: int, split: str, path: Path) -> np.ndarray:
     return out
 
 
-def _check_finite(x: Any, key: str, path: Path) -> None:
+def _check_finite(x: Any, key: str, path: Path, rows: int = BLOCK_ROWS) -> None:
     """No row with NaN or inf: scanned in row blocks (a memmap is read once, never held)."""
     count, first = 0, -1
-    for start, block in _native_blocks(x):
+    for start, block in _native_blocks(x, rows):
         bad = ~np.isfinite(block).all(axis=1)
         if bad.any():
             if first < 0:
