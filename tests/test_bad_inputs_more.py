@@ -39,6 +39,9 @@ class Case:
     #: (module, attribute, value) set for the case: bounds made small so that a test need not
     #: write a gigabyte to show that the bound holds
     patches: tuple[tuple[str, str, object], ...] = ()
+    #: a training run that failed after it started keeps its run folder (config.json, no
+    #: checkpoint), which the line must name with how to resume; the folder is checked, then removed
+    keeps_run: str | None = None
 
 
 @pytest.fixture(scope="module")
@@ -295,7 +298,58 @@ MERGE = [
          "out/results.json is a folder", setup=_out_with("folder", "results.json")),
 ]
 
-CASES = SEEDS + DATA + HF + SIZES + MERGE
+# ------------------------------------ out of memory after loading: one line naming what to lower
+
+def _numpy_oom(*args: object, **kwargs: object) -> object:
+    np.empty(1 << 62, dtype=np.uint8)  # numpy's own MemoryError (4 EiB: refused on any machine)
+    raise AssertionError("unreachable")
+
+
+def _torch_oom(*args: object, **kwargs: object) -> object:
+    import torch
+
+    torch.empty(1 << 62, dtype=torch.uint8)  # torch's CPU allocator's own RuntimeError
+    raise AssertionError("unreachable")
+
+
+def _cuda_oom(*args: object, **kwargs: object) -> object:
+    import torch
+
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total "
+                                 "capacity of 79.11 GiB of which 3.12 GiB is free.")
+
+
+COLLAPSE = ("collapse-report", "{ckpt}", "--device", "cpu", "--data", "{npz}")
+OOM = [
+    Case("probe-features-out-of-memory", (*PROBE, "--data", "{npz}"),
+         "out of memory during feature extraction (DefaultCPUAllocator: can't allocate memory",
+         patches=(("umae_eval.pipeline.run", "compute_features", _torch_oom),)),
+    Case("probe-features-cuda-out-of-memory", (*PROBE, "--data", "{npz}"), "lower --batch-size",
+         patches=(("umae_eval.pipeline.run", "compute_features", _cuda_oom),)),
+    Case("probe-knn-out-of-memory", (*PROBE, "--data", "{npz}"),
+         "during the probes (linear, kNN, mean classifier) (Unable to allocate 4.00 EiB",
+         patches=(("umae_eval.pipeline.run", "run_probes", _numpy_oom),)),
+    Case("probe-layers-out-of-memory", (*PROBE, "--data", "{npz}", "--layers", "0,1"), "fewer blocks with --layers",
+         patches=(("umae_eval.pipeline.run", "sweep_blocks", _numpy_oom),)),
+    Case("probe-data-out-of-memory", (*PROBE, "--data", "{npz}"), "--data-mode lazy",
+         patches=(("umae_eval.data.choose", "open_dataset", _numpy_oom),)),
+    Case("collapse-tsne-out-of-memory", (*COLLAPSE, "--embed", "tsne"), "t-SNE map",
+         patches=(("umae_eval.pipeline.run", "feature_maps", _numpy_oom),)),
+    Case("collapse-masked-views-out-of-memory", (*COLLAPSE, "--embed", "none"), "--max-views N",
+         patches=(("umae_eval.pipeline.run", "masked_view_geometry", _torch_oom),)),
+    Case("collapse-spectrum-out-of-memory", (*COLLAPSE, "--embed", "none"), "singular spectrum",
+         patches=(("umae_eval.pipeline.run", "spectrum_stats", _numpy_oom),)),
+    Case("sweep-out-of-memory", ("mask-ratio-sweep", "--data", "{npz}", "--pairs", "4"), "--pairs",
+         patches=(("umae_eval.maskratio.sweep", "run_sweep", _numpy_oom),)),
+    Case("train-step-out-of-memory", (*TRAIN, "--epochs", "1", "--max-train-images", "32"), "--micro-batch",
+         patches=(("trainer.loop", "accumulate_gradients", _cuda_oom),), keeps_run="r"),
+    Case("train-eval-out-of-memory", (*TRAIN, "--epochs", "1", "--max-train-images", "32"), "--eval-images",
+         patches=(("trainer.online_eval.OnlineEvaluator", "evaluate", _numpy_oom),), keeps_run="r"),
+    Case("reconstruct-out-of-memory", ("reconstruct", "{ckpt}", "--data", "{npz}", "--decoder-num-heads", "2", "--out", "{tmp}/rec"),
+         "--stat-images", patches=(("umae_eval.visual.run", "visualise", _torch_oom),)),
+]
+
+CASES = SEEDS + DATA + HF + SIZES + MERGE + OOM
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])
@@ -321,6 +375,13 @@ def test_bad_value_ends_in_one_line_and_exit_2(
     assert "internal error" not in err and "Traceback" not in err, err
     assert [line for line in lines if line.startswith("error:")] == lines[-1:], err
     assert case.needle in lines[-1], err
+    if case.keeps_run is not None:
+        import shutil
+
+        run = work / case.keeps_run
+        assert sorted(p.name for p in run.iterdir()) == ["config.json"], "a run folder with more than its config"
+        assert f"{run} can be removed, or resumed from the start with --resume auto" in lines[-1], err
+        shutil.rmtree(run)
     assert _snapshot(work) == before, "files left behind"
     assert ".partial-" not in err, err  # the hidden stage is never shown
     from umae_eval.cache import cache_root

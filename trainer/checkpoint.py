@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from umae_eval.errors import UmaeError
+from umae_eval.oom import is_out_of_memory
 from umae_eval.provenance import atomic_write
 
 FORMAT_VERSION = 1
@@ -213,6 +214,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated file, pickle from another tool, ...
+        if is_out_of_memory(exc):
+            raise  # not a damaged file: never fall back to an older checkpoint for it
         official = _official_mae_summary(path)
         if official is not None:
             raise UmaeError(f"--resume {path}: {official}, not a run of `umae train`; --resume continues "

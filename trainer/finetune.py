@@ -43,6 +43,7 @@ from trainer.lrd import build_lrd_optimizer, set_scaled_lr
 from trainer.runlog import note_resume, read_metrics, record_epoch, truncate_metrics, write_config
 from trainer.schedule import CosineSchedule, scaled_lr
 from umae_eval.errors import UmaeError
+from umae_eval.oom import memory_stage
 from umae_eval.progress import ProgressFactory, null_progress
 from umae_eval.provenance import versions
 
@@ -351,8 +352,9 @@ class _Finetune:
             "train_s": r["train_s"],
         }
         if self.c.eval_every > 0 and (done % self.c.eval_every == 0 or done == p.epochs):
-            record.update(evaluate(self.model, self.x_test, self.y_test, self.img_size, self.mean, self.std,
-                                   self.device, self.c.eval_batch, self.amp_dtype))
+            with memory_stage("online evaluation"):  # out of memory here: the CLI names --eval-images
+                record.update(evaluate(self.model, self.x_test, self.y_test, self.img_size, self.mean,
+                                       self.std, self.device, self.c.eval_batch, self.amp_dtype))
         return record
 
     def run(self) -> FinetuneResult:
@@ -361,7 +363,8 @@ class _Finetune:
         self._setup()
         history: list[dict[str, Any]] = []
         while self.epoch < self.preset.epochs:
-            self._train_epoch()
+            with memory_stage("training"):  # the CLI names the batch options for this stage
+                self._train_epoch()
             record = self._end_epoch() if self.main else {}
             self.epoch += 1
             self.step_in_epoch = 0

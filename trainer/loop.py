@@ -70,6 +70,7 @@ from trainer.run_config import (  # noqa: F401  (re-exported: callers import the
 from trainer.step import _Running, accumulate_gradients  # noqa: F401
 from trainer.run_setup import RunSetup
 from umae_eval.errors import UmaeError
+from umae_eval.oom import memory_stage
 from umae_eval.progress import ProgressFactory, null_progress
 from umae_eval.provenance import versions
 
@@ -252,7 +253,8 @@ class _Run(RunSetup):
             record["unif_paper_over_code"] = self.paper_ratio
             self.paper_ratio = None
         probes = c.eval_every > 0 and (done % c.eval_every == 0 or done == p.epochs)
-        record.update(self.evaluator.evaluate(self.model, probes))
+        with memory_stage("online evaluation"):  # out of memory here: the CLI names --eval-images
+            record.update(self.evaluator.evaluate(self.model, probes))
         return record
 
     def run(self) -> TrainResult:
@@ -262,7 +264,8 @@ class _Run(RunSetup):
         p, c = self.preset, self.c
         history: list[dict[str, Any]] = []
         while self.epoch < p.epochs:
-            self._train_epoch()
+            with memory_stage("training"):  # the CLI names the batch options for this stage
+                self._train_epoch()
             if self.main:
                 record = self._end_epoch()
             self.epoch += 1

@@ -1,7 +1,8 @@
 """The ``umae`` command line: parse options, call the library, hand results to the report.
 
 Errors raised as :class:`~umae_eval.errors.UmaeError`, usage errors and OS errors (read-only or
-full disk, symlink loops, ...) are printed as one line with exit code 2, without a traceback;
+full disk, symlink loops, ...) and running out of memory (:mod:`umae_eval.oom`: the line names the
+option that needs less) are printed as one line with exit code 2, without a traceback;
 ``umae --debug ...`` shows the traceback. Exit code 1 is kept for internal errors (bugs).
 """
 
@@ -19,6 +20,7 @@ from rich.markup import escape
 from umae_eval import __version__
 from umae_eval.errors import UmaeError, os_error_message
 from umae_eval.help_layout import install as _install_help_layout
+from umae_eval.oom import is_out_of_memory, out_of_memory_message
 from umae_eval.progress import console
 from umae_eval.staging import discard_open_stages, user_path
 
@@ -134,6 +136,11 @@ def _interrupted_line() -> int:
     return 130
 
 
+def _command_name(args: list[str]) -> str | None:
+    """The subcommand in ``args`` (the first word that is not an option), e.g. 'probe'."""
+    return next((a for a in args if not a.startswith("-")), None)
+
+
 def _run(args: list[str]) -> int:
     try:
         # In non-standalone mode typer turns KeyboardInterrupt into a *returned* 130 (and
@@ -165,6 +172,14 @@ def _run(args: list[str]) -> int:
             return _interrupted_line()
         if isinstance(exc, _click_exception_types()):
             return _usage_error(exc, args)
+        if is_out_of_memory(exc):  # the input is too large for this machine: bad input, not a bug
+            if _state["debug"]:
+                console.print_exception()
+            from umae_eval.errors import interrupt_hint
+
+            hint = interrupt_hint()  # a training run says what its run folder keeps
+            _error_line(out_of_memory_message(exc, _command_name(args)) + (f"; {hint}" if hint else ""))
+            return 2
         if _state["debug"]:
             raise
         console.print(

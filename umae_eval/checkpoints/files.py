@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from umae_eval.errors import UmaeError
+from umae_eval.oom import is_out_of_memory
 
 #: The only global unpickled without --trust-pickle: the ``args`` of MAE/U-MAE training files.
 _SAFE_GLOBALS: list[Any] = [argparse.Namespace]
@@ -105,8 +106,7 @@ def read_torch(path: Path, trust_pickle: bool) -> Any:
 
 def _load_error(path: Path, exc: BaseException) -> UmaeError:
     """A failed torch.load as one line: out of memory said as such, not as a damaged file."""
-    text = str(exc)
-    if isinstance(exc, MemoryError) or "can't allocate memory" in text or "out of memory" in text.lower():
+    if is_out_of_memory(exc):
         size = path.stat().st_size / 2**30 if path.exists() else 0.0
         return UmaeError(f"{path}: not enough memory to load it ({size:.1f} GiB on disk; {one_line(exc)}); "
                          "free memory or use a machine with more")

@@ -15,6 +15,7 @@ import numpy as np
 from umae_eval.data.formats import CIFAR10_TRAIN
 from umae_eval.data.imageset import Arrays
 from umae_eval.errors import UmaeError
+from umae_eval.oom import is_out_of_memory
 
 # --------------------------------------------------------------------------------------------
 # CIFAR python pickles
@@ -77,6 +78,8 @@ def _unpickle(data: bytes, where: str) -> dict[Any, Any]:
         raise UmaeError(f"{where}: the pickle calls {exc}, which a CIFAR batch never does; umae refuses "
                         "to load it (use the files from the official cifar-*-python.tar.gz)") from None
     except Exception as exc:  # pickle raises many types on damaged input
+        if is_out_of_memory(exc):
+            raise  # not damage: the CLI says so and names the option to lower
         raise UmaeError(f"{where}: corrupt or truncated CIFAR pickle ({type(exc).__name__}: {exc}); "
                         "re-extract it from cifar-10-python.tar.gz / cifar-100-python.tar.gz") from None
     if not isinstance(obj, dict):

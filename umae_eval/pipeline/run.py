@@ -44,6 +44,7 @@ from umae_eval.pipeline.recipe import Recipe, recipe_of
 from umae_eval.pipeline.reference import Reference, reference_for
 from umae_eval.pipeline.sources import subject_features
 from umae_eval.pipeline.summary import Summary, build_summary, main_metric
+from umae_eval.oom import memory_stage
 from umae_eval.progress import ProgressFactory, null_progress
 
 
@@ -243,10 +244,12 @@ def rank_resamples(test_features: np.ndarray, config: AnalysisConfig, progress: 
 
 @contextmanager
 def timed(store: dict[str, float], key: str) -> Iterator[None]:
-    """Add the wall time of the block to ``store[key]`` (seconds)."""
+    """Add the wall time of the block to ``store[key]`` (seconds); an out-of-memory error inside
+    is labelled with the stage (the key before ':'), so the CLI can name the option to lower."""
     t0 = time.perf_counter()
     try:
-        yield
+        with memory_stage(key.split(":", 1)[0]):
+            yield
     finally:
         store[key] = store.get(key, 0.0) + time.perf_counter() - t0
 
