@@ -323,9 +323,9 @@ COLLAPSE = ("collapse-report", "{ckpt}", "--device", "cpu", "--data", "{npz}")
 OOM = [
     Case("probe-features-out-of-memory", (*PROBE, "--data", "{npz}"),
          "out of memory during feature extraction (DefaultCPUAllocator: can't allocate memory",
-         patches=(("umae_eval.pipeline.run", "compute_features", _torch_oom),)),
+         patches=(("umae_eval.pipeline.sources", "compute_features", _torch_oom),)),
     Case("probe-features-cuda-out-of-memory", (*PROBE, "--data", "{npz}"), "lower --batch-size",
-         patches=(("umae_eval.pipeline.run", "compute_features", _cuda_oom),)),
+         patches=(("umae_eval.pipeline.sources", "compute_features", _cuda_oom),)),
     Case("probe-knn-out-of-memory", (*PROBE, "--data", "{npz}"),
          "during the probes (linear, kNN, mean classifier) (Unable to allocate 4.00 EiB",
          patches=(("umae_eval.pipeline.run", "run_probes", _numpy_oom),)),
