@@ -142,7 +142,7 @@ CkptsArg = Annotated[list[Path], typer.Argument(
     "(.pth/.bin/.safetensors), a Hugging Face ViTMAE folder or file (README: Checkpoints).")]
 #: ``probe`` / ``collapse-report`` / ``compare``: checkpoints and --data, or --features instead.
 AnalysisCkptsArg = Annotated[Optional[list[Path]], typer.Argument(
-    metavar="[CKPT]...", show_default=False,
+    metavar="CKPT", show_default=False,
     help="Checkpoint file(s) or folder(s): official MAE (encoder or full), U-MAE, umae, timm "
     "(.pth/.bin/.safetensors), a Hugging Face ViTMAE folder or file (README: Checkpoints). "
     "Not with --features.")]
