@@ -196,6 +196,10 @@ ProtocolOpt = Annotated[str, typer.Option("--protocol", help="Linear probe recip
 BackendOpt = Annotated[str, typer.Option("--backend", help="Linear probe backend: torch or sklearn.")]
 EmbedOpt = Annotated[str, typer.Option("--embed", help="Feature maps to draw: tsne, umap, tsne,umap or none.")]
 PerClassOpt = Annotated[int, typer.Option("--per-class", min=1, help="Test images per class in each map.")]
+MapClassesOpt = Annotated[Optional[int], typer.Option(  # noqa: UP007 (typer reads Optional)
+    "--map-classes", metavar="N", show_default=False,
+    help="Classes each map shows, drawn from --seed, the same for every checkpoint (the paper's Fig. 3a "
+    "shows 10) [default: all up to 10 classes, else 10].")]
 RandomInitOpt = Annotated[bool, typer.Option(
     "--random-init", help="Add the first checkpoint's architecture, untrained, as a baseline (Fig. 1b).")]
 MaskRatioOpt = Annotated[float, typer.Option(
@@ -322,6 +326,7 @@ def analysis_config(
     backend: str = "torch",
     embed: str | None = None,
     per_class: int = 500,
+    map_classes: int | None = None,
     mask_ratio: float = 0.75,
     max_views: int = 2000,
     device: str = "auto",
@@ -340,6 +345,8 @@ def analysis_config(
 
     probing = methods is not None
     collapse = embed is not None
+    if collapse and map_classes is not None and map_classes < 2:
+        raise UmaeError(f"--map-classes {map_classes}: a map needs at least 2 classes, e.g. --map-classes 10")
     if collapse and not 0.0 <= mask_ratio < 1.0:
         raise UmaeError(f"--mask-ratio {mask_ratio}: must be in [0, 1), e.g. --mask-ratio 0.75")
     return AnalysisConfig(
@@ -352,7 +359,7 @@ def analysis_config(
         layers=_check_layers(layers), final_norm=parse_final_norm(final_norm),
         collapse=collapse,
         embed=parse_embed(embed) if collapse else (),
-        per_class=per_class, mask_ratio=mask_ratio, max_views=max_views,
+        per_class=per_class, map_classes=map_classes, mask_ratio=mask_ratio, max_views=max_views,
         device=device, batch_size=batch_size, seed=seed, n_boot=bootstrap,
         label_fractions=parse_fractions(label_fraction) if label_fraction else (),
         shots=parse_ints(shots, "--shots") if shots else (), draws=draws,

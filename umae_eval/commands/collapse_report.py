@@ -20,6 +20,7 @@ from umae_eval.options import (
     FeatureDtypeOpt,
     FeaturesOpt,
     LabelOpt,
+    MapClassesOpt,
     MaskRatioOpt,
     MaxTestOpt,
     MaxTrainOpt,
@@ -52,6 +53,7 @@ def collapse_report(
     final_norm: FinalNormOpt = "on",
     embed: EmbedOpt = "tsne",
     per_class: PerClassOpt = 500,
+    map_classes: MapClassesOpt = None,
     random_init: RandomInitOpt = False,
     mask_ratio: MaskRatioOpt = 0.75,
     max_views: MaxViewsOpt = 2000,
@@ -80,6 +82,8 @@ def collapse_report(
 
     Example:  umae collapse-report mae.pth umae.pth --data demo --layers all   (ranks and probes by block)
 
+    Example:  umae collapse-report mae.pth --data cifar-100-python --map-classes 10   (Fig. 3a on 10 classes)
+
     Example:  umae collapse-report --features dino_feats/ --features ibot.safetensors --label DINO --label iBOT
     """
     from umae_eval.analysis_command import analyse_checkpoints, analyse_features
@@ -90,7 +94,8 @@ def collapse_report(
                  feature_dtype=feature_dtype, batch_size=batch_size, random_init=random_init,
                  mask_ratio=mask_ratio, max_views=max_views)
     from_files = check_feature_options(features, ckpts, data, given)  # refusals before any other check
-    config = analysis_config(pool=pool, layers=layers, final_norm=final_norm, embed=embed, per_class=per_class, mask_ratio=mask_ratio,
+    config = analysis_config(pool=pool, layers=layers, final_norm=final_norm, embed=embed, per_class=per_class, map_classes=map_classes,
+                             mask_ratio=mask_ratio,
                              max_views=max_views, device=device, batch_size=batch_size, seed=seed,
                              bootstrap=bootstrap)
     if from_files:

@@ -23,6 +23,7 @@ from umae_eval.options import (
     KOpt,
     LabelFractionOpt,
     LabelOpt,
+    MapClassesOpt,
     MaskRatioOpt,
     MaxTestOpt,
     MaxTrainOpt,
@@ -68,6 +69,7 @@ def compare(
     bootstrap: BootstrapOpt = 2000,
     embed: EmbedOpt = "tsne",
     per_class: PerClassOpt = 500,
+    map_classes: MapClassesOpt = None,
     random_init: RandomInitOpt = False,
     mask_ratio: MaskRatioOpt = 0.75,
     max_views: MaxViewsOpt = 2000,
@@ -111,7 +113,8 @@ def compare(
                  mask_ratio=mask_ratio, max_views=max_views)
     from_files = check_feature_options(features, ckpts, data, given, methods)  # refusals before any other check
     config = analysis_config(pool=pool, layers=layers, final_norm=final_norm, methods=methods, k=k, temperature=temperature, protocol=protocol,
-                             backend=backend, embed=embed, per_class=per_class, mask_ratio=mask_ratio,
+                             backend=backend, embed=embed, per_class=per_class, map_classes=map_classes,
+                             mask_ratio=mask_ratio,
                              max_views=max_views, device=device, batch_size=batch_size, seed=seed,
                              bootstrap=bootstrap, label_fraction=label_fraction, shots=shots, draws=draws)
     if from_files:

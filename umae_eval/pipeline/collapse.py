@@ -234,11 +234,14 @@ def feature_maps(
     seed: int = 0,
     test_index: np.ndarray | None = None,
     progress: ProgressFactory = null_progress,
+    classes: Sequence[int] | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> list[FeatureMap]:
     """t-SNE/UMAP maps of up to ``per_class`` test features (``fs.test`` (M, D)) of each class.
 
     ``test_index`` (M,) maps a row of ``fs.test`` to its row in the full test split (None: the
-    same row).
+    same row). ``classes`` (``--map-classes``, :func:`~umae_eval.pipeline.map_classes.choose_map_classes`)
+    keeps only those class ids; they, and their ``class_names``, are recorded in the settings.
     """
     from umae_eval.embed import class_balanced_subset, embed
 
@@ -246,6 +249,12 @@ def feature_maps(
     if not methods:
         return out
     idx = np.asarray(class_balanced_subset(fs.y_test, per_class=per_class, seed=seed))
+    shown: dict[str, Any] = {}
+    if classes is not None:
+        idx = idx[np.isin(np.asarray(fs.y_test)[idx], np.asarray(classes))]
+        shown = {"map_class_ids": [int(c) for c in classes]}
+        if class_names is not None:
+            shown["map_classes"] = [str(class_names[int(c)]) for c in classes]
     rows = idx if test_index is None else np.asarray(test_index)[idx]
     labels = np.asarray(fs.y_test)[idx]
     for method in methods:
@@ -254,7 +263,7 @@ def feature_maps(
         coords = np.asarray(res.coords)
         settings = {"method": method, "per_class": per_class, "per_class_used": per_class_text(labels),
                     "n_points": int(len(idx)), "seed": seed, "features": f"test split, pool={fs.pool}",
-                    "separation_score": f"leave-one-out {MAP_SCORE_K}-NN accuracy in the 2-D map",
+                    "separation_score": f"leave-one-out {MAP_SCORE_K}-NN accuracy in the 2-D map", **shown,
                     **dict(getattr(res, "settings", {}) or {})}
         out.append(FeatureMap(method, coords, labels, settings, time.perf_counter() - t0,
                               np.asarray(rows, dtype=np.int64), map_knn_accuracy(coords, labels)))

@@ -35,6 +35,7 @@ from umae_eval.pipeline.curves import eval_images, read_training_curves
 from umae_eval.pipeline.extra_metrics import pair_sets, representation_json, representation_stage
 from umae_eval.pipeline.intervals import DEFAULT_BOOTSTRAP
 from umae_eval.pipeline.layers import LAYER_METHODS, BlockResult, LayerSummary, summarise_layers, sweep_blocks
+from umae_eval.pipeline.map_classes import choose_map_classes
 from umae_eval.pipeline.matrix import ProtocolMatrix
 from umae_eval.pipeline.metric_sentences import representation_notes
 from umae_eval.pipeline.protocol_probes import attentive_into, headline_k
@@ -68,6 +69,8 @@ class AnalysisConfig:
     collapse: bool = True
     embed: tuple[str, ...] = ()
     per_class: int = 500
+    #: ``--map-classes``: classes a map shows (None: all up to 10, else 10 drawn from the seed)
+    map_classes: int | None = None
     mask_ratio: float = 0.75
     max_views: int = 2000
     device: str = "auto"
@@ -89,7 +92,8 @@ class AnalysisConfig:
         if self.label_fractions or self.shots:
             out.update(label_fraction=list(self.label_fractions), shots=list(self.shots), draws=self.draws)
         if self.collapse:
-            out.update(embed=list(self.embed), per_class=self.per_class, mask_ratio=self.mask_ratio,
+            out.update(embed=list(self.embed), per_class=self.per_class, map_classes=self.map_classes,
+                       mask_ratio=self.mask_ratio,
                        max_views=self.max_views, max_views_used=min(self.max_views, n_test))
         out.update(seed=self.seed, device=str(resolve_device(self.device)), batch_size=self.batch_size,
                    bootstrap_resamples=self.n_boot)
@@ -284,6 +288,9 @@ def run_analysis(
     probe_device = str(resolve_device(config.device))
     if "umap" in config.embed and umap_compiles():
         notify("UMAP compiles its code on first use: about 15 s before the first map")
+    # refused here, before any feature is computed, when --map-classes exceeds the data's classes
+    map_classes = choose_map_classes(len(data.images.class_names), config.map_classes, config.seed) \
+        if config.embed else None
     view_idx = subset_indices(len(data.y_test), config.max_views, config.seed + 2)
     # features read from files (--features) come with no images: nothing to view
     x_views = data.x_test if view_idx is None or data.x_test is None else data.x_test[view_idx]
@@ -352,7 +359,8 @@ def run_analysis(
                     # rows of fs.test are the subset's test images (less any a lazy set could not decode)
                     index = data.test_idx if len(fs.y_test) == len(data.y_test) else None
                     r.maps.extend(feature_maps(fs, methods=(method,), per_class=config.per_class,
-                                               seed=config.seed, test_index=index, progress=progress))
+                                               seed=config.seed, test_index=index, progress=progress,
+                                               classes=map_classes, class_names=data.images.class_names))
             if s.name not in config.table_only:
                 r.curves = read_training_curves(s.info.run_dir)
                 r.eval_images = eval_images(s.info.run_dir)

@@ -8,9 +8,11 @@ provenance in collapsed sections. :func:`analysis_tables` gives the CSV files.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from umae_eval.pipeline import AnalysisResults
@@ -198,26 +200,43 @@ def _maps_section(rep: HtmlReport, res: AnalysisResults, settings: Mapping[str, 
             continue
         words = {"tsne": "t-SNE", "umap": "UMAP"}.get(method, method)
         m0 = panels[0][1]
+        names, shown = _shown_classes(m0.settings, res.class_names)
+        panels = [(name, replace(m, labels=shown(m.labels))) for name, m in panels]
         line = (f"{m0.settings['n_points']} test images, {m0.settings['per_class_used']} · pool={settings['pool']} · "
                 f"seed={m0.settings['seed']}")
-        figs = [F.embedding_figure(m.coords, m.labels, res.class_names, test_index=m.test_index, legend=False,
+        figs = [F.embedding_figure(m.coords, m.labels, names, test_index=m.test_index, legend=False,
                                    title=f"{name}", settings_line=f"10-NN accuracy in the map: {m.knn_accuracy:.1f}%")
                 for name, m in panels]
         combined = F.maps_figure([(f"{name}<br>{m.knn_accuracy:.1f}% 10-NN accuracy in the map", m.coords, m.labels,
                                    m.test_index)
-                                  for name, m in panels], res.class_names,
+                                  for name, m in panels], names,
                                  title=f"{words} of test features (Fig. 3a)", settings_line=line)
-        colors = F.class_colors(len(res.class_names))
-        glyphs = [F.SYMBOL_GLYPHS[s] for s in F.class_symbols(len(res.class_names))]
-        swatches = list(zip(res.class_names, colors, glyphs)) if len(res.class_names) <= 40 else []
+        colors = F.class_colors(len(names))
+        glyphs = [F.SYMBOL_GLYPHS[s] for s in F.class_symbols(len(names))]
+        swatches = list(zip(names, colors, glyphs)) if len(names) <= 40 else []
         caption = (f"{words} of each checkpoint's test features, side by side with equal axes; the score above "
                    f"each map is the leave-one-out 10-NN accuracy of the points inside the 2-D map (how well "
                    f"the classes separate in what you see). Hover a point for its class and test-image index "
                    f"(maps.csv has them all).")
+        if len(names) < len(res.class_names):
+            caption += (f" {len(names)} of the {len(res.class_names)} classes, drawn at random from seed "
+                        f"{m0.settings['seed']} (--map-classes), the same in every map: {', '.join(names)}.")
         if not swatches:
-            caption += f" {len(res.class_names)} classes: colours cycle through hues; the tooltip names the class."
+            caption += f" {len(names)} classes: colours cycle through hues; the tooltip names the class."
         rep.add_figure_grid(f"{words} maps (Fig. 3a)", figs, caption=caption, swatches=swatches,
                             settings={**m0.settings, **prov}, static=combined, name=f"fig3a-{method}")
+
+
+def _shown_classes(settings: Mapping[str, Any], class_names: Sequence[str]
+                   ) -> tuple[list[str], Callable[[np.ndarray], np.ndarray]]:
+    """The names of the classes a map shows and the relabelling of its points to 0..N-1, so that
+    --map-classes 10 of 100 classes gets the 10-class colour-blind palette with marker shapes."""
+    ids = [int(c) for c in settings.get("map_class_ids") or range(len(class_names))]
+    if ids == list(range(len(class_names))):
+        return list(class_names), lambda labels: labels
+    lookup = np.full(max(max(ids) + 1, len(class_names)), -1, dtype=np.int64)
+    lookup[ids] = np.arange(len(ids))
+    return [str(class_names[c]) for c in ids], lambda labels: lookup[np.asarray(labels, dtype=np.int64)]
 
 
 def _curves_section(rep: HtmlReport, res: AnalysisResults, prov: Mapping[str, str],
