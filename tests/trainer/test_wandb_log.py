@@ -245,3 +245,22 @@ def test_parse_log_kinds_takes_wandb() -> None:
     if __import__("importlib").util.find_spec("wandb") is None:
         pytest.skip("wandb is not installed (pip install umae[wandb])")
     assert parse_log_kinds("wandb, csv") == ("jsonl", "csv", "wandb")
+
+
+@needs_wandb
+@pytest.mark.slow
+def test_finetune_logs_to_wandb_the_same_way(tmp_path: Path) -> None:
+    """`umae finetune --log wandb`: its records (train loss, lr, test top-1/5) in the offline run, once each."""
+    out = tmp_path / "ft"
+    encoder = ROOT / "umae_eval" / "demo" / "encoders" / "mae-cifar10-vit96x6-p4-e20.pth"
+    r = subprocess.run(["umae", "finetune", str(encoder), "--data", "demo", "--preset", "cpu-demo", "--epochs", "2",
+                        "--max-train-images", "128", "--eval-images", "32", "--log", "wandb", "--out", str(out)],
+                       cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rows = assert_history_is_metrics(out)
+    assert [row["_step"] for row in rows] == [1, 2]
+    assert {"loss/total", "lr", "eval/top1", "eval/top5"} <= set(rows[-1])
+    from trainer.runlog import read_config
+
+    config = offline_history(out)[2]
+    assert config["preset"] == read_config(out)["preset"] and config["preset"]["epochs"] == 2
