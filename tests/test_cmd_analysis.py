@@ -201,7 +201,9 @@ def test_compare_ranks_mixed_layouts(tiny_npz: Path, ckpts: dict[str, Path], tmp
         assert set(r["accuracies"]) == {"linear_accuracy", "knn_accuracy@5"} and "effective_rank" in r
     html = (out / "report.html").read_text()
     # accuracy bars + 2 spectra + ranks + alignment/uniformity + 3 curves of the umae run
-    assert _n_figures(html) == 9  # + the token Fourier lines by block
+    # + the token Fourier lines by block + attention distance and entropy/NMI (compare's default)
+    assert _n_figures(html) == 11
+    assert len(pd.read_csv(out / "attention_stats.csv")["checkpoint"].unique()) == 4
     _assert_escaped(html)
     printed = capsys.readouterr().out
     assert "Accuracy, % [95% interval]" in printed and "Rank [95% interval]" in printed  # best first, 80 columns

@@ -171,6 +171,9 @@ FinalNormOpt = Annotated[str, typer.Option("--final-norm", help="on: apply the e
                                                                 "every block read (MAE's linear-probe feature); "
                                                                 "off: the raw block output (efficient-probing's "
                                                                 "kNN protocol).")]
+AttentionImagesOpt = Annotated[int, typer.Option(
+    "--attention-images", min=0, help="Attention statistics (mean attention distance per head and block, "
+    "entropy, NMI; Park et al. 2023) on this many seeded test images; 0 turns them off.")]
 LabelOpt = Annotated[Optional[list[str]], typer.Option(
     "--label", help="Display name of a checkpoint; repeat once per checkpoint, in order (default: from "
     "its metadata, e.g. 'U-MAE λ=0.01 e200' for umae and U-MAE files, else the file name).")]

@@ -8,7 +8,10 @@ pipeline, then the report).
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from umae_eval.options import (
+    AttentionImagesOpt,
     BackendOpt,
     BatchSizeOpt,
     BootstrapOpt,
@@ -88,11 +91,14 @@ def compare(
     skip_bad_images: SkipBadOpt = False,
     max_train_per_class: MaxTrainPerClassOpt = None,
     feature_dtype: FeatureDtypeOpt = "float32",
+    attention_images: AttentionImagesOpt = 256,
 ) -> None:
     """Compare checkpoints: probes with 95% intervals and paired differences, collapse measures, maps.
 
     Writes results.json, report.html, figures/ and CSVs (ranking, accuracy, intervals,
-    differences, collapse, singular_values, maps) into --out.
+    differences, collapse, singular_values, maps, attention_stats) into --out. A `umae finetune`
+    checkpoint also gets its own trained head's top-1 / top-5 on the test split, in a section of
+    its own (finetuned_classifiers.csv): a fine-tuned result, never a frozen-feature one.
 
     Example:  umae compare mae.pth u-mae.pth vit_base_patch16_224.mae.safetensors --data demo --random-init
 
@@ -101,6 +107,10 @@ def compare(
 
     Example:  umae compare mae.pth u-mae.pth --data demo --layers all --methods mean,linear,knn,attentive
     --label-fraction 0.01,0.1 --shots 5
+
+    A fine-tuned checkpoint beside its source (its head's top-1 in its own section), no attention statistics:
+
+    Example:  umae compare runs/ft-mae/last.pth mae.pth --data demo --attention-images 0
 
     Example:  umae compare --features dino.npz --features ibot.npz --label DINO --label iBOT
     """
@@ -117,6 +127,8 @@ def compare(
                              mask_ratio=mask_ratio,
                              max_views=max_views, device=device, batch_size=batch_size, seed=seed,
                              bootstrap=bootstrap, label_fraction=label_fraction, shots=shots, draws=draws)
+    # both need the encoder and the images, which features read from files do not have
+    config = replace(config, attention_images=0 if from_files else attention_images, finetuned_heads=not from_files)
     if from_files:
         analyse_features("compare", "umae compare: probes and collapse measures", config, features,
                          label=label, out=out, max_train=max_train, max_test=max_test,

@@ -268,3 +268,16 @@ def feature_maps(
         out.append(FeatureMap(method, coords, labels, settings, time.perf_counter() - t0,
                               np.asarray(rows, dtype=np.int64), map_knn_accuracy(coords, labels)))
     return out
+
+
+def rank_resamples(test_features: np.ndarray, n_boot: int, seed: int, progress: ProgressFactory) -> np.ndarray:
+    """Effective rank and RankMe of ``test_features`` (N, D) on the shared row resamples, (R, 2).
+
+    Every checkpoint gets the same resamples (same N, same seed), so rank differences are paired.
+    """
+    from umae_eval.metrics.rank_bootstrap import bootstrap_ranks, rank_resample_count
+
+    n, d = test_features.shape
+    reps = rank_resample_count(n, d, n_boot)
+    with progress("rank intervals (bootstrap)", total=reps) as advance:
+        return bootstrap_ranks(test_features, n_boot=reps, seed=seed + 7, step=advance)

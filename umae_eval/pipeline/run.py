@@ -24,6 +24,7 @@ from umae_eval.errors import UmaeError
 from umae_eval.feature_subjects import ENCODER_SETTINGS, skipped_notes
 from umae_eval.pipeline.collapse import (
     FeatureMap,
+    rank_resamples,
     SpectrumStats,
     ViewGeometry,
     feature_maps,
@@ -31,8 +32,10 @@ from umae_eval.pipeline.collapse import (
     spectrum_stats,
     umap_compiles,
 )
+from umae_eval.pipeline.attention import attention_stage
 from umae_eval.pipeline.curves import eval_images, read_training_curves
 from umae_eval.pipeline.extra_metrics import pair_sets, representation_json, representation_stage
+from umae_eval.pipeline.finetuned import finetuned_stage
 from umae_eval.pipeline.intervals import DEFAULT_BOOTSTRAP
 from umae_eval.pipeline.layers import LAYER_METHODS, BlockResult, LayerSummary, summarise_layers, sweep_blocks
 from umae_eval.pipeline.map_classes import choose_map_classes
@@ -79,6 +82,10 @@ class AnalysisConfig:
     n_boot: int = DEFAULT_BOOTSTRAP
     #: Checkpoints shown as table rows only: no paired comparison, no training curves (umae demo's smoke run).
     table_only: tuple[str, ...] = ()
+    #: compare: attention statistics on this many seeded test images (0: off) and the top-1 of
+    #: the trained heads `umae finetune` files carry (pipeline/attention.py, pipeline/finetuned.py)
+    attention_images: int = 0
+    finetuned_heads: bool = False
 
     def settings(self, n_test: int) -> dict[str, Any]:
         """The options that shaped the results, by their CLI names (for results.json)."""
@@ -99,6 +106,8 @@ class AnalysisConfig:
                    bootstrap_resamples=self.n_boot)
         if self.table_only:
             out["not_compared"] = list(self.table_only)
+        if self.attention_images:
+            out["attention_images"] = self.attention_images
         return out
 
 
@@ -128,6 +137,9 @@ class CheckpointResult:
     extra: Any = None
     #: the representation metrics of every block read (several blocks): block -> MetricSet
     block_extra: dict[int, Any] = field(default_factory=dict)
+    #: attention statistics (AttentionStats) and a `umae finetune` file's own head (FinetunedResult)
+    attention: Any = None
+    finetuned: Any = None
 
     @property
     def name(self) -> str:
@@ -229,21 +241,12 @@ class AnalysisResults:
         if sets:
             out["representation_metrics"] = representation_json(
                 sets, self.representation_pairs, {c.name: c.block_extra for c in self.checkpoints if c.block_extra})
+        for key, attr in (("finetuned_classifiers", "finetuned"), ("attention_statistics", "attention")):
+            part = {c.name: getattr(c, attr).to_json() for c in self.checkpoints if getattr(c, attr) is not None}
+            if part:
+                out[key] = part  # apart from the frozen-feature results above
         out["timings_s"] = dict(self.timings)
         return out
-
-
-def rank_resamples(test_features: np.ndarray, config: AnalysisConfig, progress: ProgressFactory) -> np.ndarray:
-    """Effective rank and RankMe of ``test_features`` (N, D) on the shared row resamples, (R, 2).
-
-    Every checkpoint gets the same resamples (same N, same seed), so rank differences are paired.
-    """
-    from umae_eval.metrics.rank_bootstrap import bootstrap_ranks, rank_resample_count
-
-    n, d = test_features.shape
-    reps = rank_resample_count(n, d, config.n_boot)
-    with progress("rank intervals (bootstrap)", total=reps) as advance:
-        return bootstrap_ranks(test_features, n_boot=reps, seed=config.seed + 7, step=advance)
 
 
 @contextmanager
@@ -341,7 +344,7 @@ def run_analysis(
             with timed(times, f"spectrum:{s.name}"):
                 r.spectrum = spectrum_stats(fs.test)
             with timed(times, f"rank_intervals:{s.name}"):
-                r.rank_resamples = rank_resamples(fs.test, config, progress)
+                r.rank_resamples = rank_resamples(fs.test, config.n_boot, config.seed, progress)
             if s.encoder is not None:  # features from files: no encoder to view masked images with
                 with timed(times, f"masked_views:{s.name}"):
                     r.views = masked_view_geometry(s, x_views, mask_ratio=config.mask_ratio, seed=config.seed,
@@ -364,6 +367,11 @@ def run_analysis(
             if s.name not in config.table_only:
                 r.curves = read_training_curves(s.info.run_dir)
                 r.eval_images = eval_images(s.info.run_dir)
+        with timed(times, f"attention_statistics:{s.name}"):
+            r.attention = attention_stage(s, data, config, progress)
+        if config.finetuned_heads:
+            with timed(times, f"finetuned_classifier:{s.name}"):
+                r.finetuned = finetuned_stage(s, data, config, spec, progress)
         results.append(r)
     data_settings = data.settings(spec)  # after the features: a lazy set adds its notes (transform, skips)
     for r in results:

@@ -106,7 +106,11 @@ def analysis_tables(res: AnalysisResults) -> dict[str, pd.DataFrame]:
     out.update(extra_metrics.results_tables(res))
     from umae_eval.report.layers import layers_frame, matrix_frame
 
-    for stem, frame in (("layers", layers_frame(res)), ("protocol_matrix", matrix_frame(res))):
+    from umae_eval.report.attention import attention_frame
+    from umae_eval.report.finetuned import finetuned_frame
+
+    for stem, frame in (("layers", layers_frame(res)), ("protocol_matrix", matrix_frame(res)),
+                        ("finetuned_classifiers", finetuned_frame(res)), ("attention_stats", attention_frame(res))):
         if not frame.empty:
             out[stem] = frame
     return out
@@ -301,11 +305,16 @@ def analysis_report(res: AnalysisResults, settings: Mapping[str, Any], *, comman
                           "'not recorded' for bare encoders and timm files), the layout detected when loading, "
                           "and the sha256 of the file's bytes (full hashes under Provenance).")
     _probe_section(rep, res, settings, prov)
+    from umae_eval.report.attention import add_attention_section
+    from umae_eval.report.finetuned import add_finetuned_section
     from umae_eval.report.layers import add_layers_section
+
+    add_finetuned_section(rep, res, prov)  # apart from the frozen-feature probes, under its own heading
 
     add_layers_section(rep, res, settings, prov)
     _collapse_section(rep, res, settings, prov)
     extra_metrics.results_section(rep, res, settings, prov, colors=report_colors(res))
+    add_attention_section(rep, res, settings, prov, colors=report_colors(res))
     with rep.collapsed("Settings, versions and provenance"):
         rep.add_settings(report_settings(settings))
         rep.add_table("Checkpoint files", checkpoint_files_frame(res), level=3)

@@ -116,6 +116,17 @@ def print_analysis(res: Any, written: Mapping[str, Path]) -> None:
         _print_plain(res)
     for table in tables:
         stdout.print(table)
+    from umae_eval.report.attention import attention_lines
+    from umae_eval.report.finetuned import finetuned_table
+
+    tuned = finetuned_table(res)  # a table of its own: never a row among the frozen probes
+    if tuned is not None:
+        stdout.print(tuned)
+        for c in res.checkpoints:
+            if c.finetuned is not None:
+                stdout.print(f"{c.name}: {c.finetuned.sentence}", highlight=False, soft_wrap=True, markup=False)
+    for line in attention_lines(res):
+        stdout.print(line, highlight=False, soft_wrap=True, markup=False)
     for key, path in written.items():
         stdout.print(f"{key}: {path}", highlight=False, soft_wrap=True)
 

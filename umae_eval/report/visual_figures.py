@@ -14,7 +14,7 @@ pictures), attention statistics against depth (plotly, redrawn for figures/ like
 from __future__ import annotations
 
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -117,11 +117,13 @@ def attention_figure(images: np.ndarray, rollout: np.ndarray, cls_attention: np.
     return fig
 
 
-def distance_figure(summaries: Sequence[tuple[str, StatSummary]], note: str) -> go.Figure:
-    """Mean attention distance (pixels) against block, a dot per head with its bootstrap interval."""
+def distance_figure(summaries: Sequence[tuple[str, StatSummary]], note: str,
+                    colors: Mapping[str, str] | None = None) -> go.Figure:
+    """Mean attention distance (pixels) against block, a dot per head with its bootstrap interval;
+    ``colors``: the report's colour per checkpoint (else roles guessed from the names)."""
     fig = go.Figure()
     k = len(summaries)
-    palette = _colors_for([name for name, _ in summaries], None)  # one colour per checkpoint, by role
+    palette = _colors_for([name for name, _ in summaries], colors)  # one colour per checkpoint, by role
     for c, (name, s) in enumerate(summaries):
         depth, heads = s.mean.shape
         xs, ys, lo, hi = [], [], [], []
@@ -141,14 +143,15 @@ def distance_figure(summaries: Sequence[tuple[str, StatSummary]], note: str) -> 
     return fig
 
 
-def entropy_nmi_figure(summaries: Sequence[tuple[str, dict[str, StatSummary]]], note: str) -> go.Figure:
+def entropy_nmi_figure(summaries: Sequence[tuple[str, dict[str, StatSummary]]], note: str,
+                       colors: Mapping[str, str] | None = None) -> go.Figure:
     """Per block (head-averaged per image, then bootstrapped: ``block_stats``): [CLS] entropy,
     patch entropy (nats) and NMI, one colour per checkpoint."""
     from plotly.subplots import make_subplots
 
     titles = ("[CLS] -> patch entropy (nats)", "patch -> patch entropy (nats)", "attention NMI")
     fig = make_subplots(rows=1, cols=3, subplot_titles=titles)
-    palette = _colors_for([name for name, _ in summaries], None)  # one colour per checkpoint, by role
+    palette = _colors_for([name for name, _ in summaries], colors)  # one colour per checkpoint, by role
     for name, stats in summaries:
         color = palette[name]
         for j, key in enumerate(("cls_entropy", "patch_entropy", "nmi")):

@@ -122,6 +122,8 @@ def bootstrap_summary(values: np.ndarray, *, n_boot: int = 1000, level: float = 
         return StatSummary(mean, mean.copy(), mean.copy())
     rng = np.random.default_rng(seed)
     idx = rng.integers(0, n, size=(n_boot, n))
-    boots = values[idx].mean(1)
+    # resampled means in chunks: (chunk, N, depth, H) float64 stays under ~64 MB for ViT-B at N = 256
+    chunk = max(1, int(64e6 // max(1, values[0].size * n * 8)))
+    boots = np.concatenate([values[idx[i:i + chunk]].mean(1) for i in range(0, n_boot, chunk)])
     q = (1 - level) / 2
     return StatSummary(mean, np.quantile(boots, q, axis=0), np.quantile(boots, 1 - q, axis=0))
