@@ -32,10 +32,8 @@ from umae_eval.pipeline.collapse import (
     spectrum_stats,
     umap_compiles,
 )
-from umae_eval.pipeline.attention import attention_stage
 from umae_eval.pipeline.curves import eval_images, read_training_curves
 from umae_eval.pipeline.extra_metrics import pair_sets, representation_json, representation_stage
-from umae_eval.pipeline.finetuned import finetuned_stage
 from umae_eval.pipeline.intervals import DEFAULT_BOOTSTRAP
 from umae_eval.pipeline.layers import LAYER_METHODS, BlockResult, LayerSummary, summarise_layers, sweep_blocks
 from umae_eval.pipeline.map_classes import choose_map_classes
@@ -46,6 +44,7 @@ from umae_eval.pipeline.protocols import fc_norm_notes, headline_names, protocol
 from umae_eval.pipeline.probing import ProbeSummary, run_probes
 from umae_eval.pipeline.recipe import Recipe, recipe_of
 from umae_eval.pipeline.reference import Reference, reference_for
+from umae_eval.pipeline.side_stages import side_json, side_stages
 from umae_eval.pipeline.sources import subject_features
 from umae_eval.pipeline.summary import Summary, build_summary, main_metric
 from umae_eval.oom import memory_stage
@@ -82,8 +81,7 @@ class AnalysisConfig:
     n_boot: int = DEFAULT_BOOTSTRAP
     #: Checkpoints shown as table rows only: no paired comparison, no training curves (umae demo's smoke run).
     table_only: tuple[str, ...] = ()
-    #: compare: attention statistics on this many seeded test images (0: off) and the top-1 of
-    #: the trained heads `umae finetune` files carry (pipeline/attention.py, pipeline/finetuned.py)
+    #: compare: attention statistics on N test images (0: off); the heads `umae finetune` files carry
     attention_images: int = 0
     finetuned_heads: bool = False
 
@@ -137,8 +135,7 @@ class CheckpointResult:
     extra: Any = None
     #: the representation metrics of every block read (several blocks): block -> MetricSet
     block_extra: dict[int, Any] = field(default_factory=dict)
-    #: attention statistics (AttentionStats) and a `umae finetune` file's own head (FinetunedResult)
-    attention: Any = None
+    attention: Any = None  # AttentionStats; FinetunedResult: a `umae finetune` file's own head
     finetuned: Any = None
 
     @property
@@ -241,10 +238,7 @@ class AnalysisResults:
         if sets:
             out["representation_metrics"] = representation_json(
                 sets, self.representation_pairs, {c.name: c.block_extra for c in self.checkpoints if c.block_extra})
-        for key, attr in (("finetuned_classifiers", "finetuned"), ("attention_statistics", "attention")):
-            part = {c.name: getattr(c, attr).to_json() for c in self.checkpoints if getattr(c, attr) is not None}
-            if part:
-                out[key] = part  # apart from the frozen-feature results above
+        out.update(side_json(self.checkpoints))
         out["timings_s"] = dict(self.timings)
         return out
 
@@ -367,11 +361,7 @@ def run_analysis(
             if s.name not in config.table_only:
                 r.curves = read_training_curves(s.info.run_dir)
                 r.eval_images = eval_images(s.info.run_dir)
-        with timed(times, f"attention_statistics:{s.name}"):
-            r.attention = attention_stage(s, data, config, progress)
-        if config.finetuned_heads:
-            with timed(times, f"finetuned_classifier:{s.name}"):
-                r.finetuned = finetuned_stage(s, data, config, spec, progress)
+        side_stages(r, data, config, spec, progress, times)  # attention statistics, a fine-tuned head
         results.append(r)
     data_settings = data.settings(spec)  # after the features: a lazy set adds its notes (transform, skips)
     for r in results:
