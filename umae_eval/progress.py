@@ -68,6 +68,53 @@ def rich_progress(description: str, total: int | None = None) -> Iterator[Advanc
         yield lambda n=1: bar.advance(task, n)
 
 
+class PlannedProgress:
+    """One bar over a whole run whose stages are known in advance, plus a bar per stage.
+
+    ``stages`` maps each stage's progress description to (units, cost per unit); the overall bar's
+    total is the summed cost, and each finished unit advances it by its stage's cost, so its time
+    remaining is estimated from the work done so far (rich's rate over the last 30 s), not from a
+    spinner. A stage that starts with another unit count than planned corrects the total; a stage
+    not in the plan gets its own bar only. Use as a context manager, then as a
+    :class:`ProgressFactory`.
+    """
+
+    def __init__(self, title: str, stages: dict[str, tuple[int, float]], out: Console | None = None) -> None:
+        self.stages = dict(stages)
+        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=out or console,
+                            transient=False)
+        self.title = title
+        self.overall: TaskID | None = None
+
+    def __enter__(self) -> PlannedProgress:
+        self.bar.start()
+        self.overall = self.bar.add_task(self.title, total=sum(n * c for n, c in self.stages.values()))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.stop()
+
+    @contextlib.contextmanager
+    def __call__(self, description: str, total: int | None = None) -> Iterator[Advance]:
+        planned, cost = self.stages.get(description, (0, 0.0))
+        assert self.overall is not None, "PlannedProgress is used inside its with block"
+        overall = self.overall
+        if cost and total is not None and total != planned:
+            self.bar.update(overall, total=self.bar.tasks[overall].total + (total - planned) * cost)
+        task = self.bar.add_task(f"  {description}", total=total)
+
+        def advance(n: int = 1) -> None:
+            self.bar.advance(task, n)
+            if cost:
+                self.bar.advance(overall, n * cost)
+
+        try:
+            yield advance
+        finally:
+            self.bar.remove_task(task)
+
+
 def say(message: str) -> None:
     """One status line on stderr (e.g. 'UMAP compiles on first use: ~15 s')."""
     console.print(message, highlight=False)

@@ -25,7 +25,7 @@ from umae_eval.options import (
     TrustPickleOpt,
     loader_options,
 )
-from umae_eval.progress import rich_progress, say, stdout
+from umae_eval.progress import PlannedProgress, rich_progress, say, stdout
 
 COMMAND = "mask-ratio-sweep"
 PIXEL_SCALING = "pixels divided by 255 (values in [0, 1]); no normalisation"
@@ -101,6 +101,7 @@ def mask_ratio_sweep(
     from umae_eval.maskratio import export
     from umae_eval.maskratio.masks import parse_ratios, validate_ratios
     from umae_eval.maskratio.pairs import check_pairs
+    from umae_eval.maskratio.work import sweep_plan
     from umae_eval.maskratio.sweep import (
         SweepConfig,
         checkpoint_view_encoder,
@@ -208,8 +209,13 @@ def mask_ratio_sweep(
         "versions": versions(),
     }
 
-    result = run_sweep(x_test, y_test, x_train, y_train, config, n_classes=ds.num_classes,
-                       encoder=encoder, device=dev, progress=rich_progress)
+    plan = sweep_plan(space=space, ratios=len(ratio_list), pairs=pairs, views=views, num_patches=num_patches,
+                      n_classes=ds.num_classes, label_images=label_images, graph_nodes=graph_images * graph_views,
+                      n_boot=bootstrap, series=len(estimators) * len(settings["metrics"]))
+    say(plan.summary)  # the work, stated before it starts; the bar below times it
+    with PlannedProgress("mask-ratio sweep", plan.stages) as planned:
+        result = run_sweep(x_test, y_test, x_train, y_train, config, n_classes=ds.num_classes,
+                           encoder=encoder, device=dev, progress=planned)
 
     results = export.result_to_dict(result)
     results["timings"] = {"load_data_s": load_s, **result.timings,

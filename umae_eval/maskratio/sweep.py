@@ -178,9 +178,12 @@ def run_sweep(x_eval: np.ndarray, y_eval: np.ndarray, x_train: np.ndarray, y_tra
     timings["distances_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    curves = {name: summarise_curves(name, np.asarray(ratios), raw["intra"][name], raw["inter"][name],
-                                     n_boot=config.n_boot, seed=_boot_seed(config.seed, name))
-              for name in raw["intra"]}
+    curves = {}
+    with progress("bootstrap", total=len(raw["intra"])) as advance:
+        for name in raw["intra"]:
+            curves[name] = summarise_curves(name, np.asarray(ratios), raw["intra"][name], raw["inter"][name],
+                                            n_boot=config.n_boot, seed=_boot_seed(config.seed, name))
+            advance(1)
     timings["bootstrap_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
