@@ -249,3 +249,32 @@ def test_a_stubbed_object_inside_the_weights_is_still_refused(tmp_path: Path) ->
     with pytest.raises(UmaeError, match="--trust-pickle"):
         load_encoder(tmp_path / "w.pth")
     assert not marker.exists()
+
+
+def test_mmpretrain_and_solo_learn_sizes_that_contradict_the_weights_are_reported(tmp_path: Path) -> None:
+    """Issue 23 (weak): metadata saying patch 8 for patch-4 weights was not reported for these two."""
+    from umae_eval.checkpoint_checks import metadata_conflicts
+
+    _mmpre_file(tmp_path / "epoch_1.pth", cfg=MMPRE_CFG.replace("img_size=32, patch_size=4,", "img_size=64, patch_size=8,"))
+    enc = load_encoder(tmp_path / "epoch_1.pth")
+    assert enc.info.arch.patch_size == 4 and enc.info.arch.img_size == 32  # the weights decide
+    assert metadata_conflicts(enc.info.layout, enc.info.metadata, enc.info.arch) == [
+        "img_size: meta['cfg'] backbone img_size=64, weights 32", "patch_size: meta['cfg'] backbone patch_size=8, weights 4"]
+    _mmpre_file(tmp_path / "epoch_2.pth")
+    enc = load_encoder(tmp_path / "epoch_2.pth")
+    assert metadata_conflicts(enc.info.layout, enc.info.metadata, enc.info.arch) == []
+
+    vit = TimmNamedViT(dim=192, heads=12, seed=6)
+    folder = tmp_path / "solo"
+    folder.mkdir()
+    torch.save(_lightning(OrderedDict((f"backbone.{k}", v) for k, v in vit.state_dict().items())), folder / "m.ckpt")
+    args = {"method": "mae", "backbone": {"name": "vit_tiny", "kwargs": {"img_size": 32, "patch_size": 8}},
+            "data": {"dataset": "cifar10"}}
+    (folder / "args.json").write_text(json.dumps(args))
+    enc = load_encoder(folder / "m.ckpt")
+    assert metadata_conflicts(enc.info.layout, enc.info.metadata, enc.info.arch) == [
+        "patch_size: args.json backbone.kwargs.patch_size 8, weights 4"]
+    args["backbone"]["kwargs"]["patch_size"] = 4
+    (folder / "args.json").write_text(json.dumps(args))
+    enc = load_encoder(folder / "m.ckpt")
+    assert metadata_conflicts(enc.info.layout, enc.info.metadata, enc.info.arch) == []

@@ -69,6 +69,20 @@ def metadata_conflicts(layout: str, metadata: Mapping[str, Any], arch: Any) -> l
             if key in metadata and not _same(metadata[key], getattr(arch, field)):
                 out.append(f"{field}: config.json {key} {metadata[key]!r}, weights {getattr(arch, field)!r}")
         return out
+    if layout == "solo-learn":  # metadata['args'] is the args.json solo-learn wrote beside the file
+        args = metadata.get("args") if isinstance(metadata.get("args"), Mapping) else {}
+        backbone = args.get("backbone") if isinstance(args.get("backbone"), Mapping) else {}
+        kwargs = backbone.get("kwargs") if isinstance(backbone.get("kwargs"), Mapping) else {}
+        for key in ("img_size", "patch_size"):
+            if key in kwargs and not _same(kwargs[key], getattr(arch, key)):
+                out.append(f"{key}: args.json backbone.kwargs.{key} {kwargs[key]!r}, weights {getattr(arch, key)!r}")
+        return out
+    if layout == "mmpretrain":  # the backbone's sizes read from meta['cfg'] (mmpretrain.parse)
+        for key in ("img_size", "patch_size"):
+            stated = metadata.get(f"cfg_backbone_{key}")
+            if stated is not None and not _same(stated, getattr(arch, key)):
+                out.append(f"{key}: meta['cfg'] backbone {key}={stated!r}, weights {getattr(arch, key)!r}")
+        return out
     if "input_size" in metadata and not _same(metadata["input_size"], arch.img_size):
         out.append(f"img_size: args.input_size {metadata['input_size']!r}, weights {arch.img_size!r}")
     match = _OFFICIAL_NAME.search(str(metadata.get("model", "")))

@@ -146,5 +146,10 @@ def parse(obj: Mapping[str, Any], source: str) -> ParsedCheckpoint:
     note += ", heads from the config's arch" if "num_heads" in hints else \
         ", heads D/64 (no arch in meta['cfg']; mmpretrain's 'small' ViT has 8: pass --num-heads 8)"
     metadata = {k: v for k, v in meta.items() if k != "cfg" and isinstance(v, (str, int, float, bool))}
+    backbone = _dict_body(cfg, "backbone")
+    for key in ("img_size", "patch_size"):  # compared with the weights (checkpoint_checks)
+        stated = re.search(rf"\b{key}\s*=\s*(\d+)\b", backbone)
+        if stated:
+            metadata[f"cfg_backbone_{key}"] = int(stated.group(1))
     return ParsedCheckpoint(layout="mmpretrain", encoder=encoder, decoder=decoder, hints=hints,
                             decoder_hints=decoder_hints, metadata=metadata, note=note, norm=norm)
