@@ -174,6 +174,18 @@ def test_max_train_per_class_subsets_features(tmp_path: Path) -> None:
     assert data["n_train"] == 40 and data["n_train_available"] == 200
 
 
+def test_lowshot_and_protocol_matrix_on_features(tmp_path: Path) -> None:
+    a = planted(seed=17, n_train=120, n_test=60)
+    p = write_npz(tmp_path / "a.npz", a)
+    out = tmp_path / "out"
+    assert main(["probe", "--features", str(p), "--methods", "mean,knn", "--k", "10", "--shots", "5", "--draws", "2",
+                 "--bootstrap", "100", "--out", str(out)]) == 0
+    res = _results(out)
+    words = {q["name"]: q["words"] for q in res["results"]["protocol_matrix"]["protocols"]}
+    assert words["knn_accuracy@10"] == "kNN accuracy (k=10), features as saved"
+    assert "knn_accuracy@5-shot" in words and "lowshot" in res["results"]["checkpoints"]["a"]
+
+
 def _env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
             "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}

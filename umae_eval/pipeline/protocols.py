@@ -24,7 +24,9 @@ if TYPE_CHECKING:  # run.py imports this module: its types only for the checker
 
 
 def spec_words(spec: Mapping[str, Any], block: int | None = None) -> str:
-    """``'block 11, cls, final norm on'`` for a feature spec."""
+    """``'block 11, cls, final norm on'`` for a feature spec (``'features as saved'`` for --features)."""
+    if spec.get("source") == "features file":  # umae_eval.feature_subjects: no block, pooling or norm of ours
+        return "features as saved"
     b = spec.get("main_block") if block is None else block
     return f"block {b}, {spec.get('pool')}, final norm {spec.get('final_norm')}"
 
