@@ -349,7 +349,20 @@ OOM = [
          "--stat-images", patches=(("umae_eval.visual.run", "visualise", _torch_oom),)),
 ]
 
-CASES = SEEDS + DATA + HF + SIZES + MERGE + OOM
+def _overflowing_checkpoint(work: Path) -> None:
+    """Finite weights (the load-time check passes) whose activations overflow float32 to inf/NaN."""
+    import torch
+
+    CF.make_umae(work / "huge.pth", seed=1)
+    ckpt = torch.load(work / "huge.pth", weights_only=True)
+    ckpt["model"]["patch_embed.proj.weight"] *= 1e37
+    torch.save(ckpt, work / "huge.pth")
+
+
+WEAK = [Case("probe-features-overflow-names-the-checkpoint", ("probe", "{tmp}/huge.pth", *PROBE[2:], "--data", "{npz}"),
+                "huge.pth: its features of the train images hold NaN or infinity", setup=_overflowing_checkpoint)]
+
+CASES = SEEDS + DATA + HF + SIZES + MERGE + OOM + WEAK
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in CASES])

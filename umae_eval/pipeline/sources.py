@@ -11,7 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from umae_eval.analysis import DataSubset, FeatureSet, Subject, compute_features
+from umae_eval.errors import UmaeError
 from umae_eval.progress import ProgressFactory
 from umae_eval.readout import readout_for
 
@@ -36,4 +39,21 @@ def subject_features(s: Subject, data: DataSubset, config: Any, *, with_train: b
         every = compute_features(s, data, pool=config.pool, device=config.device, batch_size=config.batch_size,
                                  with_train=with_train or len(blocks) > 1, progress=progress,
                                  readout=None if readout.is_default(depth) else readout)
+    _check_finite(s, every)
     return every, blocks, main, feature_spec(blocks, main, config, s)
+
+
+def _check_finite(s: Subject, every: FeatureSet, rows: int = 1 << 16) -> None:
+    """Refuse NaN / infinite features here, naming the checkpoint (the metrics' own check can only
+    name the array, which does not say which of several checkpoints made it). In row chunks, so
+    the check never holds an (N, D) mask."""
+    for split, x in (("train", every.train), ("test", every.test)):
+        if x is None:
+            continue
+        for start in range(0, len(x), rows):
+            if not np.isfinite(x[start:start + rows]).all():
+                raise UmaeError(
+                    f"{s.info.path}: its features of the {split} images hold NaN or infinity although its "
+                    "weights are finite (checked when loaded); look at the input side: --norm (a std of 0 "
+                    "divides by zero) and the checkpoint's LayerNorm eps (0 gives NaN on a flat image), or "
+                    "weights so large that the activations overflow float32")
