@@ -162,6 +162,8 @@ def test_collapse_report_on_a_test_subset(tmp_path: Path) -> None:
     assert res2["settings"]["data"]["n_test"] == 100 and res2["settings"]["data"]["n_test_available"] == 160
     (c,) = res2["results"]["checkpoints"].values()
     assert "accuracies" not in c and c["n_features"] == 100
+    # the masked views were not measured: no empty alignment / uniformity figure stands in for them
+    assert (out2 / "figures" / "ranks.svg").exists() and not (out2 / "figures" / "alignment-uniformity.svg").exists()
 
 
 def test_max_train_per_class_subsets_features(tmp_path: Path) -> None:

@@ -164,8 +164,9 @@ def _collapse_section(rep: HtmlReport, res: AnalysisResults, settings: Mapping[s
     line = settings_line(settings, ("pool", "seed", "data")) + f" · N={data['n_test']} test images"
     views = {"mask_ratio": settings["mask_ratio"], "n_images": settings["max_views_used"],
              "pool": settings["pool"], "seed": settings["seed"], "data": data["spec"], **prov}
+    pts = {c.name: (c.views.alignment, c.views.uniformity) for c in res.checkpoints if c.views is not None}
     rep.add_table("Collapse measures", coll.drop(columns=["layout"]), caption=_COLLAPSE_CAPTION,
-                  settings={**feat, **{f"views.{k}": v for k, v in views.items() if k not in prov}})
+                  settings={**feat, **{f"views.{k}": v for k, v in views.items() if k not in prov and pts}})
     spectra = {c.name: c.spectrum for c in res.checkpoints if c.spectrum is not None}
     rep.add_figure("Singular values, centred features (Fig. 1b)", F.singular_values_figure(
         {n: s.singular_values_centered for n, s in spectra.items()}, settings_line=line, colors=colors),
@@ -182,15 +183,15 @@ def _collapse_section(rep: HtmlReport, res: AnalysisResults, settings: Mapping[s
     rep.add_figure("Effective rank and RankMe", F.rank_bars_figure(
         {n: s.scalars() for n, s in spectra.items()}, settings_line=rank_line,
         intervals=bounds if res.summary.n_boot_ranks else None, colors=colors), settings=feat, name="ranks")
-    pts = {c.name: (c.views.alignment, c.views.uniformity) for c in res.checkpoints if c.views is not None}
-    rep.add_figure("Alignment and uniformity of masked views", F.alignment_uniformity_figure(
-        pts, settings_line=settings_line(settings, ("mask_ratio", "pool", "seed")) + f" · {views['n_images']} images",
-        colors=colors),
-        caption="Alignment (mean squared distance between the two views' normalised features) is read with "
-                "uniformity: features that all coincide have perfect alignment 0 and the worst uniformity 0, "
-                "so a low alignment alone is no merit. Lower uniformity = more uniform; Wang & Isola's good region "
-                "is low on both axes.",
-        settings=views, name="alignment-uniformity")
+    if pts:  # none when every subject was read from files (--features): no encoder to view images with
+        rep.add_figure("Alignment and uniformity of masked views", F.alignment_uniformity_figure(
+            pts, settings_line=settings_line(settings, ("mask_ratio", "pool", "seed")) + f" · {views['n_images']} images",
+            colors=colors),
+            caption="Alignment (mean squared distance between the two views' normalised features) is read with "
+                    "uniformity: features that all coincide have perfect alignment 0 and the worst uniformity 0, "
+                    "so a low alignment alone is no merit. Lower uniformity = more uniform; Wang & Isola's good "
+                    "region is low on both axes.",
+            settings=views, name="alignment-uniformity")
     _maps_section(rep, res, settings, prov)
     _curves_section(rep, res, prov, colors)
 
