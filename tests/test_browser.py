@@ -169,6 +169,24 @@ _STATE_JS = """JSON.stringify({
       .map(t => [t.name, (t.mode || '').includes('lines') && t.line && t.line.color ? t.line.color
                  : (t.marker && typeof t.marker.color === 'string' ? t.marker.color : null)])
       .filter(p => p[1] !== null)),
+  intervals: Array.from(document.querySelectorAll('.plotly-graph-div')).map(d => {
+    // per figure: the error bars and 95% bands plotly draws (a point with a number and an error)
+    const ok = v => v !== null && v !== undefined && v !== '' && (typeof v === 'string' || Number.isFinite(Number(v)));
+    let bars = 0, bands = 0;
+    for (const t of (d._fullData || [])) {
+      if (t.visible !== true) continue;
+      if (t.fill === 'toself') { bands += 1; continue; }
+      for (const k of ['error_x', 'error_y']) {
+        const e = t[k];
+        if (!e || !e.visible || !e.array) continue;
+        const xs = t.x || [], ys = t.y || [], n = Math.max(xs.length || 0, ys.length || 0);
+        for (let i = 0; i < n; i++) {
+          if (ok(xs[i]) && ok(ys[i]) && Number.isFinite(Number(e.array[i]))) bars += 1;
+        }
+      }
+    }
+    return [((d._context || {}).toImageButtonOptions || {}).filename || null, bars, bands];
+  }),
   checkpoints_table_width: (() => { const h = Array.from(document.querySelectorAll('h2'))
       .find(e => e.textContent.startsWith('Checkpoints')); const w = h && h.nextElementSibling;
       return w ? [w.scrollWidth, w.clientWidth] : null; })(),
@@ -464,6 +482,72 @@ def test_figure_files_have_no_overlapping_text(real_reports: dict[str, Path], wh
     assert svgs
     overlaps = svg_text_overlaps(svgs, tmp_path / "profile")
     assert all(not v for v in overlaps.values()), {k: v for k, v in overlaps.items() if v}
+
+
+def svg_intervals(svg: Path) -> tuple[int, int]:
+    """(error-bar segments, bands) drawn in an exported SVG (static_draw.INTERVAL_GID / BAND_GID)."""
+    import xml.etree.ElementTree as ET
+
+    from umae_eval.report.static_draw import BAND_GID, INTERVAL_GID
+
+    ns = "{http://www.w3.org/2000/svg}"
+    bars = bands = 0
+    for g in ET.parse(svg).getroot().iter(f"{ns}g"):
+        drawn = sum(1 for p in g.iter(f"{ns}path") if p.get("d"))  # a NaN segment is written without one
+        bars += drawn if g.get("id") == INTERVAL_GID else 0
+        bands += min(drawn, 1) if g.get("id") == BAND_GID else 0
+    return bars, bands
+
+
+@pytest.mark.timeout(300)
+def test_interval_count_sees_a_missing_interval(tmp_path: Path) -> None:
+    """The interval check on a page with known intervals: 2 error bars and 2 bands, counted alike on
+    the page and in the file; one bar dropped from the file is caught."""
+    from umae_eval.report import write_outputs
+
+    _needs_chromium()
+    rep = HtmlReport("intervals", command="probe")
+    rep.add_figure("Accuracy", F.accuracy_figure(
+        {"MAE": {"linear_accuracy": 35.0}, "U-MAE": {"linear_accuracy": 40.0}},
+        intervals={"MAE": {"linear_accuracy": (32.4, 38.3)}, "U-MAE": {"linear_accuracy": (37.0, 44.0)}}),
+        name="acc")
+    curves = {n: {"epoch": [1, 2, 3], "linear_accuracy": [30.0, 35.0, 40.0]} for n in ("MAE", "U-MAE")}
+    rep.add_figure("Fig. 3b", F.training_curve_figure(curves, metric="linear_accuracy", y_title="acc", title="3b",
+                                                      eval_images={"MAE": 500, "U-MAE": 500}), name="curve")
+    out = tmp_path / "out"
+    write_outputs(out, "probe", {}, {}, None, rep)
+    state = render_in_chromium(out / "report.html", tmp_path / "profile")
+    page = {stem: (bars, bands) for stem, bars, bands in state["intervals"]}
+    assert page == {"acc": (2, 0), "curve": (0, 2)}, page
+    assert svg_intervals(out / "figures" / "acc.svg") == (2, 0)
+    assert svg_intervals(out / "figures" / "curve.svg") == (0, 2)
+    svg = (out / "figures" / "acc.svg").read_text()
+    start = svg.index('<g id="umae-interval">')
+    cut = svg.index("<path d=", start)
+    (tmp_path / "cut.svg").write_text(svg[:cut] + "<path " + svg[svg.index("/>", cut):])
+    assert svg_intervals(tmp_path / "cut.svg") == (1, 0)
+
+
+@pytest.mark.timeout(900)  # the first one builds the four reports (minutes on a busy machine)
+@pytest.mark.parametrize("which", REPORTS)
+def test_every_interval_on_the_page_is_in_the_exported_figure(real_reports: dict[str, Path], which: str,
+                                                              tmp_path: Path) -> None:
+    """Each error bar and 95% band plotly draws on the page is drawn in that figure's figures/ SVG
+    (counted per figure: the page's own data in Chromium against the file's interval elements)."""
+    state = render_in_chromium(real_reports[which] / "report.html", tmp_path / "profile")
+    page: dict[str, list[int]] = {}
+    for stem, bars, bands in state["intervals"]:
+        if bars or bands:
+            assert stem, "a figure with intervals has no figures/ file name"
+            page.setdefault(stem, [0, 0])
+            page[stem][0] += bars
+            page[stem][1] += bands
+    if which != "probe":
+        assert page, "no figure with an interval on the page: the check would be empty"
+    for stem, (bars, bands) in page.items():
+        svg = real_reports[which] / "figures" / f"{stem}.svg"
+        assert svg.exists(), f"{stem}: intervals on the page, no exported figure"
+        assert svg_intervals(svg) == (bars, bands), (stem, svg_intervals(svg), (bars, bands))
 
 
 def page_fill(pdf: Path) -> list[float]:

@@ -29,6 +29,11 @@ from umae_eval.report.static_plotly import (  # noqa: F401
     title_parts,
 )
 
+#: SVG ids of the drawn intervals: error-bar segments and 95% bands (the browser test counts them
+#: against the page's own figure, so no interval of the page goes missing in figures/).
+INTERVAL_GID = "umae-interval"
+BAND_GID = "umae-band"
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
@@ -125,8 +130,10 @@ def draw_scatter(ax: Axes, tr: dict[str, Any]) -> Any:
     marker = tr.get("marker") or {}
     label = plain(tr.get("name", "")) if tr.get("showlegend", True) is not False else "_nolegend_"
     if tr.get("fill") == "toself":
-        return ax.fill(x, y, facecolor=_color(tr.get("fillcolor"), "#cccccc"), edgecolor="none",
+        band = ax.fill(x, y, facecolor=_color(tr.get("fillcolor"), "#cccccc"), edgecolor="none",
                        label="_nolegend_", zorder=1)[0]
+        band.set_gid(BAND_GID)
+        return band
     handle = None
     color = _color(line.get("color") or marker.get("color"))
     if "lines" in mode:
@@ -205,8 +212,10 @@ def _error_bars(ax: Axes, tr: dict[str, Any], x: np.ndarray, y: np.ndarray, colo
         up = _arr(err["array"]).astype(float)
         down = _arr(err.get("arrayminus", err["array"])).astype(float)
         bars = {"yerr" if key == "error_y" else "xerr": np.vstack([down, up])}
-        ax.errorbar(xpos if xpos is not None else x, y.astype(float), fmt="none",
-                    ecolor=_color(err.get("color"), "#333333"), elinewidth=0.7, capsize=2, zorder=5, **bars)
+        drawn = ax.errorbar(xpos if xpos is not None else x, y.astype(float), fmt="none",
+                            ecolor=_color(err.get("color"), "#333333"), elinewidth=0.7, capsize=2, zorder=5, **bars)
+        for lines in drawn[2]:  # the bars themselves (not the caps): one segment per interval
+            lines.set_gid(INTERVAL_GID)
 
 
 def draw_bars(ax: Axes, traces: Sequence[dict[str, Any]]) -> list[Any]:
