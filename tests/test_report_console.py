@@ -43,3 +43,30 @@ def test_summary_tables_fit_80_columns_without_wrapping_a_number() -> None:
             assert any(cell in line for line in lines), (cell, text)
     for header in ("linear", "kNN@20", "mean clf", "eff. rank", "RankMe"):
         assert any(header in line for line in lines), header
+
+
+def test_sweep_table_fits_80_columns_without_cutting_a_number() -> None:
+    """The mask-ratio sweep's table (the longest estimator name, long interval ends, every kind of
+    argmin: interior, at an end, not identified) at 80 columns: every number whole, nothing cut."""
+    import pandas as pd
+
+    from umae_eval.report.console import sweep_table
+
+    ratios = [round(0.05 * i, 2) for i in range(20)]
+    rows = [("all-pairs", 0.45, 0.05, 0.95, False, False, False, False),  # spans the range: n.i.
+            ("aligned", 0.0, 0.0, 0.75375, False, False, False, False),  # an end
+            ("closest-view", 0.7, 0.6537, 0.75375, True, True, True, True),  # identified
+            ("masked-image", 0.95, 0.9, 0.95, True, True, False, False),
+            ("shared-masked-image", 0.6, 0.123456, 0.754321, True, False, True, False)]
+    sweet = pd.DataFrame(rows, columns=["estimator", "sweet_spot", "sweet_lo", "sweet_hi", "intra_falls",
+                                        "inter_falls", "relative_falls_then_rises", "reproduces_paper_shape"])
+    console = Console(width=80, record=True, force_terminal=False, color_system=None)
+    console.print(sweep_table(sweet, ratios, "pixel"))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80 and not any("…" in line for line in lines), "\n".join(lines)
+    cells = {r[0]: [c.strip() for c in line.split("│")[1:-1]] for r in rows for line in lines if f" {r[0]} " in line}
+    assert cells["all-pairs"][:3] == ["all-pairs", "0.45 n.i.", "0.05-0.95"]
+    assert cells["aligned"][:3] == ["aligned", "0 end", "0-0.754"]
+    assert cells["closest-view"] == ["closest-view", "0.7", "0.654-0.754", "yes/yes", "yes", "yes"]
+    assert cells["masked-image"][1] == "0.95 end"
+    assert cells["shared-masked-image"] == ["shared-masked-image", "0.6", "0.123-0.754", "yes/no", "yes", "no"]

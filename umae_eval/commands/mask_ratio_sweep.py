@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.table import Table
 
 from umae_eval.errors import UmaeError
 from umae_eval.options import (
@@ -229,17 +228,9 @@ def mask_ratio_sweep(
     report = sweep_report(result, settings, tables, n_classes=ds.num_classes)
     written = stage.commit(write_outputs(stage.path, COMMAND, settings, results, tables, report))
 
-    table = Table(title=f"mask-ratio sweep ({space} space): sweet spot = argmin intra/inter",
-                  caption="↓: d(first) > d(last); dip: falls then rises; paper: all + sweet in [0.6, 0.8]")
-    for col in ("estimator", "sweet", "95% CI", "intra↓", "inter↓", "dip", "paper"):
-        table.add_column(col, no_wrap=True)
-    yes = {True: "yes", False: "no"}
-    for _, row in tables["sweet_spots"].iterrows():
-        boundary = row["sweet_spot"] in (min(ratio_list), max(ratio_list))
-        table.add_row(str(row["estimator"]), "none (boundary)" if boundary else f"{row['sweet_spot']:g}",
-                      "" if boundary else f"{row['sweet_lo']:g}-{row['sweet_hi']:g}", yes[bool(row["intra_falls"])],
-                      yes[bool(row["inter_falls"])], yes[bool(row["relative_falls_then_rises"])],
-                      yes[bool(row["reproduces_paper_shape"])])
+    from umae_eval.report.console import sweep_table
+
+    table = sweep_table(tables["sweet_spots"], ratio_list, space)
     stdout.print(table)
     for key, path in written.items():
         stdout.print(f"{key}: {path}", highlight=False, soft_wrap=True)

@@ -146,3 +146,26 @@ def _print_plain(res: Any) -> None:
     for _, row in df.iterrows():
         table.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in row.tolist()])
     stdout.print(table)
+
+
+def sweep_table(sweet: pd.DataFrame, ratios: list[float], space: str) -> Table:
+    """The mask-ratio sweep's sweet spots for an 80-column terminal: argmin with its 95% interval
+    ('end': at an end of the range, no interior minimum; 'n.i.': not identified, its interval spans
+    (nearly) the whole range), the checks as yes/no. ``sweet`` is ``export.sweet_spot_table``."""
+    from umae_eval.report.sweep import _identified, is_boundary
+
+    table = Table(title=f"mask-ratio sweep ({space} space): argmin of intra/inter",
+                  caption="end: argmin at an end of the range; n.i.: not identified (interval spans the range); "
+                          "falls: intra/inter d(first) > d(last); dip: ratio falls then rises; paper: the paper's "
+                          "shape with an identified minimum in [0.6, 0.8]")
+    for col in ("estimator", "argmin", "95% CI", "falls", "dip", "paper"):
+        table.add_column(col, no_wrap=True)
+    yes = {True: "yes", False: "no"}
+    for _, row in sweet.iterrows():
+        ratio = float(row["sweet_spot"])
+        mark = " end" if is_boundary(ratio, ratios) else "" if _identified(row, ratios) else " n.i."
+        table.add_row(str(row["estimator"]), f"{ratio:.3g}{mark}", f"{row['sweet_lo']:.3g}-{row['sweet_hi']:.3g}",
+                      f"{yes[bool(row['intra_falls'])]}/{yes[bool(row['inter_falls'])]}",
+                      yes[bool(row["relative_falls_then_rises"])],
+                      yes[bool(row["reproduces_paper_shape"]) and _identified(row, ratios)])
+    return table
