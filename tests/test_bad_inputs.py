@@ -101,6 +101,7 @@ USAGE += [
     Case("sweep-bootstrap-5", ("mask-ratio-sweep", "--data", "{npz}", "--bootstrap", "5"), "--bootstrap"),
     Case("collapse-max-views-1", ("collapse-report", "{ckpt}", "--data", "{npz}", "--max-views", "1"), "--max-views"),
     Case("compare-missing-data", ("compare", "{ckpt}"), "--data"),
+    Case("probe-path-unknown", ("probe", "{ckpt}", "--data", "{npz}", "--probe-path", "disk"), "--probe-path"),
     Case("root-unknown-option", ("--nope", "probe"), "--nope"),
 ]
 

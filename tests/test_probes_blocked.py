@@ -214,3 +214,18 @@ def test_mean_classifier_on_a_float16_memmap_reads_blocks_and_matches_float32(tm
     np.testing.assert_array_equal(got.test_predictions["mean_classifier_accuracy"],
                                   ref.test_predictions["mean_classifier_accuracy"])
     assert got.extras["train_accuracy"] == ref.extras["train_accuracy"]
+
+
+def test_run_probes_records_the_path_each_probe_took(tmp_path) -> None:
+    from umae_eval.analysis import FeatureSet
+    from umae_eval.pipeline.probing import run_probes
+
+    xtr, ytr = _mixture(300, 6, 3, 12)
+    xte, yte = _mixture(60, 6, 3, 13)
+    fs = FeatureSet(train=_memmap16(tmp_path, "tr", xtr), test=xte, y_train=ytr, y_test=yte, pool="cls")
+    got = {probe_path: run_probes(fs, methods=("linear", "knn"), ks=(5,), probe_path=probe_path)
+           for probe_path in ("memory", "blocked")}
+    for probe_path, summary in got.items():
+        assert [r["settings"]["path"] for r in summary.results] == [probe_path, probe_path]
+    np.testing.assert_array_equal(got["memory"].predictions["knn_accuracy@5"], got["blocked"].predictions["knn_accuracy@5"])
+    assert abs(got["memory"].accuracies["linear_accuracy"] - got["blocked"].accuracies["linear_accuracy"]) <= 100 / 60

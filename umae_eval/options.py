@@ -197,6 +197,10 @@ TemperatureOpt = Annotated[float, typer.Option("--temperature", min=1e-6,
 ProtocolOpt = Annotated[str, typer.Option("--protocol", help="Linear probe recipe: fast (quick, default) or "
                                                              "mae (the MAE paper's BatchNorm + LARS recipe).")]
 BackendOpt = Annotated[str, typer.Option("--backend", help="Linear probe backend: torch or sklearn.")]
+ProbePathOpt = Annotated[str, typer.Option(
+    "--probe-path", help="How the linear probe and kNN hold the train features: auto (blocked when the "
+                         "in-memory probe would need over 4 GiB), memory, or blocked (row blocks of a "
+                         "memory-mapped store, for ImageNet-sized features).")]
 EmbedOpt = Annotated[str, typer.Option("--embed", help="Feature maps to draw: tsne, umap, tsne,umap or none.")]
 PerClassOpt = Annotated[int, typer.Option("--per-class", min=1, help="Test images per class in each map.")]
 MapClassesOpt = Annotated[Optional[int], typer.Option(  # noqa: UP007 (typer reads Optional)
@@ -327,6 +331,7 @@ def analysis_config(
     temperature: float = 0.07,
     protocol: str = "fast",
     backend: str = "torch",
+    probe_path: str = "auto",
     embed: str | None = None,
     per_class: int = 500,
     map_classes: int | None = None,
@@ -358,6 +363,7 @@ def analysis_config(
         temperature=temperature,
         protocol=check_choice(protocol, ("fast", "mae"), "--protocol"),
         backend=check_choice(backend, ("torch", "sklearn"), "--backend"),
+        probe_path=check_choice(probe_path, ("auto", "memory", "blocked"), "--probe-path"),
         pool=check_choice(pool, ("cls", "avg", "cls+avg"), "--pool"),
         layers=_check_layers(layers), final_norm=parse_final_norm(final_norm),
         collapse=collapse,

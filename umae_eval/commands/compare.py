@@ -40,6 +40,7 @@ from umae_eval.options import (
     FinalNormOpt,
     LayersOpt,
     PoolOpt,
+    ProbePathOpt,
     ProtocolOpt,
     RandomInitOpt,
     SeedOpt,
@@ -69,6 +70,7 @@ def compare(
     temperature: TemperatureOpt = 0.07,
     protocol: ProtocolOpt = "fast",
     backend: BackendOpt = "torch",
+    probe_path: ProbePathOpt = "auto",
     bootstrap: BootstrapOpt = 2000,
     embed: EmbedOpt = "tsne",
     per_class: PerClassOpt = 500,
@@ -123,8 +125,8 @@ def compare(
                  mask_ratio=mask_ratio, max_views=max_views)
     from_files = check_feature_options(features, ckpts, data, given, methods)  # refusals before any other check
     config = analysis_config(pool=pool, layers=layers, final_norm=final_norm, methods=methods, k=k, temperature=temperature, protocol=protocol,
-                             backend=backend, embed=embed, per_class=per_class, map_classes=map_classes,
-                             mask_ratio=mask_ratio,
+                             backend=backend, probe_path=probe_path, embed=embed, per_class=per_class,
+                             map_classes=map_classes, mask_ratio=mask_ratio,
                              max_views=max_views, device=device, batch_size=batch_size, seed=seed,
                              bootstrap=bootstrap, label_fraction=label_fraction, shots=shots, draws=draws)
     # both need the encoder and the images, which features read from files do not have

@@ -30,6 +30,7 @@ from umae_eval.options import (
     FinalNormOpt,
     LayersOpt,
     PoolOpt,
+    ProbePathOpt,
     ProtocolOpt,
     SeedOpt,
     ShotsOpt,
@@ -58,6 +59,7 @@ def probe(
     temperature: TemperatureOpt = 0.07,
     protocol: ProtocolOpt = "fast",
     backend: BackendOpt = "torch",
+    probe_path: ProbePathOpt = "auto",
     bootstrap: BootstrapOpt = 2000,
     device: DeviceOpt = "auto",
     batch_size: BatchSizeOpt = 256,
@@ -93,7 +95,7 @@ def probe(
                  feature_dtype=feature_dtype, batch_size=batch_size)
     from_files = check_feature_options(features, ckpts, data, given, methods)  # refusals before any other check
     config = analysis_config(pool=pool, layers=layers, final_norm=final_norm, methods=methods, k=k, temperature=temperature, protocol=protocol,
-                             backend=backend, device=device, batch_size=batch_size, seed=seed, bootstrap=bootstrap,
+                             backend=backend, probe_path=probe_path, device=device, batch_size=batch_size, seed=seed, bootstrap=bootstrap,
                              label_fraction=label_fraction, shots=shots, draws=draws)
     if from_files:
         analyse_features("probe", "umae probe: frozen-feature accuracy", config, features,

@@ -64,6 +64,7 @@ def sweep_blocks(
     backend: str = "torch",
     seed: int = 0,
     device: str = "cpu",
+    probe_path: str = "auto",
     rank_boot: int = 200,
     progress: ProgressFactory = null_progress,
 ) -> list[BlockResult]:
@@ -87,7 +88,8 @@ def sweep_blocks(
         probes = None
         if methods:
             probes = run_probes(one, methods=methods, ks=ks, temperature=temperature, protocol=protocol,
-                                backend=backend, seed=seed, device=device, progress=progress)
+                                backend=backend, seed=seed, device=device, probe_path=probe_path,
+                                progress=progress)
         ranks = {"effective_rank": float(effective_rank(one.test)), "rankme": float(rankme(one.test))}
         boot = None
         if rank_boot:

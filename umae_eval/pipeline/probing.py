@@ -57,12 +57,15 @@ def run_probes(
     backend: str = "torch",
     seed: int = 0,
     device: str = "cpu",
+    probe_path: str = "auto",
     progress: ProgressFactory = null_progress,
 ) -> ProbeSummary:
     """Run the requested probes on frozen features; accuracies in percent.
 
     Names: ``mean_classifier_accuracy``, ``linear_accuracy``, ``knn_accuracy@<k>``.
-    ``fs.train`` (N, D) and ``fs.test`` (M, D) must both be present.
+    ``fs.train`` (N, D) and ``fs.test`` (M, D) must both be present (a memory-mapped float16
+    store included). ``probe_path`` (auto / memory / blocked) is how the linear probe and kNN
+    hold the train features (:mod:`umae_eval.probes.blocks`); each result's settings say which ran.
     """
     from umae_eval.probes.knn import knn_probe
     from umae_eval.probes.linear import linear_probe
@@ -81,11 +84,12 @@ def run_probes(
             acc["mean_classifier_accuracy"] = float(r.accuracy)
         elif method == "linear":
             r = linear_probe(fs.train, fs.y_train, fs.test, fs.y_test, backend=backend, protocol=protocol,
-                             seed=seed, device=device, progress=progress)
+                             seed=seed, device=device, progress=progress, path=probe_path)
             acc["linear_accuracy"] = float(r.accuracy)
         elif method == "knn":
             # one neighbour search at max(k); each k is clipped to the training size (settings['ks_effective'])
-            r = knn_probe(fs.train, fs.y_train, fs.test, fs.y_test, ks=tuple(ks), temperature=temperature)
+            r = knn_probe(fs.train, fs.y_train, fs.test, fs.y_test, ks=tuple(ks), temperature=temperature,
+                          path=probe_path, device=device)
             for k, v in r.extras["accuracy_by_k"].items():
                 acc[knn_column(int(k))] = float(v)
         else:  # option parsing keeps this unreachable from the CLI

@@ -60,6 +60,8 @@ class AnalysisConfig:
     temperature: float = 0.07
     protocol: str = "fast"
     backend: str = "torch"
+    #: ``--probe-path``: auto / memory / blocked (linear probe and kNN; see umae_eval.probes.blocks)
+    probe_path: str = "auto"
     pool: str = "cls"
     #: ``--label-fraction`` / ``--shots`` / ``--draws``: the low-shot probes (none by default)
     label_fractions: tuple[float, ...] = ()
@@ -93,7 +95,7 @@ class AnalysisConfig:
                                "final_norm": "on" if self.final_norm else "off"}
         if self.methods:
             out.update(methods=list(self.methods), k=list(self.ks), temperature=self.temperature,
-                       protocol=self.protocol, backend=self.backend)
+                       protocol=self.protocol, backend=self.backend, probe_path=self.probe_path)
         if self.label_fractions or self.shots:
             out.update(label_fraction=list(self.label_fractions), shots=list(self.shots), draws=self.draws)
         if self.collapse:
@@ -310,7 +312,7 @@ def run_analysis(
             with timed(times, f"layers:{s.name}"):
                 r.blocks = sweep_blocks(every, methods=methods, ks=config.ks, temperature=config.temperature,
                                         protocol=config.protocol, backend=config.backend, seed=config.seed,
-                                        device=probe_device, rank_boot=min(config.n_boot, 200), progress=progress)
+                                        device=probe_device, probe_path=config.probe_path, rank_boot=min(config.n_boot, 200), progress=progress)
         pooled = tuple(m for m in config.methods if m in LAYER_METHODS)  # probes of pooled features
         if pooled and r.blocks and r.blocks[-1].probes is not None and set(pooled) <= set(methods):
             r.probes = r.blocks[-1].probes  # the main block's probes: the same features, settings and seed
@@ -320,7 +322,7 @@ def run_analysis(
             with timed(times, f"probes:{s.name}"):
                 r.probes = run_probes(fs, methods=pooled, ks=config.ks, temperature=config.temperature,
                                       protocol=config.protocol, backend=config.backend, seed=config.seed,
-                                      device=probe_device, progress=progress)
+                                      device=probe_device, probe_path=config.probe_path, progress=progress)
         if "attentive" in config.methods:
             with timed(times, f"attentive:{s.name}"):
                 r.probes = attentive_into(r.probes, s, data, fs, main, config, probe_device, notify, progress)
