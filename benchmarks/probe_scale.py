@@ -21,8 +21,9 @@ Each measurement runs in its own subprocess (seconds, and peak RSS from
 
 Today's path runs only where it fits ``--baseline-max-rows`` (default 131,072: at 512k its
 estimated memory is 11 GB for the linear probe, beyond what this shared machine can give).
-Timings on a shared, loaded machine are noisy: read the ratios to the product measured in the
-same run. Writes JSON (``--json``) after every measurement, so a cut run keeps its rows.
+Seconds are CPU seconds of the measuring process (``time.process_time``, one thread), which
+the load of a shared machine moves far less than wall time (also recorded); read the ratios to
+the product measured in the same run. Writes JSON (``--json``) after every measurement, so a cut run keeps its rows.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--queries", type=int, default=50000, help="test rows (kNN queries and linear test set)")
     p.add_argument("--baseline-max-rows", type=int, default=131072,
                    help="run today's in-memory path only up to this train size")
-    p.add_argument("--only", choices=("both", "linear", "knn"), default="both")
+    p.add_argument("--probes", default="linear,knn", help="which probes, in this order (linear, knn)")
     p.add_argument("--tmp", default=tempfile.gettempdir(), help="where the generated features go (deleted after)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
@@ -118,32 +119,38 @@ def _worker(kind: str, folder: Path) -> dict[str, Any]:
     xtr, ytr, xte, yte = _load(folder)
     cpu = torch.device("cpu")
     out: dict[str, Any] = {}
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if kind == "product_linear":
         w = torch.randn(xtr.shape[1], 1000)
-        spent = 0.0
+        spent = cpu_spent = 0.0
         for _, blk in iter_blocks(xtr, DEFAULT_BLOCK_ROWS, cpu):
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             blk @ w
             spent += time.perf_counter() - t1
-        out["seconds"] = spent
+            cpu_spent += time.process_time() - c1
+        out.update(wall_seconds=spent, seconds=cpu_spent)
     elif kind == "product_knn":
         q = torch.cat([normalize_rows(b) for _, b in iter_blocks(xte, DEFAULT_BLOCK_ROWS, cpu)])
-        spent = 0.0
+        spent = cpu_spent = 0.0
         for _, blk in iter_blocks(xtr, DEFAULT_BLOCK_ROWS, cpu):
             chunk = max(1, _CHUNK_ELEMENTS // blk.shape[0])
             for q0 in range(0, q.shape[0], chunk):
-                t1 = time.perf_counter()
+                t1, c1 = time.perf_counter(), time.process_time()
                 q[q0:q0 + chunk] @ blk.T
                 spent += time.perf_counter() - t1
-        out["seconds"] = spent
+                cpu_spent += time.process_time() - c1
+        out.update(wall_seconds=spent, seconds=cpu_spent)
     elif kind.startswith("linear_"):
         r = linear_probe(xtr, ytr, xte, yte, path=kind.split("_")[1])
-        out.update(seconds=time.perf_counter() - t0, accuracy=r.accuracy, settings=r.settings, extras=r.extras)
+        out.update(wall_seconds=time.perf_counter() - t0, seconds=time.process_time() - c0, accuracy=r.accuracy,
+                   settings=r.settings, extras=r.extras)
         np.save(folder / f"pred_{kind}.npy", r.test_predictions["linear_accuracy"])
     elif kind.startswith("knn_"):
-        r = knn_probe(xtr, ytr, xte, yte, ks=(20,), path=kind.split("_")[1], return_neighbours=True)
-        out.update(seconds=time.perf_counter() - t0, accuracy=r.accuracy, settings=r.settings)
+        path, backend = {"knn_memory": ("memory", "auto"), "knn_blocked": ("blocked", "torch"),
+                         "knn_memorytorch": ("memory", "torch")}[kind]
+        r = knn_probe(xtr, ytr, xte, yte, ks=(20,), path=path, backend=backend, return_neighbours=True)
+        out.update(wall_seconds=time.perf_counter() - t0, seconds=time.process_time() - c0, accuracy=r.accuracy,
+                   settings=r.settings)
         np.save(folder / f"nbr_{kind}.npy", r.extras.pop("neighbours"))
     else:
         raise SystemExit(f"unknown worker {kind!r}")
@@ -170,15 +177,16 @@ def _gb(b: float | None) -> str:
 
 
 def _table(rows: list[dict[str, Any]]) -> str:
-    head = ("| train rows | probe | path | seconds | x product | peak RSS (GB) | accuracy (%) | notes |\n"
-            "|---|---|---|---|---|---|---|---|")
+    head = ("| train rows | probe | path | CPU s | x product | wall s | peak RSS (GB) | accuracy (%) | notes |\n"
+            "|---|---|---|---|---|---|---|---|---|")
     lines = [head]
     for r in rows:
         lines.append(f"| {r['n']:,} | {r['probe']} | {r['path']} | {r.get('seconds', float('nan')):.1f} | "
-                     f"{r.get('x_product', float('nan')):.2f} | {_gb(r.get('peak_rss_bytes'))} | "
+                     f"{r.get('x_product', float('nan')):.2f} | {r.get('wall_seconds', float('nan')):.0f} | "
+                     f"{_gb(r.get('peak_rss_bytes'))} | "
                      f"{r['accuracy']:.2f} | {r.get('notes', '')} |" if "accuracy" in r else
                      f"| {r['n']:,} | {r['probe']} | {r['path']} | {r.get('seconds', float('nan')):.1f} | 1 | "
-                     f"{_gb(r.get('peak_rss_bytes'))} | - | {r.get('notes', '')} |")
+                     f"{r.get('wall_seconds', float('nan')):.0f} | {_gb(r.get('peak_rss_bytes'))} | - | {r.get('notes', '')} |")
     return "\n".join(lines)
 
 
@@ -203,7 +211,9 @@ def main(argv: list[str]) -> int:
                               "dim": args.dim, "classes": args.classes, "queries": args.queries,
                               "cpus": os.cpu_count(), "rows": []}
     rows: list[dict[str, Any]] = record["rows"]
-    probes = ("linear", "knn") if args.only == "both" else (args.only,)
+    probes = tuple(p.strip() for p in args.probes.split(","))
+    if not set(probes) <= {"linear", "knn"}:
+        raise SystemExit(f"--probes: choose from linear, knn, got {args.probes!r}")
     for n in sizes:
         folder = Path(tempfile.mkdtemp(prefix="probe_scale_", dir=args.tmp))
         try:
@@ -214,7 +224,8 @@ def main(argv: list[str]) -> int:
                 load = os.getloadavg()
                 prod = _measure(f"product_{probe}", folder, args.threads)
                 rows.append({"n": n, "probe": probe, "path": "product", "load_average": load, **prod})
-                paths = ("memory", "blocked") if n <= args.baseline_max_rows else ("blocked",)
+                paths = (("memory", "blocked") if n <= args.baseline_max_rows else ("blocked",)) + (
+                    ("memorytorch",) if probe == "knn" and n <= args.baseline_max_rows else ())
                 for path in paths:
                     load = os.getloadavg()
                     res = _measure(f"{probe}_{path}", folder, args.threads)
@@ -223,13 +234,17 @@ def main(argv: list[str]) -> int:
                         row["x_product"] = res["seconds"] / prod["seconds"]
                     rows.append(row)
                     print(_table([r for r in rows if "error" not in r][-1:]), flush=True)
-                if len(paths) == 2:
-                    mem, blk = rows[-2], rows[-1]
+                if len(paths) >= 2:
+                    mem, blk = rows[-len(paths)], rows[-len(paths) + 1]
                     if probe == "knn":
-                        a = np.load(folder / "nbr_knn_memory.npy")
                         b = np.load(folder / "nbr_knn_blocked.npy")
-                        blk["queries_with_other_neighbours"] = int((a != b).any(axis=1).sum())
-                        blk["notes"] = f"{blk['queries_with_other_neighbours']} of {len(a)} queries' 20 neighbours differ"
+                        notes = []
+                        for other in ("memory", "memorytorch"):
+                            a = np.load(folder / f"nbr_knn_{other}.npy")
+                            blk[f"queries_with_other_neighbours_than_{other}"] = int((a != b).any(axis=1).sum())
+                            notes.append(f"{blk[f'queries_with_other_neighbours_than_{other}']} of {len(a)} queries' "
+                                         f"20 neighbours differ from {'faiss' if other == 'memory' else 'in-memory torch'}")
+                        blk["notes"] = "; ".join(notes)
                     elif "accuracy" in mem and "accuracy" in blk:
                         a = np.load(folder / "pred_linear_memory.npy")
                         b = np.load(folder / "pred_linear_blocked.npy")

@@ -97,7 +97,8 @@ def test_blocked_linear_reaches_the_in_memory_optimum() -> None:
     xte, yte = _mixture(300, 10, 4, 5, sep=0.5)
     kw = dict(weight_decays=(1e-1, 1e-3), tol=1e-6)
     mem = linear_probe(xtr, ytr, xte, yte, path="memory", **kw)
-    blk = linear_probe(xtr, ytr, xte, yte, path="blocked", block_rows=97, **kw)
+    blk = linear_probe(xtr, ytr, xte, yte, path="blocked", block_rows=97, refit_max_iter=1000, **kw)
+    assert blk.extras["refit_converged"]
     assert blk.settings["path"] == "blocked" and mem.settings["path"] == "memory"
     assert blk.extras["chosen_weight_decay"] == mem.extras["chosen_weight_decay"]
     assert [p["val_accuracy"] for p in blk.extras["val_curve"]] == [p["val_accuracy"] for p in mem.extras["val_curve"]]
@@ -115,7 +116,7 @@ def test_blocked_refit_minimises_the_objective_sklearn_minimises(tmp_path) -> No
     mtr, mte = _memmap16(tmp_path, "tr", xtr), _memmap16(tmp_path, "te", xte)
     wd = 1e-2
     blk = linear_probe(mtr, ytr, mte, yte, path="blocked", weight_decays=(wd,), val_fraction=0.0,
-                       block_rows=128, select_rows=100, tol=1e-7)
+                       block_rows=128, select_rows=100, tol=1e-7, refit_max_iter=1000)
     x16 = np.asarray(mtr, dtype=np.float64)
     mean, std = x16.mean(0), x16.std(0)
     z = (x16 - mean) / std

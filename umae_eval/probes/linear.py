@@ -69,7 +69,7 @@ from umae_eval.probes.blocks import (
     linear_memory_bytes,
     resolve_path,
 )
-from umae_eval.probes.linear_blocked import DEFAULT_SELECT_ROWS, fast_blocked
+from umae_eval.probes.linear_blocked import DEFAULT_REFIT_MAX_ITER, DEFAULT_SELECT_ROWS, fast_blocked
 from umae_eval.probes.linear_lbfgs import PRED_KEY, STD_FLOOR, fast_torch
 from umae_eval.probes.result import ProbeResult
 from umae_eval.progress import ProgressFactory, null_progress
@@ -283,7 +283,8 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
                  progress: ProgressFactory = null_progress, num_classes: int | None = None,
                  max_iter: int = 1000, tol: float = 1e-4, epochs: int = 90, warmup_epochs: int = 10,
                  batch_size: int | None = None, base_lr: float = 0.1, path: ProbePath = "auto",
-                 block_rows: int = DEFAULT_BLOCK_ROWS, select_rows: int = DEFAULT_SELECT_ROWS) -> ProbeResult:
+                 block_rows: int = DEFAULT_BLOCK_ROWS, select_rows: int = DEFAULT_SELECT_ROWS,
+                 refit_max_iter: int = DEFAULT_REFIT_MAX_ITER) -> ProbeResult:
     r"""Train a linear classifier on frozen features and report its test accuracy.
 
     See the module docstring for both protocols' formulas. 'fast' (default): L2-regularised
@@ -331,6 +332,8 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
         ``settings['path']``.
     block_rows, select_rows : int, default 32768, 65536
         Rows per block and the size of the selection subset of the blocked path.
+    refit_max_iter : int, default 8
+        Cap on the blocked refit's L-BFGS iterations (about one pass over the data each).
 
     Returns
     -------
@@ -394,9 +397,10 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
     if which == "blocked" and backend == "torch":
         block_rows = check_block_rows(block_rows)
         select_rows = _check_int(select_rows, "select_rows", 2)
+        refit_max_iter = _check_int(refit_max_iter, "refit_max_iter", 1)
         acc, extra_settings, extras, split = fast_blocked(tr, ytr, te, yte, c, grid, val_fraction, seed, max_iter,
                                                           tol, _resolve_device(device), block_rows, select_rows,
-                                                          progress)
+                                                          refit_max_iter, progress)
         settings.update(split)
         settings.update(extra_settings)
         settings["path"] = "blocked"
