@@ -230,3 +230,15 @@ def test_run_probes_records_the_path_each_probe_took(tmp_path) -> None:
         assert [r["settings"]["path"] for r in summary.results] == [probe_path, probe_path]
     np.testing.assert_array_equal(got["memory"].predictions["knn_accuracy@5"], got["blocked"].predictions["knn_accuracy@5"])
     assert abs(got["memory"].accuracies["linear_accuracy"] - got["blocked"].accuracies["linear_accuracy"]) <= 100 / 60
+
+
+def test_blocked_refit_stops_at_its_iteration_cap_and_says_so() -> None:
+    xtr, ytr = _mixture(600, 10, 4, 14, sep=0.3)
+    xte, yte = _mixture(100, 10, 4, 15, sep=0.3)
+    kw = dict(path="blocked", weight_decays=(1e-4,), val_fraction=0.0, select_rows=40, block_rows=100, tol=1e-8)
+    capped = linear_probe(xtr, ytr, xte, yte, refit_max_iter=2, **kw)
+    full = linear_probe(xtr, ytr, xte, yte, refit_max_iter=1000, **kw)
+    assert capped.extras["refit_iterations"] == 2 and not capped.extras["refit_converged"]
+    assert capped.settings["refit_max_iter"] == 2
+    assert full.extras["refit_iterations"] > 2
+    assert full.extras["refit_loss"] < capped.extras["refit_loss"]
