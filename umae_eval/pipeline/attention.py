@@ -16,9 +16,8 @@ from typing import Any
 import numpy as np
 
 from umae_eval.progress import ProgressFactory, null_progress
+from umae_eval.visual.attention_stats import STAT_NAMES
 
-#: The statistics, in the order of the report and the CSV.
-STAT_NAMES = ("distance", "cls_entropy", "patch_entropy", "nmi")
 #: Bootstrap resamples of the images (the per-head intervals need no more).
 MAX_BOOT = 1000
 

@@ -25,6 +25,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+#: The statistics, in the order of reports and CSVs (umae reconstruct and compare both use it).
+STAT_NAMES = ("distance", "cls_entropy", "patch_entropy", "nmi")
+
 _TINY = 1e-12
 
 

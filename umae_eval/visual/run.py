@@ -16,13 +16,12 @@ import torch
 from umae_eval.preprocess import to_model_input
 from umae_eval.progress import ProgressFactory, null_progress
 from umae_eval.visual.attention import attention_maps
-from umae_eval.visual.attention_stats import PerImageStats, StatSummary, bootstrap_summary, per_image_stats
+from umae_eval.visual.attention_stats import STAT_NAMES, PerImageStats, StatSummary, bootstrap_summary, per_image_stats
 from umae_eval.visual.mae_model import LoadedMAE
 from umae_eval.visual.masks import mask_from_noise, mask_noise
 from umae_eval.visual.normpix import NormPixVerdict, norm_pix_from_outputs, stated_norm_pix
 from umae_eval.visual.reconstruct import Panels, panels, patchify, predict
 
-STAT_NAMES = ("distance", "cls_entropy", "patch_entropy", "nmi")
 #: Images per forward pass while collecting attention statistics (bounds the weights held).
 STAT_BATCH = 8
 
