@@ -22,6 +22,7 @@ import functools
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -237,6 +238,15 @@ def truncated_copy(src: str | Path, dst: str | Path, fraction: float = 0.5) -> P
     data = Path(src).read_bytes()
     Path(dst).write_bytes(data[: int(len(data) * fraction)])
     return Path(dst)
+
+
+def class_colour_images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 32, 32, 3) uint8 images of 3 classes (red, green, blue, plus noise) and their labels."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    base = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200]], dtype=float)[y]
+    x = base[:, None, None, :] + rng.normal(0, 40, size=(n, 32, 32, 3))
+    return np.clip(x, 0, 255).astype(np.uint8), y
 
 
 def random_bytes_file(path: str | Path, n: int = 4096, seed: int = 0) -> Path:

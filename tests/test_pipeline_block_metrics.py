@@ -42,14 +42,6 @@ def subjects(tmp_path_factory: pytest.TempPathFactory) -> list[Subject]:
     return out
 
 
-def _images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 3
-    base = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200]], dtype=float)[y]
-    x = base[:, None, None, :] + rng.normal(0, 40, size=(n, 32, 32, 3))
-    return np.clip(x, 0, 255).astype(np.uint8), y
-
-
 def _every(s: Subject, images: np.ndarray, y: np.ndarray) -> FeatureSet:
     ro = readout_for("all", 2)
     test = extract_features(s.encoder, images, device="cpu", readout=ro)
@@ -69,7 +61,7 @@ def test_resample_budget_closed_form() -> None:
 
 def test_one_masked_pass_reads_every_block_as_separate_passes_do(subjects: list[Subject]) -> None:
     s = subjects[0]
-    images, _ = _images(5)
+    images, _ = CF.class_colour_images(5)
     for final_norm in (True, False):
         got = masked_view_blocks(s, images, (0, 1), views=3, mask_ratio=0.5, seed=7, device="cpu", batch_size=3,
                                  final_norm=final_norm)
@@ -82,7 +74,7 @@ def test_one_masked_pass_reads_every_block_as_separate_passes_do(subjects: list[
 
 
 def test_block_sets_match_the_metric_functions_and_the_main_stage(subjects: list[Subject]) -> None:
-    images, y = _images(36)
+    images, y = CF.class_colour_images(36)
     sets = {}
     for s in subjects:
         every = _every(s, images, y)

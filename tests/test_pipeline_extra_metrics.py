@@ -36,17 +36,9 @@ def subjects(tmp_path_factory: pytest.TempPathFactory) -> list[Subject]:
     return out
 
 
-def _images(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    y = np.arange(n) % 3
-    base = np.array([[200, 40, 40], [40, 200, 40], [40, 40, 200]], dtype=float)[y]
-    x = base[:, None, None, :] + rng.normal(0, 40, size=(n, 32, 32, 3))
-    return np.clip(x, 0, 255).astype(np.uint8), y
-
-
 def test_masked_views_replay_the_generator(subjects: list[Subject]) -> None:
     s = subjects[0]
-    images, _ = _images(6)
+    images, _ = CF.class_colour_images(6)
     stack = masked_view_stack(s, images, views=3, mask_ratio=0.5, seed=5, device="cpu", batch_size=4)
     assert stack.shape == (6, 3, 192)
     gen = torch.Generator().manual_seed(5)
@@ -63,7 +55,7 @@ def test_masked_views_replay_the_generator(subjects: list[Subject]) -> None:
 
 def test_block_fourier_matches_hooked_block_outputs(subjects: list[Subject]) -> None:
     s = subjects[0]
-    images, _ = _images(5)
+    images, _ = CF.class_colour_images(5)
     profiles = block_fourier(s, images, device="cpu", batch_size=2)
     assert len(profiles) == 2  # the tiny encoder has depth 2
     captured: list[torch.Tensor] = []
@@ -78,7 +70,7 @@ def test_block_fourier_matches_hooked_block_outputs(subjects: list[Subject]) -> 
 
 
 def test_checkpoint_metrics_intervals_and_pairs(subjects: list[Subject]) -> None:
-    images, y = _images(40)
+    images, y = CF.class_colour_images(40)
     sets, feats = {}, {}
     for s in subjects:
         test = extract_features(s.encoder, images, device="cpu")
@@ -110,7 +102,7 @@ def test_checkpoint_metrics_intervals_and_pairs(subjects: list[Subject]) -> None
 
 
 def test_nc4_needs_every_train_class(subjects: list[Subject], tmp_path: Path) -> None:
-    images, y = _images(12)
+    images, y = CF.class_colour_images(12)
     test = extract_features(subjects[0].encoder, images, device="cpu")
     fs = FeatureSet(train=test, test=test, y_train=np.where(y == 2, 0, y), y_test=y, pool="cls")
     ms = checkpoint_metrics(subjects[0], fs, images, predictions=y, n_boot=0, device="cpu", lidar_views=2,
