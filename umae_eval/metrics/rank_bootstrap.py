@@ -29,7 +29,8 @@ from collections.abc import Callable
 import numpy as np
 
 from umae_eval.metrics._inputs import ArrayLike, check_features, to_numpy64
-from umae_eval.metrics.spectrum import RANKME_EPS, _entropy_rank, _floor_small, _svdvals
+from umae_eval.metrics.spectrum import RANKME_EPS
+from umae_eval.metrics.svdvals import _entropy_rank, _floor_small, _svdvals
 
 #: Rows per Gram-product chunk of one resample.
 _CHUNK_ROWS = 8192
@@ -47,7 +48,7 @@ def resample_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
 
 
 def _floored_singular(gram: np.ndarray, n: int, frob_raw: float) -> np.ndarray:
-    """Singular values from a D x D Gram matrix with :func:`spectrum._svdvals`' floor, min(n, D) of them."""
+    """Singular values from a D x D Gram matrix with :func:`svdvals._svdvals`' floor, min(n, D) of them."""
     d = gram.shape[0]
     s = np.sqrt(np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None))[: min(n, d)]
     return _floor_small(s, n, d, frob_raw)
@@ -55,7 +56,7 @@ def _floored_singular(gram: np.ndarray, n: int, frob_raw: float) -> np.ndarray:
 
 def resample_singular_values(x: np.ndarray, x0: np.ndarray, m0: np.ndarray,
                              idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Singular values of ``x[idx]``, centred and raw (as :func:`spectrum._svdvals` floors them).
+    """Singular values of ``x[idx]``, centred and raw (as :func:`svdvals._svdvals` floors them).
 
     ``x0 = x - m0`` is centred once on the full-sample mean ``m0``. With row weights ``w``
     (sum n) and ``s = x0^T w``, the resample's mean is ``m0 + s / n``, so

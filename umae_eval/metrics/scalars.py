@@ -19,7 +19,7 @@ sigma_k its singular values, Z_c = Z - 1 mu^T the centred matrix:
   The two differ by design (squares and centring): quote the name with the number.
 
 All functions take ``(N, D)`` numpy arrays or torch tensors and compute in float64 on the CPU,
-through :func:`umae_eval.metrics.spectrum._svdvals` (so tiny singular values are floored to 0 the
+through :func:`umae_eval.metrics.svdvals._svdvals` (so tiny singular values are floored to 0 the
 same way as the effective rank's). :func:`scalars_from_singular` is the shared core that the
 bootstrap (:mod:`umae_eval.metrics.suite`) calls on resampled Gram spectra.
 
@@ -39,7 +39,8 @@ import numpy as np
 
 from umae_eval.errors import UmaeError
 from umae_eval.metrics._inputs import ArrayLike, check_features, to_numpy64
-from umae_eval.metrics.spectrum import RANKME_EPS, _entropy_rank, _svdvals
+from umae_eval.metrics.spectrum import RANKME_EPS
+from umae_eval.metrics.svdvals import _entropy_rank, _svdvals
 
 __all__ = [
     "SCALAR_CONVENTIONS",
@@ -169,7 +170,7 @@ def scalars_from_singular(s_centered: np.ndarray, s_raw: np.ndarray, eps: float 
     """Participation ratio, stable rank and both RankMe conventions from the two singular spectra.
 
     ``s_centered`` (descending) are the singular values of the centred matrix, ``s_raw`` of the
-    uncentred one, both as :func:`umae_eval.metrics.spectrum._svdvals` returns them.
+    uncentred one, both as :func:`umae_eval.metrics.svdvals._svdvals` returns them.
     """
     stable = float(np.sum(s_raw**2) / s_raw[0] ** 2) if s_raw[0] > 0 else 0.0
     return {

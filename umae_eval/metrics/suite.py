@@ -41,13 +41,13 @@ import numpy as np
 
 from umae_eval.errors import UmaeError
 from umae_eval.metrics._inputs import ArrayLike, check_features, to_numpy64
+from umae_eval.metrics.alpha_req_fit import _alpha_from_singular, alpha_req
 from umae_eval.metrics.cka import cka_from_terms, cka_matrix_terms, cka_unbiased, linear_cka, mutual_knn_scores
 from umae_eval.metrics.fourier import fourier_profile
 from umae_eval.metrics.lidar import lidar, lidar_resampled
 from umae_eval.metrics.neural_collapse import neural_collapse
 from umae_eval.metrics.rank_bootstrap import rank_resample_count, resample_indices, resample_singular_values
 from umae_eval.metrics.scalars import SCALAR_CONVENTIONS, scalars_from_singular, spectrum_scalars
-from umae_eval.metrics.spectrum import _alpha_from_singular, alpha_req
 
 __all__ = ["MAX_LIDAR_RESAMPLES", "METRIC_DEFINITIONS", "MetricSet", "pair_metrics", "representation_metrics", "resampled_scalars"]
 
