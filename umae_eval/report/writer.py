@@ -4,14 +4,15 @@ Every user-supplied string (paths, class names, settings) is HTML-escaped here, 
 The page opens offline, draws every plot as SVG (no WebGL), has a table of contents with
 anchors, links to every file written, prints without splitting figures, and stacks its
 side-by-side panels on screens narrower than 900 px. Each figure is also written to
-``figures/`` as PDF, SVG and PNG (2x) by :mod:`umae_eval.report.static`.
+``figures/`` as PDF, SVG and PNG (2x) by :mod:`umae_eval.report.static`. The escaping and
+formatting helpers are in :mod:`umae_eval.report.page_parts`, the folder writer
+(:func:`write_outputs`) in :mod:`umae_eval.report.outputs`.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,67 +21,16 @@ from typing import Any
 
 import pandas as pd
 
-from umae_eval.provenance import (
-    atomic_write_json,
-    atomic_write_text,
-    command_line_text,
-    now_iso,
-    project_revision,
-    results_envelope,
-    versions,
-)
+from umae_eval.provenance import atomic_write_text, command_line_text, now_iso, project_revision, versions
+from umae_eval.report.outputs import write_outputs
+from umae_eval.report.page_parts import BASIC_TRACES, _fmt, _script_json, _settings_line, plotly_js, slug
 from umae_eval.report.page_style import CSS, PRINT_JS
-from umae_eval.report.static_figure import StaticFigure  # noqa: F401  (re-exported)
+from umae_eval.report.static_figure import StaticFigure
 from umae_eval.report.tables import formatted
 
-#: Trace types of plotly.js's "basic" partial bundle (umae_eval/report/vendor/: 1.2 MB instead of 4.6 MB).
-BASIC_TRACES = frozenset({"scatter", "bar", "pie"})
-
-
-def plotly_js(trace_types: set[str]) -> str:
-    """The plotly.js source to inline: the vendored basic bundle when it draws every trace type
-    used (and is the version the plotly package would inline), else the full bundle."""
-    from plotly.offline import get_plotlyjs, get_plotlyjs_version
-
-    basic = Path(__file__).with_name("vendor") / "plotly-basic.min.js"
-    if trace_types <= BASIC_TRACES and basic.is_file():
-        text = basic.read_text(encoding="utf-8")
-        if f"v{get_plotlyjs_version()}" in text[:200]:
-            return text
-    return get_plotlyjs()
-
-
-def _script_json(obj: Any) -> str:
-    """JSON that is safe inside a ``<script>`` element: no ``<``, ``>``, ``&`` or line separators.
-
-    ``</script>`` (or ``<!--``) in a user string can therefore never end the script early.
-    """
-    text = json.dumps(obj, default=str)  # NaN/Infinity are valid JavaScript here
-    return (text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
-            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
-
-
-def _settings_line(settings: Mapping[str, Any] | None) -> str:
-    if not settings:
-        return ""
-    items = "; ".join(f"{k}={_fmt(v)}" for k, v in settings.items())
-    return f"<div class='figsettings'><b>settings:</b> {html.escape(items)}</div>"
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(_fmt(v) for v in value)
-    if isinstance(value, Mapping):
-        return "; ".join(f"{k}={_fmt(v)}" for k, v in value.items())
-    return str(value)
-
-
-def slug(text: str) -> str:
-    """A URL fragment / file stem from a title: ``'Singular values (Fig. 1b)'`` -> ``'singular-values-fig-1b'``."""
-    s = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")
-    return s[:60].rstrip("-") or "section"
+# the page's helpers and the folder writer live in page_parts / outputs; named here so that
+# imports from this module keep working
+__all__ = ["BASIC_TRACES", "HtmlReport", "StaticFigure", "plotly_js", "slug", "write_outputs"]
 
 
 @dataclass
@@ -371,39 +321,3 @@ class HtmlReport:
     def write(self, path: str | Path) -> Path:
         """Atomically write the page."""
         return atomic_write_text(path, self.render())
-
-
-def write_outputs(
-    out_dir: str | Path,
-    command: str,
-    settings: Mapping[str, Any],
-    results: Mapping[str, Any],
-    tables: Mapping[str, pd.DataFrame] | None = None,
-    report: HtmlReport | None = None,
-    *,
-    figures: bool = True,
-) -> dict[str, Path]:
-    """Write one CSV per table, ``figures/`` (PDF, SVG, PNG of each figure), ``report.html``
-    (linking all of them) and ``results.json`` (settings, command line, revision, versions, results).
-
-    Returns the paths written, keyed by ``'results'``, ``'report'``, ``'figures'`` and each table name.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written: dict[str, Path] = {}
-    for name, df in (tables or {}).items():
-        written[name] = atomic_write_text(out / f"{name}.csv", df.to_csv(index=False))
-    figure_files: list[Path] = []
-    if report is not None and figures and report.static_figures:
-        from umae_eval.report.static import export_figures
-
-        figure_files = export_figures(report.static_figures, out / "figures", title=report.title)
-        written["figures"] = out / "figures"
-    if report is not None:
-        report.files = (["results.json"] + [f"{n}.csv" for n in (tables or {})]
-                        + [str(p.relative_to(out)) for p in figure_files])
-        written["report"] = report.write(out / "report.html")
-    written["results"] = atomic_write_json(
-        out / "results.json", results_envelope(command, dict(settings), dict(results))
-    )
-    return written
