@@ -5,7 +5,7 @@
       -> collapse (spectrum, masked-view geometry, t-SNE/UMAP maps)
       -> curves (metrics.jsonl of the checkpoint's run)
       -> summary (bootstrap intervals, paired differences, the paper's numbers)
-      -> run.AnalysisResults  (frames: the CSV tables)
+      -> results.AnalysisResults  (frames: the CSV tables)
 
 Example::
 

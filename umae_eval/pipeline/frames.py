@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from umae_eval.pipeline.run import AnalysisResults
+from umae_eval.pipeline.results import AnalysisResults
 
 
 def short_hash(sha256: str) -> str:

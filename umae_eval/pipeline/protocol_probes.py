@@ -21,7 +21,7 @@ from umae_eval.probes.result import ProbeResult
 from umae_eval.progress import ProgressFactory, null_progress
 
 if TYPE_CHECKING:  # run.py imports this module
-    from umae_eval.pipeline.run import AnalysisConfig
+    from umae_eval.pipeline.results import AnalysisConfig
 
 
 def attentive_stage(subject: Subject, data: DataSubset, *, block: int, final_norm: bool, seed: int,

@@ -1,6 +1,6 @@
 """Which protocols a checkpoint was read under, as per-image outcomes for the protocol matrix.
 
-From one checkpoint's results (:class:`umae_eval.pipeline.run.CheckpointResult`): the headline
+From one checkpoint's results (:class:`umae_eval.pipeline.results.CheckpointResult`): the headline
 probes on the main feature spec, the linear probe on the checkpoint's best block (layer-wise
 stage), the attentive probe and the low-shot probes when they ran. Names are stable keys of
 results.json and ``protocol_matrix.csv``: ``linear_accuracy``, ``knn_accuracy@20``,
@@ -20,7 +20,7 @@ from umae_eval.pipeline.matrix import Outcome, ProtocolMatrix, build_matrix
 if TYPE_CHECKING:  # run.py imports this module: its types only for the checker
     from umae_eval.analysis import Subject
     from umae_eval.pipeline.layers import LayerSummary
-    from umae_eval.pipeline.run import AnalysisConfig, CheckpointResult
+    from umae_eval.pipeline.results import AnalysisConfig, CheckpointResult
 
 
 def spec_words(spec: Mapping[str, Any], block: int | None = None) -> str:

@@ -23,7 +23,7 @@ def subject_features(s: Subject, data: DataSubset, config: Any, *, with_train: b
                      times: dict[str, float]) -> tuple[FeatureSet, tuple[int, ...], int, dict[str, Any]]:
     """``(every block's features, blocks read, main block, feature spec)`` of subject ``s``.
 
-    ``config`` is the :class:`~umae_eval.pipeline.run.AnalysisConfig`; the train split is
+    ``config`` is the :class:`~umae_eval.pipeline.results.AnalysisConfig`; the train split is
     computed when ``with_train`` or several blocks are read (the layer-wise probes need it).
     """
     from umae_eval.pipeline.protocols import feature_spec
