@@ -14,7 +14,7 @@ Example
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -71,20 +71,31 @@ def parse_choices(text: str, allowed: Sequence[str], option: str) -> tuple[str, 
 
 def parse_ints(text: str, option: str, minimum: int = 1) -> tuple[int, ...]:
     """Parse a comma list of integers (``'10,20,200'``), each at least ``minimum``."""
+    return _comma_numbers(
+        text, int, lambda t: f"{option}: {t!r} is not an integer (e.g. {option} 10,20,200)",
+        lambda v, t: f"{option}: {v} is below the minimum {minimum}" if v < minimum else None,
+        f"{option} is empty; give a comma list of integers, e.g. 10,20,200")
+
+
+def _comma_numbers(text: str, convert: Callable[[str], Any], not_a_number: Callable[[str], str],
+                   problem: Callable[[Any, str], str | None], empty: str) -> tuple[Any, ...]:
+    """The comma-list loop --k, --shots, --index and --label-fraction share: blanks skipped,
+    each item converted and checked (the messages are the option's own), repeats dropped in order."""
     out = []
     for t in str(text).split(","):
         t = t.strip()
         if not t:
             continue
         try:
-            v = int(t)
+            v = convert(t)
         except ValueError:
-            raise UmaeError(f"{option}: {t!r} is not an integer (e.g. {option} 10,20,200)") from None
-        if v < minimum:
-            raise UmaeError(f"{option}: {v} is below the minimum {minimum}")
+            raise UmaeError(not_a_number(t)) from None
+        message = problem(v, t)
+        if message is not None:
+            raise UmaeError(message)
         out.append(v)
     if not out:
-        raise UmaeError(f"{option} is empty; give a comma list of integers, e.g. 10,20,200")
+        raise UmaeError(empty)
     return tuple(dict.fromkeys(out))
 
 
@@ -210,21 +221,11 @@ def _check_layers(text: str) -> str:
 
 def parse_fractions(text: str) -> tuple[float, ...]:
     """``--label-fraction 0.01,0.1``: each a fraction of the train labels in (0, 1]."""
-    out = []
-    for t in str(text).split(","):
-        t = t.strip()
-        if not t:
-            continue
-        try:
-            v = float(t)
-        except ValueError:
-            raise UmaeError(f"--label-fraction: {t!r} is not a number (e.g. --label-fraction 0.01,0.1)") from None
-        if not 0.0 < v <= 1.0:
-            raise UmaeError(f"--label-fraction {t}: a fraction of the train labels lies in (0, 1], e.g. 0.01 for 1%")
-        out.append(v)
-    if not out:
-        raise UmaeError("--label-fraction is empty; give fractions such as 0.01,0.1")
-    return tuple(dict.fromkeys(out))
+    return _comma_numbers(
+        text, float, lambda t: f"--label-fraction: {t!r} is not a number (e.g. --label-fraction 0.01,0.1)",
+        lambda v, t: None if 0.0 < v <= 1.0
+        else f"--label-fraction {t}: a fraction of the train labels lies in (0, 1], e.g. 0.01 for 1%",
+        "--label-fraction is empty; give fractions such as 0.01,0.1")
 
 
 def parse_norm(text: str | None) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
