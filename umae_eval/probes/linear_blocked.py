@@ -181,8 +181,8 @@ def fast_blocked(xtr: ArrayLike, ytr: np.ndarray, xte: ArrayLike, yte: np.ndarra
                           "total": time.perf_counter() - t0}}
     settings = {"solver": "L-BFGS (history 20, Armijo backtracking from unit steps), covariance-preconditioned; "
                           "refit on all rows by subset-corrected steps (DANE, eta 1, mu 0; a step kept only if "
-                          "the full objective and gradient fall) then L-BFGS; loss and gradient accumulated "
-                          "over row blocks",
+                          "the full objective falls, or stays within float32 rounding while the gradient falls) "
+                          "then L-BFGS; loss and gradient accumulated over row blocks",
                 "dtype": "float32 per block (stored " + str(getattr(xtr, "dtype", "?")).replace("torch.", "") + ")",
                 "device": str(device), "block_rows": block_rows, "select_rows": select_rows,
                 "refit_max_iter": refit_max_iter,

@@ -145,6 +145,11 @@ def _fit_lbfgs(z: torch.Tensor, y: torch.Tensor, weight_decay: float, pre: _Prec
                      max_iter, tol)
 
 
+def grad_max(gw: torch.Tensor, gb: torch.Tensor) -> float:
+    """The largest absolute gradient entry over ``(W, b)``: what every 'fast' fit's tolerance bounds."""
+    return max(float(gw.abs().max()), float(gb.abs().max()))
+
+
 LossGrad = Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 
 
@@ -164,7 +169,7 @@ def fit_lbfgs(loss_grad: LossGrad, weight_decay: float, pre: _Preconditioner, w0
     def fun(x: torch.Tensor) -> tuple[float, torch.Tensor, bool]:
         u, bias = x[: c * d].view(c, d), x[c * d:]
         loss, gw, gb = loss_grad(u @ p, bias)
-        converged = max(float(gw.abs().max()), float(gb.abs().max())) <= tol
+        converged = grad_max(gw, gb) <= tol
         return float(loss), torch.cat([(gw @ p).reshape(-1), gb]), converged
 
     x0 = torch.cat([((w0 @ v) / scale @ v.T).reshape(-1), b0])  # U0 = W0 P^-1

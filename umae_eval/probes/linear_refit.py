@@ -19,11 +19,13 @@ pass plus an in-memory solve on the subset.
 
 Where the subset is a poor model of the whole (a small weight decay, where the subset alone is
 nearly separable), such a step can overshoot. A step is therefore kept only if the full
-objective decreases (or stays within float32 rounding while the largest gradient entry falls); otherwise the refit returns to the last
-kept point and continues with plain L-BFGS on the streamed objective (the pass that measured
-the rejected step is the only one lost; a step whose predicted objective is negative,
-impossible for a cross-entropy plus a penalty, is rejected without a pass). Both stop at the
-same gradient tolerance on the un-preconditioned parameters, so the optimum is the in-memory probe's at the same weight decay.
+objective decreases (or stays within float32 rounding while the largest gradient entry falls);
+otherwise the refit returns to the last kept point and continues with plain L-BFGS on the
+streamed objective (the pass that measured the rejected step is the only one lost; a step
+whose predicted objective is negative, impossible for a cross-entropy plus a penalty, is
+rejected without a pass). Both stop at the
+same gradient tolerance on the un-preconditioned parameters, so the optimum is the in-memory
+probe's at the same weight decay.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from umae_eval.probes.linear_lbfgs import _loss_and_grad, _Preconditioner, fit_lbfgs
+from umae_eval.probes.linear_lbfgs import _loss_and_grad, _Preconditioner, fit_lbfgs, grad_max
 
 #: In-memory L-BFGS iterations allowed per corrected subset solve (each one pass over the subset,
 #: about 5% of a pass over 1.28M rows at the default 65,536-row subset).
@@ -54,10 +56,6 @@ class RefitResult:
     steps: list[str] = field(default_factory=list)
 
 
-def _gmax(gw: torch.Tensor, gb: torch.Tensor) -> float:
-    return max(float(gw.abs().max()), float(gb.abs().max()))
-
-
 def refit_corrected(full: Objective, z_sub: torch.Tensor, y_sub: torch.Tensor, weight_decay: float,
                     pre: _Preconditioner, w: torch.Tensor, b: torch.Tensor, max_iter: int, tol: float,
                     inner_max_iter: int = INNER_MAX_ITER) -> RefitResult:
@@ -70,7 +68,7 @@ def refit_corrected(full: Objective, z_sub: torch.Tensor, y_sub: torch.Tensor, w
     """
     f, gw, gb = full(w, b)
     steps: list[str] = []
-    while _gmax(gw, gb) > tol and len(steps) < max_iter:
+    while grad_max(gw, gb) > tol and len(steps) < max_iter:
         s0, sw, sb = _loss_and_grad(z_sub, y_sub, w, b, weight_decay)
         cw, cb = sw - gw, sb - gb
         start = float(s0 - (cw * w).sum() - (cb * b).sum())
@@ -88,7 +86,8 @@ def refit_corrected(full: Objective, z_sub: torch.Tensor, y_sub: torch.Tensor, w
             f_new, gw_new, gb_new = full(w_new, b_new)
             # kept if the objective falls, or stays within float32 rounding while the gradient falls
             slack = 4 * torch.finfo(torch.float32).eps * abs(float(f))
-            if float(f_new) < float(f) or (float(f_new) <= float(f) + slack and _gmax(gw_new, gb_new) < _gmax(gw, gb)):
+            falls = float(f_new) <= float(f) + slack and grad_max(gw_new, gb_new) < grad_max(gw, gb)
+            if float(f_new) < float(f) or falls:
                 steps.append("corrected")
                 w, b, f, gw, gb = w_new, b_new, f_new, gw_new, gb_new
                 continue
@@ -107,4 +106,4 @@ def refit_corrected(full: Objective, z_sub: torch.Tensor, y_sub: torch.Tensor, w
         steps.extend(["lbfgs"] * n_iter)
         converged = n_iter < left
         return RefitResult(w, b, loss, len(steps), converged, steps)
-    return RefitResult(w, b, float(f), len(steps), _gmax(gw, gb) <= tol, steps)
+    return RefitResult(w, b, float(f), len(steps), grad_max(gw, gb) <= tol, steps)
