@@ -149,6 +149,7 @@ def fast_blocked(xtr: ArrayLike, ytr: np.ndarray, xte: ArrayLike, yte: np.ndarra
     sub = balanced_subset(ytr, c, select_rows, seed)
     z_sub = _standardize(gather_rows(xtr, sub, device), mean, std)
     y_sub = ytr[sub]
+    y_sub_t = torch.from_numpy(y_sub).to(device)  # the walk and the refit's subset model share it
     fit_idx, val_idx = (stratified_split(y_sub, val_fraction, seed) if len(grid) > 1
                         else (np.arange(len(sub)), np.arange(0)))
     pre = _Preconditioner(z_sub)
@@ -157,13 +158,12 @@ def fast_blocked(xtr: ArrayLike, ytr: np.ndarray, xte: ArrayLike, yte: np.ndarra
     with progress("linear probe (blocked): weight-decay grid on a class-balanced subset + refit on all rows",
                   total=len(grid) + 1) as advance:
         t1 = time.perf_counter()
-        curve, chosen, (w, b) = walk_grid(z_sub, torch.from_numpy(y_sub).to(device), y_sub, grid, fit_idx,
-                                          val_idx, pre, w, b, max_iter, tol, advance)
+        curve, chosen, (w, b) = walk_grid(z_sub, y_sub_t, y_sub, grid, fit_idx, val_idx, pre, w, b, max_iter,
+                                          tol, advance)
         t_select = time.perf_counter() - t1
         t1 = time.perf_counter()
         objective = _StreamedObjective(xtr, torch.from_numpy(ytr).to(device), mean, std, chosen, block_rows, device)
-        refit = refit_corrected(objective, z_sub, torch.from_numpy(y_sub).to(device), chosen, pre, w, b,
-                                min(max_iter, refit_max_iter), tol)
+        refit = refit_corrected(objective, z_sub, y_sub_t, chosen, pre, w, b, min(max_iter, refit_max_iter), tol)
         w, b = refit.w, refit.b
         del z_sub
         advance(1)
