@@ -115,7 +115,7 @@ class _StreamedObjective:
             gb += g.sum(dim=0)
         self.passes += 1
         self.last = (w, b, correct)
-        value = (loss / n).to(w.dtype) + 0.5 * self.wd * w.square().sum()
+        value = loss / n + 0.5 * self.wd * w.square().sum(dtype=torch.float64)  # float64, as in memory
         return value, gw.div_(n).add_(w, alpha=self.wd), gb.div_(n)
 
 
@@ -152,7 +152,7 @@ def fast_blocked(xtr: ArrayLike, ytr: np.ndarray, xte: ArrayLike, yte: np.ndarra
     y_sub_t = torch.from_numpy(y_sub).to(device)  # the walk and the refit's subset model share it
     fit_idx, val_idx = (stratified_split(y_sub, val_fraction, seed) if len(grid) > 1
                         else (np.arange(len(sub)), np.arange(0)))
-    pre = _Preconditioner(z_sub)
+    pre = _Preconditioner(z_sub, c)
     w = torch.zeros(c, z_sub.shape[1], dtype=torch.float32, device=device)
     b = torch.zeros(c, dtype=torch.float32, device=device)
     with progress("linear probe (blocked): weight-decay grid on a class-balanced subset + refit on all rows",
@@ -179,7 +179,8 @@ def fast_blocked(xtr: ArrayLike, ytr: np.ndarray, xte: ArrayLike, yte: np.ndarra
               "refit_passes": objective.passes, "refit_converged": refit.converged, "refit_steps": refit.steps,
               "seconds": {"preprocess": t_stats, "select": t_select, "refit": t_refit,
                           "total": time.perf_counter() - t0}}
-    settings = {"solver": "L-BFGS (history 20, Armijo backtracking from unit steps), covariance-preconditioned; "
+    settings = {"solver": "L-BFGS (history 20, Armijo backtracking from unit steps), covariance- and "
+                          "class-curvature-preconditioned, objective value accumulated in float64; "
                           "refit on all rows by subset-corrected steps (DANE, eta 1, mu 0; a step kept only if "
                           "the full objective falls, or stays within float32 rounding while the gradient falls) "
                           "then L-BFGS; loss and gradient accumulated over row blocks",

@@ -56,6 +56,11 @@ class RefitResult:
     steps: list[str] = field(default_factory=list)
 
 
+def _dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``<a, b>`` accumulated in float64, like the objective it corrects."""
+    return (a * b).sum(dtype=torch.float64)
+
+
 def refit_corrected(full: Objective, z_sub: torch.Tensor, y_sub: torch.Tensor, weight_decay: float,
                     pre: _Preconditioner, w: torch.Tensor, b: torch.Tensor, max_iter: int, tol: float,
                     inner_max_iter: int = INNER_MAX_ITER) -> RefitResult:
@@ -71,14 +76,14 @@ def refit_corrected(full: Objective, z_sub: torch.Tensor, y_sub: torch.Tensor, w
     while grad_max(gw, gb) > tol and len(steps) < max_iter:
         s0, sw, sb = _loss_and_grad(z_sub, y_sub, w, b, weight_decay)
         cw, cb = sw - gw, sb - gb
-        start = float(s0 - (cw * w).sum() - (cb * b).sum())
+        start = float(s0 - _dot(cw, w) - _dot(cb, b))
 
         def corrected(w_: torch.Tensor, b_: torch.Tensor, cw: torch.Tensor = cw,
                       cb: torch.Tensor = cb) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             loss, dw, db = _loss_and_grad(z_sub, y_sub, w_, b_, weight_decay)
-            return loss - (cw * w_).sum() - (cb * b_).sum(), dw - cw, db - cb
+            return loss - _dot(cw, w_) - _dot(cb, b_), dw - cw, db - cb
 
-        w_new, b_new, _, inner = fit_lbfgs(corrected, weight_decay, pre, w, b, inner_max_iter, tol)
+        w_new, b_new, _, inner, _ = fit_lbfgs(corrected, weight_decay, pre, w, b, inner_max_iter, tol)
         # the model predicts F(W_new) = F(W_k) + (its own decrease); the objective is >= 0, so a
         # negative prediction means the subset has run away (a small weight decay on a nearly
         # separable subset): reject it without spending a pass on it
@@ -102,8 +107,8 @@ def refit_corrected(full: Objective, z_sub: torch.Tensor, y_sub: torch.Tensor, w
         left = max_iter - len(steps)
         if left <= 0:
             break
-        w, b, n_iter, loss = fit_lbfgs(resume, weight_decay, pre, w, b, left, tol)
-        steps.extend(["lbfgs"] * n_iter)
-        converged = n_iter < left
-        return RefitResult(w, b, loss, len(steps), converged, steps)
+        fit = fit_lbfgs(resume, weight_decay, pre, w, b, left, tol)
+        steps.extend(["lbfgs"] * fit.iterations)
+        # L-BFGS's own flag: ending on the stall rule before the cap is not convergence
+        return RefitResult(fit.w, fit.b, fit.loss, len(steps), fit.converged, steps)
     return RefitResult(w, b, float(f), len(steps), grad_max(gw, gb) <= tol, steps)
