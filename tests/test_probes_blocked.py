@@ -329,3 +329,52 @@ def test_corrected_step_with_the_whole_data_as_subset_is_one_newton_like_solve()
     # float32: the inner solve stops at the tolerance of its own (rounded) gradient, so a second
     # step may be needed to meet it on the recomputed full gradient, never more
     assert len(r.steps) <= 2 and len(passes) == len(r.steps) + 1
+
+
+# -------------------------------------------------- the default tolerance at many classes
+def _two_hundred_classes() -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(0)
+    c, d = 200, 32
+    means = rng.standard_normal((c, d)) * 0.5
+    ytr, yte = rng.integers(0, c, 4000), rng.integers(0, c, 4000)
+    xtr = (means[ytr] + rng.standard_normal((4000, d))).astype(np.float32)
+    xte = (means[yte] + rng.standard_normal((4000, d))).astype(np.float32)
+    return xtr, ytr, xte, yte
+
+
+def test_default_tol_is_sklearns_up_to_ten_classes_and_scales_as_one_over_c_above() -> None:
+    from umae_eval.probes.linear import default_tol
+
+    assert default_tol(2) == default_tol(10) == 1e-4
+    assert default_tol(100) == pytest.approx(1e-5)
+    assert default_tol(1000) == pytest.approx(1e-6)
+
+
+def test_default_tol_reaches_the_optimum_a_fixed_1e_4_stops_short_of_at_200_classes() -> None:
+    # measured: tol 1e-4 stops at loss 1.414557 after 32 iterations, the default (5e-6) at
+    # 1.4135095 after 81; tol 1e-8 stops at 1.4135085 (float32's gradient floor, not converged)
+    xtr, ytr, xte, yte = _two_hundred_classes()
+    kw = dict(path="memory", weight_decays=(1e-4,), val_fraction=0.0, max_iter=5000)
+    fixed = linear_probe(xtr, ytr, xte, yte, tol=1e-4, **kw)
+    default = linear_probe(xtr, ytr, xte, yte, **kw)
+    ref = linear_probe(xtr, ytr, xte, yte, tol=1e-8, **kw)
+    assert default.settings["tol"] == pytest.approx(5e-6)
+    assert default.settings["tol_rule"].startswith("1e-4 * min(1, 10 / num_classes)")
+    assert fixed.settings["tol_rule"] == "given"
+    assert default.extras["refit_loss"] == pytest.approx(ref.extras["refit_loss"], rel=1e-6)
+    assert fixed.extras["refit_loss"] - ref.extras["refit_loss"] > 1e-4  # the control: 1e-4 is short of it
+
+
+def test_blocked_refit_with_default_cap_and_tolerance_matches_the_memory_path_at_200_classes() -> None:
+    # weight decay 1e-4 on a 1,000-row subset (5 rows per class): the corrected step is rejected
+    # and L-BFGS takes about 85 passes, which the old default cap of 8 cut short (1.6 points of
+    # test accuracy off the memory path's optimum)
+    xtr, ytr, xte, yte = _two_hundred_classes()
+    kw = dict(weight_decays=(1e-4,), val_fraction=0.0)
+    mem = linear_probe(xtr, ytr, xte, yte, path="memory", **kw)
+    blk = linear_probe(xtr, ytr, xte, yte, path="blocked", block_rows=1024, select_rows=1000, **kw)
+    assert blk.settings["refit_max_iter"] == 100
+    assert blk.extras["refit_converged"]
+    assert blk.extras["refit_loss"] == pytest.approx(mem.extras["refit_loss"], rel=1e-5)
+    differ = int((blk.test_predictions["linear_accuracy"] != mem.test_predictions["linear_accuracy"]).sum())
+    assert differ <= 4  # of 4,000: near-ties only
