@@ -15,16 +15,20 @@ Two protocols, one result type (:class:`~umae_eval.probes.result.ProbeResult`):
     The weight decay ``lambda`` is chosen on a stratified, seeded validation split carved from
     train (``val_fraction``), then the probe is refitted on all of train and scored on test.
 
-    The torch backend solves it with full-batch L-BFGS (history 20, Armijo backtracking from
-    unit steps, float32, gradients written out rather than autograd) over ``U`` with ``W = U P``,
-    ``P = V diag((l_k + lambda)^{-1/2}) V^T`` from the eigen-decomposition ``V diag(l) V^T`` of
-    the standardised train covariance (estimated on at most 8,192 rows). This changes the
-    path, not the model or the optimum (the problem is strictly convex, so it is
-    scikit-learn's), and brings the Hessian close to a multiple of the identity: on
-    correlated encoder-like features L-BFGS needs about 4x fewer iterations than on ``W``.
+    The torch backend solves it with full-batch L-BFGS (history 20, backtracking from unit
+    steps, float32 with the objective's value summed in float64, gradients written out rather
+    than autograd) over ``(U, beta)`` with ``W = U P`` and ``b = beta / sqrt(h)``,
+    ``P = V diag((h l_k + lambda)^{-1/2}) V^T`` from the eigen-decomposition ``V diag(l) V^T``
+    of the standardised train covariance (estimated on at most 8,192 rows) and
+    ``h = (1 - 1/C) / C``, the softmax curvature per class at uniform probabilities. This
+    changes the path, not the model or the optimum (the problem is strictly convex, so it is
+    scikit-learn's), and brings the Hessian close to the identity: on correlated encoder-like
+    features L-BFGS needs about 4x fewer iterations than on ``W``, and at 1000 classes ``h``
+    is what lets it reach a 1e-6 tolerance at all (:class:`~umae_eval.probes.linear_lbfgs._Preconditioner`).
     A fit stops when the largest gradient entry with respect to ``(W, b)`` is at most ``tol``
-    (scikit-learn's criterion), by default ``1e-4 * min(1, 10 / C)`` (:func:`default_tol`). The grid is walked from the largest weight decay to the
-    smallest, each fit warm-started from the last, and the refit starts from the chosen one.
+    (scikit-learn's criterion), by default ``1e-4 * min(1, 10 / C)`` (:func:`default_tol`).
+    The grid is walked from the largest weight decay to the smallest, each fit warm-started
+    from the last, and the refit starts from the chosen one.
     Standardisation statistics come from all of train (validation rows included).
 
 ``protocol='mae'``
@@ -101,7 +105,9 @@ def default_tol(num_classes: int) -> float:
     at 131,072 x 768, 1000 classes, weight decay 1e-5: 68.0% for the in-memory path and 63.5%
     for the blocked one at tol 1e-4, against 58.3% at the optimum, tol 1e-6). Scaling by
     ``10 / C`` keeps scikit-learn's 1e-4 where most probes have run it (up to 10 classes: CIFAR-10
-    and the committed studies are unchanged) and asks of larger ``C`` the same per-row accuracy.
+    and the committed studies keep their tolerance) and asks of larger ``C`` the same per-row
+    accuracy. With the class-curvature preconditioner both paths reach it at 1000 classes: on
+    the same set at its chosen weight decay (1e-6) 63.32% in memory and 63.30% blocked.
     """
     return BASE_TOL * min(1.0, 10.0 / max(1, int(num_classes)))
 
@@ -271,8 +277,10 @@ def linear_probe(train_x: ArrayLike, train_y: ArrayLike, test_x: ArrayLike, test
     tol : float, optional
         Default :func:`default_tol`: 1e-4 up to 10 classes, ``1e-4 * 10 / C`` above (1e-6 at
         1000). Gradient tolerance per fit ('fast'): largest absolute entry of the gradient with
-        respect to ``(W, b)`` (torch; a fit also stops when 10 iterations gain less than 1e-7
-        of the loss, the float32 floor), or scikit-learn's ``tol`` (sklearn, its default 1e-4).
+        respect to ``(W, b)`` (torch; a fit also stops when 10 iterations gain less than 1e-9
+        of the loss while the gradient norm does not halve: the float32 gradient's floor, near
+        1e-7 on small sets; ``extras['refit_converged']`` says whether the refit met ``tol``),
+        or scikit-learn's ``tol`` (sklearn, its default 1e-4).
     epochs, warmup_epochs : int, default 90, 10
         'mae' schedule (MAE's values).
     batch_size : int, optional
