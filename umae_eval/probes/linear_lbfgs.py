@@ -122,11 +122,11 @@ def _lbfgs(fun: Callable[[torch.Tensor], tuple[float, torch.Tensor, bool]], x0: 
     s_hist: list[torch.Tensor] = []
     y_hist: list[torch.Tensor] = []
     rho_hist: list[float] = []
-    window = [(f, float(g.to(torch.float64).norm()))]
+    g64 = g.to(torch.float64)
+    window = [(f, float(g64.norm()))]
     g_best = window[0][1]  # smallest gradient norm before the window
     it = 0
     while not done and it < max_iter:
-        g64 = g.to(torch.float64)
         q = -g64
         alphas = []
         for s_k, y_k, r_k in zip(reversed(s_hist), reversed(y_hist), reversed(rho_hist)):
@@ -161,8 +161,9 @@ def _lbfgs(fun: Callable[[torch.Tensor], tuple[float, torch.Tensor, bool]], x0: 
             if len(s_hist) > history:
                 s_hist.pop(0), y_hist.pop(0), rho_hist.pop(0)
         x, f, g, done = x_new, f_new, g_new, done_new
+        g64 = g.to(torch.float64)  # shared by the stall window and the next direction
         it += 1
-        window.append((f, float(g.to(torch.float64).norm())))
+        window.append((f, float(g64.norm())))
         if len(window) > 10:
             if window[0][0] - f <= _STALL * max(1.0, abs(f)) and min(n for _, n in window[1:]) > 0.5 * g_best:
                 break
