@@ -38,6 +38,7 @@ from umae_eval.metrics._inputs import ArrayLike, accuracy_percent
 from umae_eval.probes.blocks import column_stats, gather_rows, iter_blocks
 from umae_eval.probes.linear_lbfgs import (
     PRED_KEY,
+    SOLVER,
     STD_FLOOR,
     _Preconditioner,
     _standardize,
@@ -184,11 +185,9 @@ def fast_blocked(xtr: ArrayLike, ytr: np.ndarray, xte: ArrayLike, yte: np.ndarra
               "refit_passes": objective.passes, "refit_converged": refit.converged, "refit_steps": refit.steps,
               "seconds": {"preprocess": t_stats, "select": t_select, "refit": t_refit,
                           "total": time.perf_counter() - t0}}
-    settings = {"solver": "L-BFGS (history 20, Armijo backtracking from unit steps), covariance- and "
-                          "class-curvature-preconditioned, objective value accumulated in float64; "
-                          "refit on all rows by subset-corrected steps (DANE, eta 1, mu 0; a step kept only if "
-                          "the full objective falls, or stays within float32 rounding while the gradient falls) "
-                          "then L-BFGS; loss and gradient accumulated over row blocks",
+    settings = {"solver": SOLVER + "; refit on all rows by subset-corrected steps (DANE, eta 1, mu 0; a step "
+                          "kept only if the full objective falls, or stays within float32 rounding while the "
+                          "gradient falls) then L-BFGS; loss and gradient accumulated over row blocks",
                 "dtype": "float32 per block (stored " + str(getattr(xtr, "dtype", "?")).replace("torch.", "") + ")",
                 "device": str(device), "block_rows": block_rows, "select_rows": select_rows,
                 "refit_max_iter": refit_max_iter,

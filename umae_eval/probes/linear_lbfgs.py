@@ -221,6 +221,11 @@ def fit_lbfgs(loss_grad: LossGrad, weight_decay: float, pre: _Preconditioner, w0
     return Fit(x[: c * d].view(c, d) @ p, x[c * d:] * sb, n_iter, loss, done)
 
 
+#: How both 'fast' paths describe the solver in ``settings['solver']`` (the blocked one adds its refit).
+SOLVER = ("L-BFGS (history 20, backtracking from unit steps: Armijo, or approximate Wolfe within rounding), "
+          "covariance- and class-curvature-preconditioned, objective value accumulated in float64")
+
+
 #: Where the recipes hand the test predictions to :func:`_result` (never in results.json).
 PRED_KEY = "_test_predictions"
 
@@ -288,7 +293,6 @@ def fast_torch(xtr: torch.Tensor, ytr: np.ndarray, xte: torch.Tensor, yte: np.nd
               "refit_iterations": fit.iterations, "refit_loss": fit.loss, "refit_converged": fit.converged,
               "seconds": {"preprocess": t_prep, "refit": time.perf_counter() - t1,
                           "total": time.perf_counter() - t0}}
-    settings = {"solver": "L-BFGS (history 20, Armijo backtracking from unit steps), covariance- and "
-                          "class-curvature-preconditioned, objective value accumulated in float64",
+    settings = {"solver": SOLVER,
                 "dtype": str(xtr.dtype).replace("torch.", ""), "device": str(device)}
     return acc, settings, extras
