@@ -10,6 +10,9 @@ higher, it writes the mean and spread over seeds and a t interval of the paired 
 
     python scripts/study_seeds.py /root/umae-runs/matrix/seed0 /root/umae-runs/matrix/seed1 \\
         --out reports/cifar10-mae-vs-umae-cpu/seeds
+
+A seed may come in several folders (the attentive probe is run apart: hours on CPU); each
+measure must come from one of them.
 """
 
 from __future__ import annotations
@@ -71,14 +74,17 @@ def read_folder(folder: Path) -> tuple[int, dict[str, dict[str, float]], dict]:
         for row in csv.DictReader(f):
             if row["checkpoint"] in by_name:
                 values[by_name[row["checkpoint"]][0]][row["protocol"]] = float(row["accuracy"])
+    # the ranks (the same test features in every folder of a seed) are read from the folder that
+    # holds the mean classifier, the matrix's own; a folder of the attentive probe alone adds only it
+    primary = any("mean_classifier_accuracy" in v for v in values.values())
     with open(folder / "collapse.csv") as f:
         for row in csv.DictReader(f):
-            if row["checkpoint"] in by_name:
+            if row["checkpoint"] in by_name and primary:
                 m = by_name[row["checkpoint"]][0]
                 values[m]["effective_rank"] = float(row["effective_rank"])
                 values[m]["rankme"] = float(row["rankme"])
     layers = folder / "layers.csv"
-    if layers.exists():
+    if layers.exists() and primary:
         ranks: dict[str, dict[int, float]] = {"MAE": {}, "U-MAE": {}}
         with open(layers) as f:
             for row in csv.DictReader(f):
@@ -96,9 +102,14 @@ def aggregate(folders: list[Path]) -> tuple[list[SeedDifference], list[dict]]:
     provs = []
     for folder in folders:
         seed, values, prov = read_folder(folder)
-        if seed in per_seed:
-            raise SystemExit(f"{folder}: seed {seed} appears in two folders")
-        per_seed[seed] = values
+        # a seed may come in several folders (the attentive probe runs apart from the rest of
+        # the matrix), but a measure only once
+        have = per_seed.setdefault(seed, {"MAE": {}, "U-MAE": {}})
+        for method, measures in values.items():
+            twice = sorted(set(measures) & set(have[method]))
+            if twice:
+                raise SystemExit(f"{folder}: seed {seed} {method} {', '.join(twice)} already read from another folder")
+            have[method].update(measures)
         provs.append(prov)
     seeds = sorted(per_seed)
     rows = []

@@ -45,3 +45,64 @@ def test_bad_input():
         seed_difference("x", [0, 1], [1.0], [2.0, 3.0])
     with pytest.raises(ValueError, match="a seed appears twice"):
         seed_difference("x", [1, 1], [1.0, 2.0], [2.0, 3.0])
+
+
+# ------------------------------------------------ scripts/study_seeds.py: folders of `umae compare`
+def _compare_folder(folder, seed, rows, ranks=None):  # type: ignore[no-untyped-def]
+    """A `umae compare` output folder with the files study_seeds.py reads (same column names)."""
+    import csv
+    import json
+
+    folder.mkdir(parents=True)
+    ckpts = [{"name": f"MAE-s{seed}", "metadata": {"lam": 0.0, "seed": seed}, "sha256": "a"},
+             {"name": f"U-MAE-s{seed}", "metadata": {"lam": 0.01, "seed": seed}, "sha256": "b"},
+             {"name": "random init", "metadata": {}, "sha256": "c"}]
+    results = {"command_line": "umae compare", "settings": {"checkpoints": ckpts}}
+    (folder / "results.json").write_text(json.dumps(results))
+    with open(folder / "protocol_matrix.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["checkpoint", "protocol", "accuracy"])
+        w.writerows(rows)
+    with open(folder / "collapse.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["checkpoint", "effective_rank", "rankme"])
+        for name, (er, rm) in (ranks or {}).items():
+            w.writerow([name, er, rm])
+
+
+def _study_seeds():  # type: ignore[no-untyped-def]
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "study_seeds.py"
+    spec = importlib.util.spec_from_file_location("study_seeds", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_study_seeds_merges_an_attentive_folder_and_refuses_a_measure_twice(tmp_path):  # type: ignore[no-untyped-def]
+    mod = _study_seeds()
+    for s, (mae, umae) in enumerate([(40.0, 42.0), (41.0, 44.0)]):
+        _compare_folder(tmp_path / f"seed{s}", s,
+                        [[f"MAE-s{s}", "mean_classifier_accuracy", mae],
+                         [f"U-MAE-s{s}", "mean_classifier_accuracy", umae],
+                         ["random init", "mean_classifier_accuracy", 10.0]],
+                        {f"MAE-s{s}": (40, 20), f"U-MAE-s{s}": (80, 70)})
+        _compare_folder(tmp_path / f"attentive-seed{s}", s,
+                        [[f"MAE-s{s}", "attentive_accuracy", 50.0 + s], [f"U-MAE-s{s}", "attentive_accuracy", 49.0]],
+                        {f"MAE-s{s}": (1, 1), f"U-MAE-s{s}": (1, 1)})  # ranks here are not read
+    rows, provs = mod.aggregate(sorted(tmp_path.iterdir()))
+    by = {r.measure: r for r in rows}
+    mean = by["mean_classifier_accuracy"]
+    assert list(mean.a) == [40.0, 41.0] and list(mean.b) == [42.0, 44.0]
+    assert mean.mean_diff == pytest.approx(2.5)
+    attentive = by["attentive_accuracy"]
+    assert list(attentive.a) == [50.0, 51.0] and attentive.mean_diff == pytest.approx(-1.5)
+    assert list(by["effective_rank"].a) == [40.0, 40.0] and list(by["effective_rank"].b) == [80.0, 80.0]
+    assert len(provs) == 4
+    # the same measure for the same seed from two folders is an error, not a silent overwrite
+    _compare_folder(tmp_path / "again0", 0,
+                    [["MAE-s0", "attentive_accuracy", 1.0], ["U-MAE-s0", "attentive_accuracy", 2.0]])
+    with pytest.raises(SystemExit, match="seed 0 MAE attentive_accuracy already read"):
+        mod.aggregate(sorted(tmp_path.iterdir()))
