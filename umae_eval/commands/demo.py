@@ -23,7 +23,7 @@ import typer
 
 from umae_eval.errors import UmaeError
 from umae_eval.options import DeviceOpt, OutOpt, SeedOpt
-from umae_eval.progress import console, say
+from umae_eval.progress import console, say, stdout
 from umae_eval.provenance import default_out_dir
 from umae_eval.staging import check_writable
 
@@ -65,29 +65,49 @@ def shipped_curves() -> list[Path]:
     return [folder / sub for _, _, sub in SHIPPED]
 
 
-def study_preface(n_test: int) -> Any:
-    """What the full-test-split study of the shipped encoders found (umae_eval/demo/encoders/study.json),
-    its numbers as a table, and how to read this run's sample numbers beside them."""
+def shipped_study() -> dict[str, Any]:
+    """umae_eval/demo/encoders/study.json ({} when it is missing or unreadable)."""
     import json
     from importlib import resources
 
-    from umae_eval.report.summary import Preface, study_frame
-
     path = Path(str(resources.files("umae_eval").joinpath("demo", "encoders", "study.json")))
-    check = (f"The same encoders on the {n_test:,} test images of the sample shipped with umae. Their intervals "
-             "cover only the resampling of these test images, not the probe fit and not the pre-training seed "
-             "(one seed was trained), so they understate the methods' real uncertainty; where the sample and the "
-             "full split disagree, the full split is the answer. The smoke run is a table row only: it is "
-             "compared with nothing.")
     try:
         study = json.loads(path.read_text("utf-8"))
-        return Preface(str(study["summary"]), study_frame(study["numbers"]),
-                       "Accuracy in % on the full 10,000-image CIFAR-10 test split, with 95% paired bootstrap "
-                       "intervals over those test images in brackets (one pre-training seed each). Source: "
-                       + str(study.get("source", "reports/cifar10-mae-vs-umae-cpu")), check)
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError):
+        return {}
+    return study if isinstance(study, dict) else {}
+
+
+def study_preface(n_test: int, study: dict[str, Any]) -> Any:
+    """What the full-test-split study of the shipped encoders found (``study``: study.json),
+    its numbers as tables (over pre-training seeds where it has them), and how to read this
+    run's sample numbers beside them."""
+    from umae_eval.report.study import seed_frame
+    from umae_eval.report.summary import Preface, study_frame
+
+    seeds = study.get("seeds") or {}
+    n_seeds = max((len(r["seeds"]) for r in seeds.get("rows", [])), default=1)
+    check = (f"The same encoders on the {n_test:,} test images of the sample shipped with umae. Their intervals "
+             "cover only the resampling of these test images, not the probe fit and not the pre-training seed "
+             f"(these two encoders are seed 0 of the study's {n_seeds}), so they understate the methods' real "
+             "uncertainty; where the sample and the full study disagree, the full study is the answer. The smoke "
+             "run is a table row only: it is compared with nothing.")
+    try:
+        preface = Preface(str(study["summary"]), study_frame(study["numbers"]),
+                          "Seed 0 (the shipped encoders): accuracy in % on the full 10,000-image CIFAR-10 test split, "
+                          "with 95% paired bootstrap intervals over those test images in brackets. Source: "
+                          + str(study.get("source", "reports/cifar10-mae-vs-umae-cpu")), check)
+    except (KeyError, TypeError, ValueError):
         return Preface("The full-test-split study of these encoders is in reports/cifar10-mae-vs-umae-cpu/.",
                        check=check)
+    if seeds.get("rows"):
+        preface.seed_table = seed_frame(seeds["rows"])
+        preface.seed_caption = (f"Over {n_seeds} pre-training seeds per method, full 10,000-image test split: "
+                                "each method's mean (standard deviation) over seeds, and U-MAE − MAE paired by "
+                                f"seed with a 95% interval ({seeds.get('interval', 'Student t over seeds')}); "
+                                "verdicts are worded for that interval. Source: "
+                                + str(seeds.get("source", "reports/cifar10-mae-vs-umae-cpu")))
+    return preface
 
 
 def demo(
@@ -117,6 +137,7 @@ def demo(
     from umae_eval.progress import TrainDisplay, rich_progress
     from umae_eval.report.analysis import write_analysis
     from umae_eval.report.console import announce, print_analysis
+    from umae_eval.report.study import seed_lines
     from umae_eval.staging import begin_output
 
     out_dir = Path(out) if out is not None else default_out_dir("demo")
@@ -155,10 +176,14 @@ def demo(
     with timed(timings, "load_data"):
         ds = load_data("demo", seed=seed, progress=rich_progress)
     res = run_analysis(subjects, ds, analysis, spec="demo", progress=rich_progress, notify=say, timings=timings)
-    preface = study_preface(res.summary.n_test)
+    study = shipped_study()
+    preface = study_preface(res.summary.n_test, study)
     preface.text += ("\n\nThe smoke run (a few epochs on the 3,000 sample images at 16 px) only shows that "
                      "training works; its numbers say nothing about the methods.")
     stage = begin_output(out_dir)  # merged into out_dir beside runs/ when complete
     written = stage.commit(write_analysis(stage.path, "demo", res, random_init=True, preface=preface,
                                           title="umae demo: MAE vs U-MAE vs an untrained encoder"))
     print_analysis(res, written)
+    # the sample's verdicts above rest on 1,000 test images and one seed: the study's follow
+    for line in seed_lines(study.get("seeds") or {}):
+        stdout.print(line, highlight=False, soft_wrap=True, markup=False)

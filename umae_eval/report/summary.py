@@ -25,14 +25,17 @@ class Preface:
     """What opens a summary before this run's own numbers (umae demo: the full study first).
 
     ``text``: paragraphs (blank lines split them); ``table``: the study's numbers (optional) and
-    its ``table_caption``; ``check``: what this run's numbers are, read against the study (shown
-    above them).
+    its ``table_caption``; ``seed_table`` / ``seed_caption``: its differences over pre-training
+    seeds (optional, shown first); ``check``: what this run's numbers are, read against the study
+    (shown above them).
     """
 
     text: str
     table: pd.DataFrame | None = None
     table_caption: str = ""
     check: str = ""
+    seed_table: pd.DataFrame | None = None  # the study over pre-training seeds, when it has one
+    seed_caption: str = ""
 
 
 def report_colors(res: AnalysisResults) -> dict[str, str]:
@@ -132,6 +135,8 @@ def add_summary(report: HtmlReport, res: AnalysisResults, fig_settings: Mapping[
     if preface:
         report.add_heading("What the full study found", level=3)
         report.add_text(preface.text)
+        if preface.seed_table is not None and len(preface.seed_table):
+            report.add_table("", preface.seed_table, caption=preface.seed_caption)
         if preface.table is not None and len(preface.table):
             report.add_table("", preface.table, caption=preface.table_caption)
         report.add_heading("On these test images: a consistency check", level=3)

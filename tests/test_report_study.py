@@ -1,0 +1,45 @@
+"""The study's differences over pre-training seeds, as `umae demo` quotes them (report and terminal)."""
+
+from __future__ import annotations
+
+from umae_eval.commands.demo import study_preface
+from umae_eval.pipeline.seeds import seed_difference
+from umae_eval.report.study import seed_frame, seed_lines
+
+
+def _seeds() -> dict:
+    rows = [seed_difference("linear_accuracy", [0, 1, 2], [46.2, 45.4, 47.2], [45.9, 43.4, 44.0]).to_json(),
+            seed_difference("knn_accuracy@20", [0, 1, 2], [40.5, 39.1, 38.9], [49.1, 46.4, 46.6]).to_json()]
+    return {"source": "reports/x/seeds", "interval": "Student t over pre-training seeds", "rows": rows}
+
+
+def test_seed_table_and_lines_carry_the_t_interval_and_the_verdict() -> None:
+    seeds = _seeds()
+    frame = seed_frame(seeds["rows"])
+    assert list(frame["measure"]) == ["linear probe", "kNN k=20"]
+    # linear: diffs -0.3, -2.0, -3.2 -> mean -1.83, sd 1.457, t(2) 4.303 -> half width 3.62
+    assert frame["U-MAE − MAE [95% t interval over seeds]"][0] == "-1.8 [-5.5, 1.8]"
+    assert frame["MAE, mean (sd)"][0] == "46.3 (0.9)"
+    assert frame["verdict"][0] == "within seed-to-seed noise (3 seeds; the interval covers 0)"
+    lines = seed_lines(seeds)
+    assert lines[0].startswith("The full study over 3 pre-training seeds (reports/x/seeds)")
+    assert "[95% interval: Student t over pre-training seeds]" in lines[0]
+    assert lines[1] == ("  linear probe: -1.8 [-5.5, 1.8] (MAE 46.3, U-MAE 44.4): "
+                        "within seed-to-seed noise (3 seeds; the interval covers 0)")
+    assert lines[2].startswith("  kNN k=20: +7.9 [6.2, 9.5]")
+    assert lines[2].endswith("U-MAE above MAE across seeds (t interval over 3 seeds excludes 0)")
+    assert seed_lines({}) == [] and seed_lines({"rows": []}) == []
+
+
+def test_demo_preface_shows_the_seed_table_first_and_says_which_seed_the_sample_is() -> None:
+    numbers = {"linear": {"MAE": {"accuracy": 46.05, "ci95": [45.1, 47.0]}}}
+    with_seeds = study_preface(1000, {"summary": "s", "numbers": numbers, "seeds": _seeds()})
+    assert with_seeds.seed_table is not None and len(with_seeds.seed_table) == 2
+    assert "Over 3 pre-training seeds" in with_seeds.seed_caption
+    assert "seed 0 of the study's 3" in with_seeds.check
+    assert with_seeds.table is not None and with_seeds.table_caption.startswith("Seed 0")
+    one = study_preface(1000, {"summary": "s", "numbers": numbers})
+    assert one.seed_table is None and "seed 0 of the study's 1" in one.check
+    # an unreadable study.json: one sentence pointing at the study, no table, nothing raised
+    bare = study_preface(1000, {})
+    assert bare.table is None and "reports/cifar10-mae-vs-umae-cpu" in bare.text

@@ -1,0 +1,76 @@
+"""The shipped study's differences over pre-training seeds, as a report table and terminal lines.
+
+``study.json`` (beside the demo encoders) may carry a ``seeds`` section written from
+``scripts/study_seeds.py``'s ``seeds.json``: per measure, each method's mean and spread over
+pre-training seeds and a Student t interval of the paired U-MAE - MAE difference. `umae demo`
+quotes it in the report's preface and on the terminal, so that the sample's numbers (one pair
+of encoders, 1,000 test images) are read against the noise that matters: another seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pandas as pd
+
+from umae_eval.pipeline.summary import one_decimal
+
+#: How each measure of the seeds table reads in a report (the protocol matrix's names as keys).
+MEASURE_WORDS = {
+    "linear_accuracy": "linear probe",
+    "knn_accuracy@20": "kNN k=20",
+    "mean_classifier_accuracy": "mean classifier",
+    "attentive_accuracy": "attentive probe (EP)",
+    "linear_accuracy@best_block": "linear probe, best block",
+    "linear_accuracy@1%": "linear probe, 1% labels",
+    "knn_accuracy@1%": "kNN, 1% labels",
+    "linear_accuracy@10%": "linear probe, 10% labels",
+    "knn_accuracy@10%": "kNN, 10% labels",
+    "effective_rank": "effective rank",
+    "rankme": "RankMe",
+}
+
+
+def _num(x: Any, signed: bool = False) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    x = float(x)
+    return f"{x:+.1f}" if signed and round(x, 1) != 0 else one_decimal(x)
+
+
+def _words(row: Mapping[str, Any]) -> str:
+    return MEASURE_WORDS.get(str(row["measure"]), str(row["measure"]))
+
+
+def seed_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per measure: each method's mean (sd) over seeds, U-MAE - MAE with its t interval, the verdict.
+
+    ``rows``: ``SeedDifference.to_json()`` dicts (``seeds.json``'s ``rows``).
+    """
+    out = []
+    for r in rows:
+        out.append({"measure": _words(r), "seeds": len(r["seeds"]),
+                    "MAE, mean (sd)": f"{_num(r['mean_a'])} ({_num(r['sd_a'])})",
+                    "U-MAE, mean (sd)": f"{_num(r['mean_b'])} ({_num(r['sd_b'])})",
+                    "U-MAE − MAE [95% t interval over seeds]":
+                        f"{_num(r['mean_diff'], True)} [{_num(r['lo'])}, {_num(r['hi'])}]",
+                    "verdict": r["verdict"]})
+    return pd.DataFrame(out)
+
+
+def seed_lines(seeds: Mapping[str, Any]) -> list[str]:
+    """Terminal lines: a heading naming the interval, then one line per measure."""
+    rows = seeds.get("rows") or []
+    if not rows:
+        return []
+    n = max(len(r["seeds"]) for r in rows)
+    source = seeds.get("source", "reports/cifar10-mae-vs-umae-cpu")
+    interval = seeds.get("interval", "Student t over seeds")
+    lines = [f"The full study over {n} pre-training seeds ({source}): U-MAE − MAE, mean over seeds "
+             f"[95% interval: {interval}]"]
+    for r in rows:
+        lines.append(f"  {_words(r)}: {_num(r['mean_diff'], True)} [{_num(r['lo'])}, {_num(r['hi'])}]"
+                     f" (MAE {_num(r['mean_a'])}, U-MAE {_num(r['mean_b'])}): {r['verdict']}")
+    return lines
