@@ -86,7 +86,7 @@ def test_cli_table_and_page(runs_root: Path, tmp_path: Path, capsys: pytest.Capt
         assert status in line, line
     assert "U-MAE 0.01" in text
     rows = list(csv.DictReader((out / "runs.csv").open()))
-    assert len(rows) == 4 + 4  # four runs here, the four committed study runs as references
+    assert len(rows) == 4 + 8  # four runs here, the eight committed study runs as references
     ref = next(r for r in rows if r["run"] == "ref: mae")
     assert (ref["epochs"], ref["erank"], ref["linear"]) == ("20/20", "41.2", "44.5")  # metrics.jsonl, epoch 20
     page = (out / "report.html").read_text()
