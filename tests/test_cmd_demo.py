@@ -19,9 +19,16 @@ def tiny_demo(monkeypatch: pytest.MonkeyPatch) -> None:
     })
 
 
-def test_demo_analyses_the_shipped_pair_and_a_smoke_run(tiny_demo: None, tmp_path: Path) -> None:
+def test_demo_analyses_the_shipped_pair_and_a_smoke_run(tiny_demo: None, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "demo"
     assert main(["demo", "--epochs", "1", "--embed", "none", "--out", str(out), "--device", "cpu"]) == 0
+    # the terminal ends with the study's verdicts over pre-training seeds, not the sample's alone
+    printed = capsys.readouterr().out
+    assert "The full study over 3 pre-training seeds (reports/cifar10-mae-vs-umae-cpu/seeds)" in printed
+    assert ("linear probe: -2.5 [-7.4, 2.5] (MAE 48.1, U-MAE 45.7): within seed-to-seed noise "
+            "(3 seeds; the interval covers 0)") in printed
+    assert "kNN k=20: +6.4 [1.5, 11.3]" in printed and "mean classifier: +11.3 [3.6, 19.1]" in printed
 
     run = out / "runs" / "smoke"
     assert (run / "last.pth").is_file()
@@ -47,6 +54,7 @@ def test_demo_analyses_the_shipped_pair_and_a_smoke_run(tiny_demo: None, tmp_pat
     assert at == sorted(at), dict(zip(order, at))
     assert "45.9 [45.0, 46.9]" in html and "-0.1 [-1.1, 0.8]" in html  # the study's numbers, full split first
     assert "not the probe fit and not the pre-training seed" in html
+    assert "Over 3 pre-training seeds per method" in html and "-2.5 [-7.4, 2.5]" in html
     # the smoke run is a table row, never one side of a paired verdict
     summ = results["results"]["summary"]
     assert summ["not_compared"] == [demo_cmd.SMOKE_LABEL]
