@@ -12,6 +12,12 @@
 #                                                # SAVE_EVERY=1 keeps a checkpoint every epoch
 #   STEP=matrix SEEDS="0 1 2" bash scripts/cifar10_study.sh  # issue 21: protocol matrix per seed pair,
 #                                                # then U-MAE - MAE over seeds (scripts/study_seeds.py)
+#   STEP=attentive SEEDS="0 1 2" bash scripts/cifar10_study.sh  # issue 21: the attentive probe of each
+#                                                # seed pair apart from the matrix (30 + 30 epochs of the EP
+#                                                # head grid on the last block's tokens: about 30 CPU-min per
+#                                                # encoder), into $MATRIX/attentive-seed<s>; study_seeds.py merges
+#   STEP=lambda-matrix bash scripts/cifar10_study.sh  # issue 21: the protocol matrix of the four
+#                                                # seed-0 lambdas (0, 0.001, 0.01, 0.1), into $MATRIX/lambda
 #   STEP=finetune bash scripts/cifar10_study.sh  # issue 21 step 3: `umae finetune --preset cpu-demo`
 #                                                # (4 epochs) of the seed-0 MAE and U-MAE encoders (the
 #                                                # shipped copies) and a random init, seeds FT_SEEDS
@@ -87,7 +93,27 @@ if [ "$STEP" = matrix ]; then
             --data "$DATA" --data-mode memory --layers all --methods "${METHODS:-mean,linear,knn}" \
             --label-fraction 0.01,0.1 --embed none --device cpu --out "$MATRIX/seed$s"
     done
-    python3 scripts/study_seeds.py "$MATRIX"/seed* --out "$OUT/seeds"
+    python3 scripts/study_seeds.py "$MATRIX"/seed? --out "$OUT/seeds"
+fi
+if [ "$STEP" = attentive ]; then
+    ENC=umae_eval/demo/encoders; MATRIX=${MATRIX:-$RUNS/matrix}
+    for s in ${SEEDS:-0 1 2}; do
+        if [ "$s" = 0 ]; then a=$ENC/mae-cifar10-vit96x6-p4-e20.pth; b=$ENC/u-mae-cifar10-vit96x6-p4-e20.pth; ri=(--random-init)
+        else a=$RUNS/mae-s$s/last.pth; b=$RUNS/umae-s$s/last.pth; ri=(); fi
+        [ -f "$MATRIX/attentive-seed$s/results.json" ] && continue
+        OMP_NUM_THREADS=${THREADS:-1} $UMAE compare "$a" "$b" "${ri[@]}" --label "MAE-s$s" --label "U-MAE-s$s" \
+            --data "$DATA" --data-mode memory --methods attentive --embed none --attention-images 0 \
+            --device cpu --out "$MATRIX/attentive-seed$s"
+    done
+    python3 scripts/study_seeds.py "$MATRIX"/seed? "$MATRIX"/attentive-seed? --out "$OUT/seeds"
+fi
+if [ "$STEP" = lambda-matrix ]; then
+    ENC=umae_eval/demo/encoders; MATRIX=${MATRIX:-$RUNS/matrix}
+    OMP_NUM_THREADS=${THREADS:-1} $UMAE compare "$ENC/mae-cifar10-vit96x6-p4-e20.pth" "$RUNS/lam1e-3/last.pth" \
+        "$ENC/u-mae-cifar10-vit96x6-p4-e20.pth" "$RUNS/lam1e-1/last.pth" \
+        --label "λ=0 (MAE)" --label "λ=0.001" --label "λ=0.01" --label "λ=0.1" \
+        --data "$DATA" --data-mode memory --layers all --methods "${METHODS:-mean,linear,knn}" \
+        --label-fraction 0.01,0.1 --embed none --device cpu --out "$MATRIX/lambda"
 fi
 if [ "$STEP" = lambda ]; then
     train 0.001 lam1e-3 & train 0.1 lam1e-1 & wait
