@@ -13,7 +13,8 @@ Each measurement runs in its own subprocess (seconds, and peak RSS from
 - ``product (linear)``: one N x 768 x 1000 float32 product, ``x @ W`` over float32 row
   blocks (only the products timed; the float16 -> float32 conversion is not);
 - ``linear memory`` / ``linear blocked``: ``linear_probe`` ('fast' protocol, default grid
-  1e-1 .. 1e-6, val_fraction 0.1, tol 1e-4) with ``path='memory'`` (today's) and ``'blocked'``;
+  1e-1 .. 1e-6, val_fraction 0.1, the default tol: 1e-6 at 1000 classes) with
+  ``path='memory'`` (today's) and ``'blocked'``;
 - ``product (kNN)``: the M x 768 x N float32 product of the queries with all train rows
   (in the same query chunks x train blocks as the blocked search, products only);
 - ``kNN memory`` / ``kNN blocked``: ``knn_probe`` (k = 20, T = 0.07; memory = backend 'auto',

@@ -13,8 +13,8 @@ logits, about 30 GB). Nothing of size ``N x D`` in float32 or ``N x C`` is held:
    covariance preconditioner comes from the same subset;
 3. **one refit on all rows** at the chosen weight decay, warm-started from the subset's fit:
    subset-corrected steps (:mod:`umae_eval.probes.linear_refit`: each solves the in-memory subset
-   objective corrected to the full gradient, then one pass measures the full objective and
-   gradient, two ``B x D x C`` products per block), falling back to the same
+   objective corrected to the full gradient, loosely, and mixes it with the last steps; then one
+   pass measures the full objective and gradient, two ``B x D x C`` products per block), falling back to the same
    covariance-preconditioned L-BFGS on the streamed objective if a step does not lower it;
    stopped by the same gradient tolerance or after ``refit_max_iter`` steps (default 100;
    ``extras['refit_converged']`` says which, ``extras['refit_steps']`` lists the steps);
@@ -44,7 +44,7 @@ from umae_eval.probes.linear_lbfgs import (
     _standardize,
     walk_grid,
 )
-from umae_eval.probes.linear_refit import refit_corrected
+from umae_eval.probes.linear_refit import FORCING, HISTORY, refit_corrected
 from umae_eval.progress import ProgressFactory
 
 #: Default size of the class-balanced subset the weight decay is chosen on.
@@ -183,11 +183,14 @@ def fast_blocked(xtr: ArrayLike, ytr: np.ndarray, xte: ArrayLike, yte: np.ndarra
     extras = {"chosen_weight_decay": chosen, "val_curve": curve, PRED_KEY: pred_te,
               "train_accuracy": 100.0 * correct / n, "refit_iterations": refit.iterations, "refit_loss": refit.loss,
               "refit_passes": objective.passes, "refit_converged": refit.converged, "refit_steps": refit.steps,
+              "refit_inner_iterations": refit.inner_iterations,
               "seconds": {"preprocess": t_stats, "select": t_select, "refit": t_refit,
                           "total": time.perf_counter() - t0}}
-    settings = {"solver": SOLVER + "; refit on all rows by subset-corrected steps (DANE, eta 1, mu 0; a step "
-                          "kept only if the full objective falls, or stays within float32 rounding while the "
-                          "gradient falls) then L-BFGS; loss and gradient accumulated over row blocks",
+    settings = {"solver": SOLVER + f"; refit on all rows by subset-corrected steps (DANE, eta 1, mu 0; each subset "
+                          f"solve to {FORCING} x the full gradient), Anderson-mixed over the last {HISTORY} (a "
+                          "point kept only if the full objective falls, or stays within float32 rounding while "
+                          "the gradient falls; else the plain corrected point, else L-BFGS); loss and gradient "
+                          "accumulated over row blocks",
                 "dtype": "float32 per block (stored " + str(getattr(xtr, "dtype", "?")).replace("torch.", "") + ")",
                 "device": str(device), "block_rows": block_rows, "select_rows": select_rows,
                 "refit_max_iter": refit_max_iter,
