@@ -9,14 +9,15 @@ from umae_eval.report.study import seed_frame, seed_lines
 
 def _seeds() -> dict:
     rows = [seed_difference("linear_accuracy", [0, 1, 2], [46.2, 45.4, 47.2], [45.9, 43.4, 44.0]).to_json(),
-            seed_difference("knn_accuracy@20", [0, 1, 2], [40.5, 39.1, 38.9], [49.1, 46.4, 46.6]).to_json()]
+            seed_difference("knn_accuracy@20", [0, 1, 2], [40.5, 39.1, 38.9], [49.1, 46.4, 46.6]).to_json(),
+            seed_difference("attentive_accuracy", [0], [68.13], [68.38]).to_json()]
     return {"source": "reports/x/seeds", "interval": "Student t over pre-training seeds", "rows": rows}
 
 
 def test_seed_table_and_lines_carry_the_t_interval_and_the_verdict() -> None:
     seeds = _seeds()
     frame = seed_frame(seeds["rows"])
-    assert list(frame["measure"]) == ["linear probe", "kNN k=20"]
+    assert list(frame["measure"]) == ["linear probe", "kNN k=20", "attentive probe (EP)"]
     # linear: diffs -0.3, -2.0, -3.2 -> mean -1.83, sd 1.457, t(2) 4.303 -> half width 3.62
     assert frame["U-MAE − MAE [95% t interval over seeds]"][0] == "-1.8 [-5.5, 1.8]"
     assert frame["MAE, mean (sd)"][0] == "46.3 (0.9)"
@@ -28,13 +29,17 @@ def test_seed_table_and_lines_carry_the_t_interval_and_the_verdict() -> None:
                         "within seed-to-seed noise (3 seeds; the interval covers 0)")
     assert lines[2].startswith("  kNN k=20: +7.9 [6.2, 9.5]")
     assert lines[2].endswith("U-MAE above MAE across seeds (t interval over 3 seeds excludes 0)")
+    # one seed: no interval to show, and the verdict says so
+    assert frame["U-MAE − MAE [95% t interval over seeds]"][2] == "+0.2 (one seed)"
+    assert lines[3] == ("  attentive probe (EP): +0.2 (one seed) (MAE 68.1, U-MAE 68.4): one seed: U-MAE - MAE = "
+                        "+0.25; seed-to-seed variation not measured")
     assert seed_lines({}) == [] and seed_lines({"rows": []}) == []
 
 
 def test_demo_preface_shows_the_seed_table_first_and_says_which_seed_the_sample_is() -> None:
     numbers = {"linear": {"MAE": {"accuracy": 46.05, "ci95": [45.1, 47.0]}}}
     with_seeds = study_preface(1000, {"summary": "s", "numbers": numbers, "seeds": _seeds()})
-    assert with_seeds.seed_table is not None and len(with_seeds.seed_table) == 2
+    assert with_seeds.seed_table is not None and len(with_seeds.seed_table) == 3
     assert "Over 3 pre-training seeds" in with_seeds.seed_caption
     assert "seed 0 of the study's 3" in with_seeds.check
     assert with_seeds.table is not None and with_seeds.table_caption.startswith("Seed 0")

@@ -44,6 +44,13 @@ def _words(row: Mapping[str, Any]) -> str:
     return MEASURE_WORDS.get(str(row["measure"]), str(row["measure"]))
 
 
+def _difference(row: Mapping[str, Any]) -> str:
+    """``'+6.4 [1.5, 11.3]'``; ``'+0.2 (one seed)'`` where there is no interval over seeds."""
+    if row.get("lo") is None or row.get("hi") is None:
+        return f"{_num(row['mean_diff'], True)} (one seed)"
+    return f"{_num(row['mean_diff'], True)} [{_num(row['lo'])}, {_num(row['hi'])}]"
+
+
 def seed_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per measure: each method's mean (sd) over seeds, U-MAE - MAE with its t interval, the verdict.
 
@@ -54,8 +61,7 @@ def seed_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
         out.append({"measure": _words(r), "seeds": len(r["seeds"]),
                     "MAE, mean (sd)": f"{_num(r['mean_a'])} ({_num(r['sd_a'])})",
                     "U-MAE, mean (sd)": f"{_num(r['mean_b'])} ({_num(r['sd_b'])})",
-                    "U-MAE − MAE [95% t interval over seeds]":
-                        f"{_num(r['mean_diff'], True)} [{_num(r['lo'])}, {_num(r['hi'])}]",
+                    "U-MAE − MAE [95% t interval over seeds]": _difference(r),
                     "verdict": r["verdict"]})
     return pd.DataFrame(out)
 
@@ -71,6 +77,6 @@ def seed_lines(seeds: Mapping[str, Any]) -> list[str]:
     lines = [f"The full study over {n} pre-training seeds ({source}): U-MAE − MAE, mean over seeds "
              f"[95% interval: {interval}]"]
     for r in rows:
-        lines.append(f"  {_words(r)}: {_num(r['mean_diff'], True)} [{_num(r['lo'])}, {_num(r['hi'])}]"
-                     f" (MAE {_num(r['mean_a'])}, U-MAE {_num(r['mean_b'])}): {r['verdict']}")
+        lines.append(f"  {_words(r)}: {_difference(r)} (MAE {_num(r['mean_a'])}, U-MAE {_num(r['mean_b'])}): "
+                     f"{r['verdict']}")
     return lines
