@@ -45,6 +45,19 @@ train() {  # LAM NAME [SEED]
         --seed "${3:-0}" --lam "$1" --unif-form code --out "$RUNS/$2" "${resume[@]}"
 }
 
+compare_seed() {  # SEED OUT [compare options...]: one seed's MAE / U-MAE pair; skipped when OUT is complete
+    local s=$1 out=$2 enc=umae_eval/demo/encoders a b ri=()
+    shift 2
+    [ -f "$out/results.json" ] && return 0
+    if [ "$s" = 0 ]; then  # seed 0: the shipped copies of the pair, and an untrained encoder beside them
+        a=$enc/mae-cifar10-vit96x6-p4-e20.pth; b=$enc/u-mae-cifar10-vit96x6-p4-e20.pth; ri=(--random-init)
+    else
+        a=$RUNS/mae-s$s/last.pth; b=$RUNS/umae-s$s/last.pth
+    fi
+    OMP_NUM_THREADS=${THREADS:-1} $UMAE compare "$a" "$b" "${ri[@]}" --label "MAE-s$s" --label "U-MAE-s$s" \
+        --data "$DATA" --data-mode memory --embed none --device cpu --out "$out" "$@"
+}
+
 if [ "$STEP" = all ] || [ "$STEP" = train ]; then
     train 0 mae & train 0.01 umae & wait
 fi
@@ -83,27 +96,18 @@ fi
 if [ "$STEP" = matrix ]; then
     # Issue 21: the protocol matrix of each seed's MAE / U-MAE pair on the full test split (seed 0:
     # the shipped encoders, plus a random init), then U-MAE - MAE over seeds with t intervals.
-    # METHODS=mean,linear,knn,attentive adds the attentive probe (about 16x its demo cost: hours here).
-    ENC=umae_eval/demo/encoders; MATRIX=${MATRIX:-$RUNS/matrix}
+    # The attentive probe runs apart (STEP=attentive): about half an hour per encoder here.
+    MATRIX=${MATRIX:-$RUNS/matrix}
     for s in ${SEEDS:-0 1 2}; do
-        if [ "$s" = 0 ]; then a=$ENC/mae-cifar10-vit96x6-p4-e20.pth; b=$ENC/u-mae-cifar10-vit96x6-p4-e20.pth; ri=(--random-init)
-        else a=$RUNS/mae-s$s/last.pth; b=$RUNS/umae-s$s/last.pth; ri=(); fi
-        [ -f "$MATRIX/seed$s/results.json" ] && continue
-        OMP_NUM_THREADS=${THREADS:-1} $UMAE compare "$a" "$b" "${ri[@]}" --label "MAE-s$s" --label "U-MAE-s$s" \
-            --data "$DATA" --data-mode memory --layers all --methods "${METHODS:-mean,linear,knn}" \
-            --label-fraction 0.01,0.1 --embed none --device cpu --out "$MATRIX/seed$s"
+        compare_seed "$s" "$MATRIX/seed$s" --layers all --methods "${METHODS:-mean,linear,knn}" \
+            --label-fraction 0.01,0.1
     done
     python3 scripts/study_seeds.py "$MATRIX"/seed? --out "$OUT/seeds"
 fi
 if [ "$STEP" = attentive ]; then
-    ENC=umae_eval/demo/encoders; MATRIX=${MATRIX:-$RUNS/matrix}
+    MATRIX=${MATRIX:-$RUNS/matrix}
     for s in ${SEEDS:-0 1 2}; do
-        if [ "$s" = 0 ]; then a=$ENC/mae-cifar10-vit96x6-p4-e20.pth; b=$ENC/u-mae-cifar10-vit96x6-p4-e20.pth; ri=(--random-init)
-        else a=$RUNS/mae-s$s/last.pth; b=$RUNS/umae-s$s/last.pth; ri=(); fi
-        [ -f "$MATRIX/attentive-seed$s/results.json" ] && continue
-        OMP_NUM_THREADS=${THREADS:-1} $UMAE compare "$a" "$b" "${ri[@]}" --label "MAE-s$s" --label "U-MAE-s$s" \
-            --data "$DATA" --data-mode memory --methods attentive --embed none --attention-images 0 \
-            --device cpu --out "$MATRIX/attentive-seed$s"
+        compare_seed "$s" "$MATRIX/attentive-seed$s" --methods attentive --attention-images 0
     done
     python3 scripts/study_seeds.py "$MATRIX"/seed? "$MATRIX"/attentive-seed? --out "$OUT/seeds"
 fi

@@ -318,9 +318,9 @@ def test_anderson_mixing_solves_an_affine_fixed_point_map_exactly() -> None:
     residuals = [a @ x + c - x for x in points]
     fixed = torch.linalg.solve(torch.eye(3, dtype=torch.float64) - a, c)
     torch.testing.assert_close(_anderson(points, residuals), fixed, rtol=1e-10, atol=1e-10)
-    # with fewer points it is only an improvement: closer than the plain step G(x_k)
-    two = _anderson(points[-2:], residuals[-2:])
-    assert float((two - fixed).norm()) < float((points[-1] + residuals[-1] - fixed).norm()) * 1.5
+    # with fewer points than n + 1 it is not exact (and not always better than G(x_k): that is
+    # why the refit measures every mixed point before keeping it)
+    assert float((_anderson(points[-2:], residuals[-2:]) - fixed).norm()) > 1e-3
 
 
 def test_a_rejected_mix_falls_back_to_the_corrected_point_and_still_converges() -> None:
