@@ -8,7 +8,8 @@ features as ``benchmarks/probe_scale.py`` writes them; generated there with ``--
 rows when missing). One process runs the weight-decay walk of the blocked 'fast' probe once,
 then every refit variant (``history:forcing`` of
 :func:`umae_eval.probes.linear_refit.refit_corrected`) from the same start, and one N x 768 x
-1000 float32 product, all in the same run; CPU seconds (``time.process_time``, one thread).
+1000 float32 product (``probe_scale.linear_product_seconds``: the products only), all in the same
+run; CPU seconds (``time.process_time``, one thread).
 The first variant's refit is the one the probe returns.
 """
 
@@ -21,7 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,25 +39,19 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
 
+    import probe_scale
+
     import umae_eval.probes.linear_blocked as lbk
     import umae_eval.probes.linear_refit as lr
     from umae_eval.probes import linear_probe
-    from umae_eval.probes.blocks import iter_blocks
 
     if not (args.folder / "x_train.npy").exists():
-        import probe_scale
-
         args.folder.mkdir(parents=True, exist_ok=True)
         probe_scale._write_features(args.folder, args.rows, args.queries, 768, 1000, 0, args.sep)
-    xtr, ytr = np.load(args.folder / "x_train.npy", mmap_mode="r"), np.load(args.folder / "y_train.npy")
-    xte, yte = np.load(args.folder / "x_test.npy", mmap_mode="r"), np.load(args.folder / "y_test.npy")
+    xtr, ytr, xte, yte = probe_scale._load(args.folder)
     variants = [(int(v.split(":")[0]), float(v.split(":")[1])) for v in args.variants.split(",")]
 
-    w = torch.randn(1000, xtr.shape[1]) * 0.01
-    c0 = time.process_time()
-    for _, blk in iter_blocks(xtr, 8192, torch.device("cpu")):
-        blk @ w.T
-    product = time.process_time() - c0
+    _, product = probe_scale.linear_product_seconds(xtr)  # the same baseline as probe_scale.py's
     print(f"product: {product:.1f} CPU s", flush=True)
     rows: list[dict[str, Any]] = []
 
