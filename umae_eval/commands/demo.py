@@ -82,11 +82,11 @@ def study_preface(n_test: int, study: dict[str, Any]) -> Any:
     """What the full-test-split study of the shipped encoders found (``study``: study.json),
     its numbers as tables (over pre-training seeds where it has them), and how to read this
     run's sample numbers beside them."""
-    from umae_eval.report.study import seed_frame
+    from umae_eval.report.study import seed_count, seed_frame
     from umae_eval.report.summary import Preface, study_frame
 
     seeds = study.get("seeds") or {}
-    n_seeds = max((len(r["seeds"]) for r in seeds.get("rows", [])), default=1)
+    n_seeds = seed_count(seeds)
     check = (f"The same encoders on the {n_test:,} test images of the sample shipped with umae. Their intervals "
              "cover only the resampling of these test images, not the probe fit and not the pre-training seed "
              f"(these two encoders are seed 0 of the study's {n_seeds}), so they understate the methods' real "

@@ -158,10 +158,10 @@ def refit_corrected(full: Objective, z_sub: torch.Tensor, y_sub: torch.Tensor, w
                     mixed = _anderson(points, residuals).to(w.dtype)
                     kinds.insert(0, ("mixed", mixed[: c * d].view(c, d), mixed[c * d:]))
             kept = False
+            # kept if the objective falls, or stays within float32 rounding while the gradient falls
+            slack = 4 * torch.finfo(torch.float32).eps * abs(float(f))
             for kind, w_try, b_try in kinds:
                 f_new, gw_new, gb_new = full(w_try, b_try)
-                # kept if the objective falls, or stays within float32 rounding while the gradient falls
-                slack = 4 * torch.finfo(torch.float32).eps * abs(float(f))
                 falls = float(f_new) <= float(f) + slack and grad_max(gw_new, gb_new) < g
                 if float(f_new) < float(f) or falls:
                     steps.append(kind)

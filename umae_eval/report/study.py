@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from umae_eval.pipeline.summary import one_decimal
+from umae_eval.report.summary import bracketed, signed_decimal
 
 #: How each measure of the seeds table reads in a report (the protocol matrix's names as keys).
 MEASURE_WORDS = {
@@ -33,11 +34,9 @@ MEASURE_WORDS = {
 }
 
 
-def _num(x: Any, signed: bool = False) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    x = float(x)
-    return f"{x:+.1f}" if signed and round(x, 1) != 0 else one_decimal(x)
+def _num(x: Any) -> str:
+    """One decimal; 'n/a' for a spread that one seed cannot give (None in seeds.json)."""
+    return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else one_decimal(float(x))
 
 
 def _words(row: Mapping[str, Any]) -> str:
@@ -47,8 +46,13 @@ def _words(row: Mapping[str, Any]) -> str:
 def _difference(row: Mapping[str, Any]) -> str:
     """``'+6.4 [1.5, 11.3]'``; ``'+0.2 (one seed)'`` where there is no interval over seeds."""
     if row.get("lo") is None or row.get("hi") is None:
-        return f"{_num(row['mean_diff'], True)} (one seed)"
-    return f"{_num(row['mean_diff'], True)} [{_num(row['lo'])}, {_num(row['hi'])}]"
+        return f"{signed_decimal(float(row['mean_diff']))} (one seed)"
+    return bracketed(float(row["mean_diff"]), float(row["lo"]), float(row["hi"]), signed=True)
+
+
+def seed_count(seeds: Mapping[str, Any]) -> int:
+    """The most pre-training seeds any measure of ``seeds`` (study.json's section) has; 1 without rows."""
+    return max((len(r["seeds"]) for r in seeds.get("rows") or []), default=1)
 
 
 def seed_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
@@ -71,7 +75,7 @@ def seed_lines(seeds: Mapping[str, Any]) -> list[str]:
     rows = seeds.get("rows") or []
     if not rows:
         return []
-    n = max(len(r["seeds"]) for r in rows)
+    n = seed_count(seeds)
     source = seeds.get("source", "reports/cifar10-mae-vs-umae-cpu")
     interval = seeds.get("interval", "Student t over seeds")
     lines = [f"The full study over {n} pre-training seeds ({source}): U-MAE − MAE, mean over seeds "

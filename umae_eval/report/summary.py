@@ -51,9 +51,14 @@ def report_colors(res: AnalysisResults) -> dict[str, str]:
                               for c in res.checkpoints})
 
 
+def signed_decimal(x: float) -> str:
+    """``'+3.7'`` / ``'-0.4'``: a difference to one decimal, signed unless it rounds to 0."""
+    return f"{x:+.1f}" if round(x, 1) != 0 else one_decimal(x)
+
+
 def bracketed(estimate: float, lo: float, hi: float, *, signed: bool = False) -> str:
     """``'40.0 [37.1, 43.0]'`` (``signed``: ``'+3.7 [0.4, 7.0]'``): a number and its 95% interval, short."""
-    head = f"{estimate:+.1f}" if signed and round(estimate, 1) != 0 else one_decimal(estimate)
+    head = signed_decimal(estimate) if signed else one_decimal(estimate)
     return f"{head} [{one_decimal(lo)}, {one_decimal(hi)}]"
 
 
