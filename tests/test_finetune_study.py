@@ -1,0 +1,136 @@
+"""Fine-tuning runs read back and compared: a rebuilt run scores exactly what it reported, the
+per-image predictions give the run's own top-1, and the pair intervals match closed forms and an
+independent resampling."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from umae_eval.data.choose import open_dataset
+from umae_eval.pipeline.finetune_study import FinetuneRun, compare_finetune_runs, comparison_json
+
+from ckpt_factory import make_official_encoder
+from toy_images import toy_npz
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1",
+       "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("fts")
+    enc = d / "enc.pth"
+    make_official_encoder(enc, embed_dim=64, num_heads=1, depth=3, patch_size=8)
+    data = toy_npz(d / "toy.npz", seed=0)
+    from umae_eval.cli import main
+
+    common = [str(enc), "--data", str(data), "--preset", "cpu-demo", "--epochs", "1", "--batch-size", "16",
+              "--workers", "0"]
+    assert main(["finetune", *common, "--seed", "0", "--out", str(d / "ft-a")]) == 0
+    assert main(["finetune", *common, "--seed", "1", "--freeze-blocks", "2", "--out", str(d / "ft-b")]) == 0
+    return {"data": data, "a": d / "ft-a", "b": d / "ft-b", "enc": enc}
+
+
+def _reported(folder: Path) -> float:
+    return json.loads((folder / "results.json").read_text())["results"]["final"]["test_top1"]
+
+
+
+def _reported(folder: Path) -> float:
+    return json.loads((folder / "results.json").read_text())["results"]["final"]["test_top1"]
+
+
+def _run(encoder: str, seed: int, correct: np.ndarray, mode: str = "full") -> FinetuneRun:
+    return FinetuneRun(f"{encoder}-{seed}", encoder, mode, seed, correct)
+
+
+def test_pair_intervals_closed_forms_and_an_independent_resampling() -> None:
+    rng = np.random.default_rng(5)
+    n = 400
+    c = {k: rng.random(n) < p for k, p in [(("MAE", 0), 0.6), (("MAE", 1), 0.62), (("U-MAE", 0), 0.58),
+                                             (("U-MAE", 1), 0.65), (("random init", 0), 0.3)]}
+    comp = compare_finetune_runs([_run(e, s, v) for (e, s), v in c.items()], n_boot=500, boot_seed=3)
+    acc = {k: 100.0 * v.mean() for k, v in c.items()}
+    assert [r.encoder for r in comp.runs] == ["random init", "MAE", "MAE", "U-MAE", "U-MAE"]
+    per = {(p.a, p.b, p.seeds): p for p in comp.per_seed}
+    assert per[("MAE", "U-MAE", (1,))].diff.estimate == pytest.approx(acc[("U-MAE", 1)] - acc[("MAE", 1)])
+    assert ("random init", "MAE", (1,)) not in per  # no random-init run with seed 1
+    (pooled,) = comp.pooled  # only MAE / U-MAE share two seeds
+    d = [acc[("U-MAE", s)] - acc[("MAE", s)] for s in (0, 1)]
+    assert pooled.diff.estimate == pytest.approx(np.mean(d))
+    half = 12.7062047 * abs(d[0] - d[1]) / math.sqrt(2) / math.sqrt(2)  # t(1) * sd / sqrt(n), sd = |d0-d1|/sqrt2
+    assert (pooled.over_seeds.lo, pooled.over_seeds.hi) == pytest.approx((np.mean(d) - half, np.mean(d) + half))
+    # the pooled bootstrap, redone by hand: per-image fraction of seeds right, same indices for both
+    idx_rng = np.random.default_rng(3)
+    fa = (c[("MAE", 0)].astype(float) + c[("MAE", 1)]) / 2
+    fb = (c[("U-MAE", 0)].astype(float) + c[("U-MAE", 1)]) / 2
+    diffs = []
+    for start in range(0, 500, 200):
+        idx = idx_rng.integers(0, n, size=(min(200, 500 - start), n))
+        diffs.append((fb[idx].mean(axis=1) - fa[idx].mean(axis=1)) * 100)
+    lo, hi = np.percentile(np.concatenate(diffs), [2.5, 97.5])
+    assert (pooled.diff.lo, pooled.diff.hi) == pytest.approx((lo, hi))
+    doc = comparison_json(comp)
+    assert doc["pooled"][0]["over_seeds"]["diffs"] == pytest.approx(d)
+    assert json.loads(json.dumps(doc)) == doc
+
+
+def test_identical_runs_differ_by_exactly_zero_and_bad_inputs_are_named() -> None:
+    c = np.arange(50) % 3 == 0
+    comp = compare_finetune_runs([_run("MAE", 0, c), _run("U-MAE", 0, c.copy())], n_boot=100)
+    (p,) = comp.per_seed
+    assert (p.diff.estimate, p.diff.lo, p.diff.hi) == (0.0, 0.0, 0.0)
+    assert comp.pooled == ()
+    with pytest.raises(ValueError, match="same test images; sizes \\[40, 50\\]"):
+        compare_finetune_runs([_run("MAE", 0, c), _run("U-MAE", 0, c[:40])])
+    with pytest.raises(ValueError, match="two runs of the same encoder, mode and seed: \\[\\('MAE', 'full', 0\\)\\]"):
+        compare_finetune_runs([_run("MAE", 0, c), _run("MAE", 0, c)])
+    with pytest.raises(ValueError, match="no fine-tuning runs"):
+        compare_finetune_runs([])
+
+
+def test_study_script_rescores_and_refuses_a_run_whose_numbers_differ(runs: dict[str, Path], tmp_path: Path) -> None:
+    script = [sys.executable, str(ROOT / "scripts" / "study_finetune.py")]
+    out = tmp_path / "out"
+    done = subprocess.run(script + [str(runs["a"]), str(runs["b"]), str(tmp_path / "missing"),
+                                    "--data", str(runs["data"]), "--out", str(out), "--n-boot", "50"],
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "missing: no results.json (run not finished); left out" in done.stderr
+    doc = json.loads((out / "finetune.json").read_text())
+    modes = {r["name"]: (r["encoder"], r["mode"], r["seed"]) for r in doc["runs"]}
+    assert modes == {"ft-a": ("MAE", "full", 0), "ft-b": ("MAE", "last block", 1)}
+    y = np.asarray(open_dataset(runs["data"]).y_test)
+    for name in ("ft-a", "ft-b"):  # the saved predictions give each run's own reported top-1
+        pred = np.load(out / "predictions" / f"{name}.npy")
+        assert pred.shape == y.shape and 100.0 * float((pred == y).mean()) == pytest.approx(_reported(runs[name[3:]]))
+    assert doc["runs"][0]["wall_s"] > 0 and doc["inputs"][0]["preset"] == "cpu-demo"
+    # a pre-training checkpoint in a run folder is named
+    pre = tmp_path / "ft-pre"
+    pre.mkdir()
+    (pre / "last.pth").write_bytes(runs["enc"].read_bytes())
+    (pre / "results.json").write_text((runs["a"] / "results.json").read_text())
+    done = subprocess.run(script + [str(pre), "--data", str(runs["data"]), "--out", str(tmp_path / "o3")],
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and "ft-pre/last.pth is not a `umae finetune` checkpoint" in done.stderr
+    # a results.json that does not match the checkpoint stops the script, naming the folder
+    bad = tmp_path / "ft-bad"
+    bad.mkdir()
+    (bad / "last.pth").write_bytes((runs["a"] / "last.pth").read_bytes())
+    res = json.loads((runs["a"] / "results.json").read_text())
+    res["results"]["final"]["test_top1"] += 1.0
+    (bad / "results.json").write_text(json.dumps(res))
+    done = subprocess.run(script + [str(bad), "--data", str(runs["data"]), "--out", str(tmp_path / "o2")],
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1
+    assert "ft-bad: rescored top-1" in done.stderr and "differs from results.json" in done.stderr
+    assert not (tmp_path / "o2").exists()
