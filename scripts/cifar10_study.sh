@@ -21,7 +21,8 @@
 #   STEP=finetune bash scripts/cifar10_study.sh  # issue 21 step 3: `umae finetune --preset cpu-demo`
 #                                                # (4 epochs) of the seed-0 MAE and U-MAE encoders (the
 #                                                # shipped copies) and a random init, seeds FT_SEEDS
-#                                                # ("0 1"), plus a partial fine-tune (last 2 of 6 blocks)
+#                                                # ("0 1"), plus a partial fine-tune (last 2 of 6 blocks);
+#                                                # then scripts/study_finetune.py -> $OUT/finetune
 #
 # Model: ViT 96 x 6 (3 heads), decoder 96 x 2, patch 4, 32 px; batch 512, blr 1.5e-3
 # (lr 3e-3; the best of 1.5e-4 / 5e-4 / 1.5e-3 after 4 epochs on 10k images), 20 epochs,
@@ -92,6 +93,8 @@ if [ "$STEP" = finetune ]; then
     finetune ft-mae-last2 "$ENC/mae-cifar10-vit96x6-p4-e20.pth" 0 --freeze-blocks 4 &
     finetune ft-umae-last2 "$ENC/u-mae-cifar10-vit96x6-p4-e20.pth" 0 --freeze-blocks 4 & wait
     finetune ft-random-last2 "$ENC/mae-cifar10-vit96x6-p4-e20.pth" 0 --freeze-blocks 4 --random-init
+    # every finished run rescored image by image; pairs on the same test images
+    python3 scripts/study_finetune.py "$RUNS"/ft-* --data "$DATA" --out "$OUT/finetune"
 fi
 if [ "$STEP" = matrix ]; then
     # Issue 21: the protocol matrix of each seed's MAE / U-MAE pair on the full test split (seed 0:

@@ -134,3 +134,37 @@ def test_study_script_rescores_and_refuses_a_run_whose_numbers_differ(runs: dict
     assert done.returncode == 1
     assert "ft-bad: rescored top-1" in done.stderr and "differs from results.json" in done.stderr
     assert not (tmp_path / "o2").exists()
+
+
+def test_study_rows_one_per_pair_and_verdicts_worded_for_their_interval() -> None:
+    n = 2000
+    base = np.zeros(n, dtype=bool)
+    base[: n // 2] = True
+
+    def shifted(k: int) -> np.ndarray:  # base with k more (k > 0) or fewer images right
+        c = base.copy()
+        if k > 0:
+            c[n // 2: n // 2 + k] = True
+        else:
+            c[n // 2 + k: n // 2] = False
+        return c
+
+    runs = [_run("MAE", 0, base), _run("MAE", 1, base), _run("U-MAE", 0, shifted(-200)),
+            _run("U-MAE", 1, shifted(-190)),  # 10 and 9.5 points lower in both seeds
+            _run("random init", 0, shifted(3), mode="last 2 blocks"), _run("MAE", 0, base, mode="last 2 blocks")]
+    comp = compare_finetune_runs(runs, n_boot=300)
+    rows = {(r["mode"], r["a"], r["b"]): r for r in comparison_json(comp)["study_rows"]}
+    assert set(rows) == {("full", "MAE", "U-MAE"), ("last 2 blocks", "random init", "MAE")}
+    full = rows[("full", "MAE", "U-MAE")]
+    assert full["seeds"] == [0, 1] and full["diff"] == pytest.approx(-9.75)
+    assert full["verdict"] == "U-MAE below MAE across fine-tuning seeds (t interval over 2 seeds excludes 0)"
+    assert full["t_hi"] < 0 and full["boot_hi"] < 0
+    last = rows[("last 2 blocks", "random init", "MAE")]
+    assert last["seeds"] == [0] and last["t_lo"] is None and last["diff"] == pytest.approx(-0.15)
+    assert last["verdict"] == "within test-image noise (one fine-tuning seed)"
+    # opposite signs in the two seeds: beyond the test images' noise, not the seeds'
+    comp = compare_finetune_runs([_run("MAE", 0, base), _run("MAE", 1, base), _run("U-MAE", 0, shifted(-300)),
+                                  _run("U-MAE", 1, shifted(100))], n_boot=300)
+    (row,) = comparison_json(comp)["study_rows"]
+    assert row["boot_hi"] < 0 < row["t_hi"]
+    assert row["verdict"] == "U-MAE below MAE beyond test-image noise, within fine-tuning-seed noise (2 seeds)"

@@ -48,3 +48,51 @@ def test_demo_preface_shows_the_seed_table_first_and_says_which_seed_the_sample_
     # an unreadable study.json: one sentence pointing at the study, no table, nothing raised
     bare = study_preface(1000, {})
     assert bare.table is None and "reports/cifar10-mae-vs-umae-cpu" in bare.text
+
+
+def _finetune() -> dict:
+    import numpy as np
+
+    from umae_eval.pipeline.finetune_study import FinetuneRun, compare_finetune_runs, comparison_json
+
+    n = 1000
+    base = np.arange(n) < 600  # 60.0 %
+
+    def moved(k: int) -> np.ndarray:
+        c = base.copy()
+        c[600:600 + k] = True
+        return c
+
+    runs = [FinetuneRun("a0", "MAE", "full", 0, base), FinetuneRun("a1", "MAE", "full", 1, moved(10)),
+            FinetuneRun("b0", "U-MAE", "full", 0, moved(4)), FinetuneRun("b1", "U-MAE", "full", 1, moved(8)),
+            FinetuneRun("c0", "U-MAE", "last 2 blocks", 0, base),
+            FinetuneRun("d0", "MAE", "last 2 blocks", 0, base)]
+    rows = comparison_json(compare_finetune_runs(runs, n_boot=200))["study_rows"]
+    return {"source": "reports/x/finetune", "recipe": "cpu-demo, 4 epochs", "rows": rows}
+
+
+def test_finetune_table_and_lines_give_both_intervals_and_say_what_they_cover() -> None:
+    from umae_eval.report.study import finetune_frame, finetune_lines
+
+    ft = _finetune()
+    frame = finetune_frame(ft["rows"])
+    assert list(frame["fine-tuning"]) == ["full", "last 2 blocks"]
+    full = frame.iloc[0]
+    # MAE 60.0 / 61.0, U-MAE 60.4 / 60.8: means 60.5 and 60.6, diffs +0.4 and -0.2 -> +0.1,
+    # t(1) 12.706 x sd 0.424 / sqrt 2 = 3.81
+    assert (full["pair"], full["A top-1"], full["B top-1"]) == ("U-MAE − MAE", "60.5", "60.6")
+    assert full["B − A"] == "+0.1"
+    assert full["[t, fine-tuning seeds]"] == "[-3.7, 3.9]"
+    assert frame.iloc[1]["[t, fine-tuning seeds]"] == "n/a"
+    assert frame.iloc[1]["B − A"] == "0.0" and frame.iloc[1]["[bootstrap, test images]"] == "[0.0, 0.0]"
+    lines = finetune_lines(ft)
+    assert lines[0].startswith("Fine-tuning of the seed-0 encoders (reports/x/finetune, cpu-demo, 4 epochs)")
+    assert lines[1].startswith("  full, U-MAE − MAE: +0.1 [") and "; [-3.7, 3.9] (MAE 60.5, U-MAE 60.6; 2 seed(s))" \
+        in lines[1]
+    assert lines[1].endswith("within noise (test images and 2 fine-tuning seeds)")
+    assert finetune_lines({}) == []
+    numbers = {"linear": {"MAE": {"accuracy": 46.05, "ci95": [45.1, 47.0]}}}
+    preface = study_preface(1000, {"summary": "s", "numbers": numbers, "seeds": _seeds(), "finetune": ft})
+    assert preface.finetune_table is not None and len(preface.finetune_table) == 2
+    assert "Neither covers pre-training seeds" in preface.finetune_caption
+    assert study_preface(1000, {"summary": "s", "numbers": numbers}).finetune_table is None

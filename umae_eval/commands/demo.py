@@ -82,7 +82,7 @@ def study_preface(n_test: int, study: dict[str, Any]) -> Any:
     """What the full-test-split study of the shipped encoders found (``study``: study.json),
     its numbers as tables (over pre-training seeds where it has them), and how to read this
     run's sample numbers beside them."""
-    from umae_eval.report.study import seed_count, seed_frame
+    from umae_eval.report.study import finetune_frame, seed_count, seed_frame
     from umae_eval.report.summary import Preface, study_frame
 
     seeds = study.get("seeds") or {}
@@ -107,6 +107,16 @@ def study_preface(n_test: int, study: dict[str, Any]) -> Any:
                                 f"seed with a 95% interval ({seeds.get('interval', 'Student t over seeds')}); "
                                 "verdicts are worded for that interval. Source: "
                                 + str(seeds.get("source", "reports/cifar10-mae-vs-umae-cpu")))
+    finetune = study.get("finetune") or {}
+    if finetune.get("rows"):
+        preface.finetune_table = finetune_frame(finetune["rows"])
+        preface.finetune_caption = ("Fine-tuning (the whole network, or its last blocks, trained with labels; not a "
+                                    "frozen-feature result) of the seed-0 encoders and a random init, "
+                                    f"{finetune.get('recipe', 'umae finetune --preset cpu-demo')}, full test split: "
+                                    "top-1 in % (mean over fine-tuning seeds), B − A with a 95% paired bootstrap "
+                                    "over the test images and a 95% Student t interval over fine-tuning seeds "
+                                    "(n/a for one seed). Neither covers pre-training seeds. Source: "
+                                    + str(finetune.get("source", "reports/cifar10-mae-vs-umae-cpu/finetune")))
     return preface
 
 
@@ -137,7 +147,7 @@ def demo(
     from umae_eval.progress import TrainDisplay, rich_progress
     from umae_eval.report.analysis import write_analysis
     from umae_eval.report.console import announce, print_analysis
-    from umae_eval.report.study import seed_lines
+    from umae_eval.report.study import finetune_lines, seed_lines
     from umae_eval.staging import begin_output
 
     out_dir = Path(out) if out is not None else default_out_dir("demo")
@@ -185,5 +195,5 @@ def demo(
                                           title="umae demo: MAE vs U-MAE vs an untrained encoder"))
     print_analysis(res, written)
     # the sample's verdicts above rest on 1,000 test images and one seed: the study's follow
-    for line in seed_lines(study.get("seeds") or {}):
+    for line in seed_lines(study.get("seeds") or {}) + finetune_lines(study.get("finetune") or {}):
         stdout.print(line, highlight=False, soft_wrap=True, markup=False)

@@ -149,4 +149,48 @@ def comparison_json(c: FinetuneComparison) -> dict:
     return {"n_test": c.n_test, "n_boot": c.n_boot,
             "runs": [{"name": r.name, "encoder": r.encoder, "mode": r.mode, "seed": r.seed, "top1": r.top1.to_json()}
                      for r in c.runs],
-            "per_seed": [pair(p) for p in c.per_seed], "pooled": [pair(p) for p in c.pooled]}
+            "per_seed": [pair(p) for p in c.per_seed], "pooled": [pair(p) for p in c.pooled],
+            "study_rows": study_rows(c)}
+
+
+def pair_verdict(p: PairDifference) -> str:
+    """A sentence for B - A worded for the widest interval the pair has.
+
+    With two or more fine-tuning seeds the t interval over seeds decides; the bootstrap over
+    test images says whether the difference is beyond the noise of the test images alone.
+    """
+    def side(lo: float, hi: float) -> str | None:
+        return "above" if lo > 0 else "below" if hi < 0 else None
+
+    boot = side(p.diff.lo, p.diff.hi)
+    n = len(p.seeds)
+    if n < 2:
+        if boot is None:
+            return "within test-image noise (one fine-tuning seed)"
+        return f"{p.b} {boot} {p.a} beyond test-image noise (one fine-tuning seed)"
+    s = p.over_seeds
+    seeds = side(s.lo, s.hi) if s is not None else None
+    if seeds is not None:
+        return f"{p.b} {seeds} {p.a} across fine-tuning seeds (t interval over {n} seeds excludes 0)"
+    if boot is None:
+        return f"within noise (test images and {n} fine-tuning seeds)"
+    return f"{p.b} {boot} {p.a} beyond test-image noise, within fine-tuning-seed noise ({n} seeds)"
+
+
+def study_rows(c: FinetuneComparison) -> list[dict]:
+    """One row per (tuning mode, encoder pair): over seeds where the pair shares two or more, else
+    its one seed; the record `umae demo` quotes (study.json's ``finetune`` rows)."""
+    pooled = {(p.mode, p.a, p.b): p for p in c.pooled}
+    rows: list[dict] = []
+    for p in c.per_seed:
+        key = (p.mode, p.a, p.b)
+        if key in pooled:
+            p = pooled.pop(key)
+        elif any((r["mode"], r["a"], r["b"]) == key for r in rows):
+            continue
+        s = p.over_seeds
+        rows.append({"mode": p.mode, "a": p.a, "b": p.b, "seeds": list(p.seeds), "a_top1": p.a_top1,
+                     "b_top1": p.b_top1, "diff": p.diff.estimate, "boot_lo": p.diff.lo, "boot_hi": p.diff.hi,
+                     "t_lo": _num(s.lo) if s else None, "t_hi": _num(s.hi) if s else None,
+                     "verdict": pair_verdict(p)})
+    return rows

@@ -84,3 +84,40 @@ def seed_lines(seeds: Mapping[str, Any]) -> list[str]:
         lines.append(f"  {_words(r)}: {_difference(r)} (MAE {_num(r['mean_a'])}, U-MAE {_num(r['mean_b'])}): "
                      f"{r['verdict']}")
     return lines
+
+
+def _ft_interval(lo: Any, hi: Any) -> str:
+    return "n/a" if lo is None or hi is None else f"[{one_decimal(float(lo))}, {one_decimal(float(hi))}]"
+
+
+def finetune_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per tuning mode and encoder pair: each one's top-1 (mean over fine-tuning seeds),
+    B - A with the paired bootstrap over test images and the t interval over fine-tuning seeds.
+
+    ``rows``: study.json's ``finetune`` rows (:func:`umae_eval.pipeline.finetune_study.study_rows`).
+    """
+    out = []
+    for r in rows:
+        out.append({"fine-tuning": r["mode"], "pair": f"{r['b']} − {r['a']}",
+                    "fine-tuning seeds": len(r["seeds"]), "A top-1": one_decimal(float(r["a_top1"])),
+                    "B top-1": one_decimal(float(r["b_top1"])), "B − A": signed_decimal(float(r["diff"])),
+                    "[bootstrap, test images]": _ft_interval(r["boot_lo"], r["boot_hi"]),
+                    "[t, fine-tuning seeds]": _ft_interval(r.get("t_lo"), r.get("t_hi")),
+                    "verdict": r["verdict"]})
+    return pd.DataFrame(out)
+
+
+def finetune_lines(section: Mapping[str, Any]) -> list[str]:
+    """Terminal lines for study.json's ``finetune`` section: a heading, then one line per pair."""
+    rows = section.get("rows") or []
+    if not rows:
+        return []
+    lines = [f"Fine-tuning of the seed-0 encoders ({section.get('source', 'reports/cifar10-mae-vs-umae-cpu')}, "
+             f"{section.get('recipe', 'umae finetune --preset cpu-demo')}): B − A in top-1 points "
+             "[95% paired bootstrap over test images; t interval over fine-tuning seeds]"]
+    for r in rows:
+        lines.append(f"  {r['mode']}, {r['b']} − {r['a']}: {signed_decimal(float(r['diff']))} "
+                     f"{_ft_interval(r['boot_lo'], r['boot_hi'])}; "
+                     f"{_ft_interval(r.get('t_lo'), r.get('t_hi'))} ({r['a']} {one_decimal(float(r['a_top1']))}, "
+                     f"{r['b']} {one_decimal(float(r['b_top1']))}; {len(r['seeds'])} seed(s)): {r['verdict']}")
+    return lines

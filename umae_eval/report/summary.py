@@ -26,7 +26,8 @@ class Preface:
 
     ``text``: paragraphs (blank lines split them); ``table``: the study's numbers (optional) and
     its ``table_caption``; ``seed_table`` / ``seed_caption``: its differences over pre-training
-    seeds (optional, shown first); ``check``: what this run's numbers are, read against the study
+    seeds (optional, shown first); ``finetune_table`` / ``finetune_caption``: its fine-tuning runs
+    (optional, shown next); ``check``: what this run's numbers are, read against the study
     (shown above them).
     """
 
@@ -36,6 +37,8 @@ class Preface:
     check: str = ""
     seed_table: pd.DataFrame | None = None  # the study over pre-training seeds, when it has one
     seed_caption: str = ""
+    finetune_table: pd.DataFrame | None = None  # its fine-tuning runs, when it has them
+    finetune_caption: str = ""
 
 
 def report_colors(res: AnalysisResults) -> dict[str, str]:
@@ -142,6 +145,8 @@ def add_summary(report: HtmlReport, res: AnalysisResults, fig_settings: Mapping[
         report.add_text(preface.text)
         if preface.seed_table is not None and len(preface.seed_table):
             report.add_table("", preface.seed_table, caption=preface.seed_caption)
+        if preface.finetune_table is not None and len(preface.finetune_table):
+            report.add_table("", preface.finetune_table, caption=preface.finetune_caption)
         if preface.table is not None and len(preface.table):
             report.add_table("", preface.table, caption=preface.table_caption)
         report.add_heading("On these test images: a consistency check", level=3)
