@@ -37,7 +37,7 @@ STEP=${STEP:-all}
 UMAE=${UMAE:-python3 -m umae_eval.cli}
 
 train() {  # LAM NAME [SEED]
-    local resume=(); [ -f "$RUNS/$2/last.pth" ] && resume=(--resume auto)
+    local resume=(); [ -d "$RUNS/$2" ] && resume=(--resume auto)  # also a run stopped before its first checkpoint
     OMP_NUM_THREADS=${THREADS:-1} $UMAE train --data "$DATA" --preset cifar10-vit-tiny-p4 \
         --set embed_dim=96 --set depth=6 --set num_heads=3 \
         --set decoder_embed_dim=96 --set decoder_depth=2 --set decoder_num_heads=3 \
@@ -81,7 +81,7 @@ if [ "$STEP" = finetune ]; then
     ENC=umae_eval/demo/encoders
     finetune() {  # NAME CKPT SEED [extra options...]
         local name=$1 ckpt=$2 seed=$3; shift 3
-        local resume=(); [ -f "$RUNS/$name/last.pth" ] && resume=(--resume auto)
+        local resume=(); [ -d "$RUNS/$name" ] && resume=(--resume auto)
         OMP_NUM_THREADS=${THREADS:-1} $UMAE finetune "$ckpt" --data "$DATA" --preset cpu-demo --seed "$seed" \
             --log tensorboard,csv "$@" --out "$RUNS/$name" "${resume[@]}"
     }
