@@ -49,10 +49,10 @@ def _fmt(iv: dict) -> str:
 
 def markdown(doc: dict) -> str:
     lines = ["| run | encoder | tuning | fine-tuning seed | top-1 % (95% bootstrap over test images) | "
-             "epochs | wall (s) |", "|---|---|---|---|---|---|---|"]
+             "epochs | train time (s), per epoch |", "|---|---|---|---|---|---|---|"]
     for r in doc["runs"]:
         lines.append(f"| {r['name']} | {r['encoder']} | {r['mode']} | {r['seed']} | {_fmt(r['top1'])} | "
-                     f"{r['epochs']} | {r['wall_s']:.0f} |")
+                     f"{r['epochs']} | {r['train_s']:.0f} ({', '.join(f'{t:.0f}' for t in r['epoch_train_s'])}) |")
     lines += ["", "| tuning | B - A | fine-tuning seed(s) | A | B | B - A, paired bootstrap over test images | "
               "B - A per seed, t interval over seeds |", "|---|---|---|---|---|---|---|"]
     for p in doc["per_seed"] + doc["pooled"]:
@@ -81,6 +81,7 @@ def main() -> None:
     from umae_eval.checkpoints.classifier import finetune_record, load_classifier
     from umae_eval.data.choose import open_dataset
     from umae_eval.pipeline.finetuned import predict_top5
+    from trainer.runlog import read_metrics
     from umae_eval.provenance import atomic_write_json, sha256_file
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
@@ -113,8 +114,11 @@ def main() -> None:
         preds[folder.name] = pred.astype(np.int8)
         res = results["results"]
         ft = info.metadata["finetune"]
+        epochs = read_metrics(folder)
         records.append({"name": folder.name, "folder": str(folder), "epochs": res["epochs"], "steps": res["steps"],
-                        "wall_s": res["wall_s"], "final": res["final"], "checkpoint_sha256": sha256_file(info.path),
+                        "wall_s": res["wall_s"], "train_s": sum(float(e.get("train_s", 0.0)) for e in epochs),
+                        "epoch_train_s": [float(e.get("train_s", 0.0)) for e in epochs], "final": res["final"],
+                        "checkpoint_sha256": sha256_file(info.path),
                         "source_sha256": ft.get("source_sha256"), "preset": ft["preset_fields"]["name"],
                         "command_line": results.get("command_line")})
     if not runs:
@@ -123,7 +127,7 @@ def main() -> None:
     doc = comparison_json(comp)
     by_name = {r["name"]: r for r in records}
     for r in doc["runs"]:
-        r.update({k: by_name[r["name"]][k] for k in ("epochs", "wall_s")})
+        r.update({k: by_name[r["name"]][k] for k in ("epochs", "wall_s", "train_s", "epoch_train_s")})
     doc.update(command_line=" ".join(sys.argv), data=args.data, inputs=records,
                note="every run of a method starts from the same pre-trained encoder (seed 0): the intervals "
                     "cover test images and fine-tuning seeds, not pre-training seeds")

@@ -114,6 +114,7 @@ def test_study_script_rescores_and_refuses_a_run_whose_numbers_differ(runs: dict
         pred = np.load(out / "predictions" / f"{name}.npy")
         assert pred.shape == y.shape and 100.0 * float((pred == y).mean()) == pytest.approx(_reported(runs[name[3:]]))
     assert doc["runs"][0]["wall_s"] > 0 and doc["inputs"][0]["preset"] == "cpu-demo"
+    assert len(doc["runs"][0]["epoch_train_s"]) == 1 and doc["runs"][0]["train_s"] == doc["runs"][0]["epoch_train_s"][0]
     # a pre-training checkpoint in a run folder is named
     pre = tmp_path / "ft-pre"
     pre.mkdir()
