@@ -29,6 +29,10 @@ def test_demo_analyses_the_shipped_pair_and_a_smoke_run(tiny_demo: None, tmp_pat
     assert ("linear probe: -2.5 [-7.4, 2.5] (MAE 48.1, U-MAE 45.7): within seed-to-seed noise "
             "(3 seeds; the interval covers 0)") in printed
     assert "kNN k=20: +6.4 [1.5, 11.3]" in printed and "mean classifier: +11.3 [3.6, 19.1]" in printed
+    # then the fine-tuning runs, with both of their intervals
+    assert "Fine-tuning of the seed-0 encoders (reports/cifar10-mae-vs-umae-cpu/finetune" in printed
+    assert ("full, U-MAE − MAE: +0.8 [0.3, 1.3]; [-2.3, 3.9] (MAE 47.6, U-MAE 48.5; 2 seed(s)): U-MAE above MAE "
+            "beyond test-image noise, within fine-tuning-seed noise (2 seeds)") in printed
 
     run = out / "runs" / "smoke"
     assert (run / "last.pth").is_file()
@@ -55,6 +59,8 @@ def test_demo_analyses_the_shipped_pair_and_a_smoke_run(tiny_demo: None, tmp_pat
     assert "45.9 [45.0, 46.9]" in html and "-0.1 [-1.1, 0.8]" in html  # the study's numbers, full split first
     assert "not the probe fit and not the pre-training seed" in html
     assert "Over 3 pre-training seeds per method" in html and "-2.5 [-7.4, 2.5]" in html
+    assert html.index("Over 3 pre-training seeds per method") < html.index("Neither covers pre-training seeds") \
+        < html.index("Seed 0 (the shipped encoders)")  # the fine-tuning table between the two
     # the smoke run is a table row, never one side of a paired verdict
     summ = results["results"]["summary"]
     assert summ["not_compared"] == [demo_cmd.SMOKE_LABEL]
