@@ -33,6 +33,8 @@ def test_demo_analyses_the_shipped_pair_and_a_smoke_run(tiny_demo: None, tmp_pat
     assert "Fine-tuning of the seed-0 encoders (reports/cifar10-mae-vs-umae-cpu/finetune" in printed
     assert ("full, U-MAE − MAE: +0.8 [0.3, 1.3]; [-2.3, 3.9] (MAE 47.6, U-MAE 48.5; 2 seed(s)): U-MAE above MAE "
             "beyond test-image noise, within fine-tuning-seed noise (2 seeds)") in printed
+    assert ("last 2 blocks, U-MAE − MAE: +1.4 [0.9, 2.0]; n/a (MAE 43.8, U-MAE 45.2; 1 seed(s)): U-MAE above MAE "
+            "beyond test-image noise (one fine-tuning seed)") in printed
 
     run = out / "runs" / "smoke"
     assert (run / "last.pth").is_file()
