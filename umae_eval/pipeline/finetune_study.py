@@ -180,14 +180,12 @@ def pair_verdict(p: PairDifference) -> str:
 def study_rows(c: FinetuneComparison) -> list[dict]:
     """One row per (tuning mode, encoder pair): over seeds where the pair shares two or more, else
     its one seed; the record `umae demo` quotes (study.json's ``finetune`` rows)."""
-    pooled = {(p.mode, p.a, p.b): p for p in c.pooled}
+    chosen: dict[tuple[str, str, str], PairDifference] = {}
+    for p in c.per_seed:  # per-seed order, so the rows keep the tables' order
+        chosen.setdefault((p.mode, p.a, p.b), p)
+    chosen.update({(p.mode, p.a, p.b): p for p in c.pooled})
     rows: list[dict] = []
-    for p in c.per_seed:
-        key = (p.mode, p.a, p.b)
-        if key in pooled:
-            p = pooled.pop(key)
-        elif any((r["mode"], r["a"], r["b"]) == key for r in rows):
-            continue
+    for p in chosen.values():
         s = p.over_seeds
         rows.append({"mode": p.mode, "a": p.a, "b": p.b, "seeds": list(p.seeds), "a_top1": p.a_top1,
                      "b_top1": p.b_top1, "diff": p.diff.estimate, "boot_lo": p.diff.lo, "boot_hi": p.diff.hi,

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from umae_eval.pipeline.summary import one_decimal
-from umae_eval.report.summary import bracketed, signed_decimal
+from umae_eval.report.summary import bracketed, brackets, signed_decimal
 
 #: How each measure of the seeds table reads in a report (the protocol matrix's names as keys).
 MEASURE_WORDS = {
@@ -87,7 +87,7 @@ def seed_lines(seeds: Mapping[str, Any]) -> list[str]:
 
 
 def _ft_interval(lo: Any, hi: Any) -> str:
-    return "n/a" if lo is None or hi is None else f"[{one_decimal(float(lo))}, {one_decimal(float(hi))}]"
+    return "n/a" if lo is None or hi is None else brackets(float(lo), float(hi))
 
 
 def finetune_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:

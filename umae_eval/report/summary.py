@@ -59,10 +59,15 @@ def signed_decimal(x: float) -> str:
     return f"{x:+.1f}" if round(x, 1) != 0 else one_decimal(x)
 
 
+def brackets(lo: float, hi: float) -> str:
+    """``'[37.1, 43.0]'``: an interval's ends to one decimal, as every bracketed number shows them."""
+    return f"[{one_decimal(lo)}, {one_decimal(hi)}]"
+
+
 def bracketed(estimate: float, lo: float, hi: float, *, signed: bool = False) -> str:
     """``'40.0 [37.1, 43.0]'`` (``signed``: ``'+3.7 [0.4, 7.0]'``): a number and its 95% interval, short."""
     head = signed_decimal(estimate) if signed else one_decimal(estimate)
-    return f"{head} [{one_decimal(lo)}, {one_decimal(hi)}]"
+    return f"{head} {brackets(lo, hi)}"
 
 
 _STUDY_MEASURES = {"linear": "linear probe", "knn@20": "kNN k=20", "mean": "mean classifier"}
