@@ -95,4 +95,8 @@ def test_finetune_table_and_lines_give_both_intervals_and_say_what_they_cover() 
     preface = study_preface(1000, {"summary": "s", "numbers": numbers, "seeds": _seeds(), "finetune": ft})
     assert preface.finetune_table is not None and len(preface.finetune_table) == 2
     assert "Neither covers pre-training seeds" in preface.finetune_caption
+    assert "of the seed-0 encoders, cpu-demo" in preface.finetune_caption  # no random-init run in these rows
+    ft["rows"][1]["a"] = "random init"
+    with_random = study_preface(1000, {"summary": "s", "numbers": numbers, "finetune": ft})
+    assert "of the seed-0 encoders and a random init, cpu-demo" in with_random.finetune_caption
     assert study_preface(1000, {"summary": "s", "numbers": numbers}).finetune_table is None

@@ -110,8 +110,10 @@ def study_preface(n_test: int, study: dict[str, Any]) -> Any:
     finetune = study.get("finetune") or {}
     if finetune.get("rows"):
         preface.finetune_table = finetune_frame(finetune["rows"])
+        # a random init is named only once the study holds its runs
+        random = " and a random init" if any("random init" in (r["a"], r["b"]) for r in finetune["rows"]) else ""
         preface.finetune_caption = ("Fine-tuning (the whole network, or its last blocks, trained with labels; not a "
-                                    "frozen-feature result) of the seed-0 encoders and a random init, "
+                                    f"frozen-feature result) of the seed-0 encoders{random}, "
                                     f"{finetune.get('recipe', 'umae finetune --preset cpu-demo')}, full test split: "
                                     "top-1 in % (mean over fine-tuning seeds), B − A with a 95% paired bootstrap "
                                     "over the test images and a 95% Student t interval over fine-tuning seeds "
