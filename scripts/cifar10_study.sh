@@ -93,8 +93,13 @@ if [ "$STEP" = finetune ]; then
     finetune ft-mae-last2 "$ENC/mae-cifar10-vit96x6-p4-e20.pth" 0 --freeze-blocks 4 &
     finetune ft-umae-last2 "$ENC/u-mae-cifar10-vit96x6-p4-e20.pth" 0 --freeze-blocks 4 & wait
     finetune ft-random-last2 "$ENC/mae-cifar10-vit96x6-p4-e20.pth" 0 --freeze-blocks 4 --random-init
-    # every finished run rescored image by image; pairs on the same test images
-    python3 scripts/study_finetune.py "$RUNS"/ft-* --data "$DATA" --out "$OUT/finetune"
+    # every finished run rescored image by image; pairs on the same test images. A run committed under
+    # $OUT/finetune/runs whose weights are not on this machine is compared from its earlier predictions.
+    folders=("$RUNS"/ft-*)
+    for rec in "$OUT"/finetune/runs/ft-*; do
+        [ -e "$RUNS/$(basename "$rec")/last.pth" ] || folders+=("$rec")
+    done
+    python3 scripts/study_finetune.py "${folders[@]}" --reuse --data "$DATA" --out "$OUT/finetune"
 fi
 if [ "$STEP" = matrix ]; then
     # Issue 21: the protocol matrix of each seed's MAE / U-MAE pair on the full test split (seed 0:

@@ -9,7 +9,16 @@ metadata, never from the folder's name. Writes `<out>/finetune.json`, `finetune.
 `predictions/<folder>.npy` (int8 top-1 class per test image, test-split order), then prints the
 tables.
 
+A run whose last.pth is gone (weights are not kept in git; a new machine has only the committed
+records) can still be compared with `--reuse`: its predictions and its encoder / tuning / seed are
+taken from the earlier output in `--out` (finetune.json and predictions/<folder>.npy, written when the
+checkpoint was rescored), and checked again against the folder's results.json.
+
     python scripts/study_finetune.py /root/umae-runs/cifar10-study/ft-* \\
+        --data ../shared/data/cifar10-jpeg.tar.gz --out reports/cifar10-mae-vs-umae-cpu/finetune
+    # new runs beside the committed records of earlier ones (no weights)
+    python scripts/study_finetune.py reports/cifar10-mae-vs-umae-cpu/finetune/runs/ft-{mae,umae}-* \\
+        /root/umae-runs/cifar10-study/ft-random-* --reuse \\
         --data ../shared/data/cifar10-jpeg.tar.gz --out reports/cifar10-mae-vs-umae-cpu/finetune
 """
 
@@ -67,12 +76,59 @@ def markdown(doc: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _check_top1(folder: Path, correct: np.ndarray, results: dict, how: str) -> None:
+    top1, reported = 100.0 * correct.mean(), float(results["results"]["final"]["test_top1"])
+    if abs(top1 - reported) > 1e-6:
+        raise SystemExit(f"{folder}: {how} top-1 {top1:.2f} differs from results.json's {reported:.2f}: "
+                         "another data set or another code version")
+
+
+def _timing(folder: Path, results: dict) -> dict:
+    """The run's record: epochs, steps and times from its own results.json and metrics.jsonl."""
+    from trainer.runlog import read_metrics
+
+    res, epochs = results["results"], read_metrics(folder)
+    return {"name": folder.name, "folder": str(folder), "epochs": res["epochs"], "steps": res["steps"],
+            "wall_s": res["wall_s"], "train_s": sum(float(e.get("train_s", 0.0)) for e in epochs),
+            "epoch_train_s": [float(e.get("train_s", 0.0)) for e in epochs], "final": res["final"],
+            "command_line": results.get("command_line")}
+
+
+def _earlier(out: Path) -> dict[str, dict]:
+    """Name -> {run, input, predictions path} of every run in an earlier finetune.json under `out`."""
+    path = out / "finetune.json"
+    if not path.exists():
+        raise SystemExit(f"--reuse: {path} not found; it is written by an earlier run of this script with --out {out}")
+    doc = json.loads(path.read_text())
+    inputs = {r["name"]: r for r in doc["inputs"]}
+    return {r["name"]: {"run": r, "input": inputs[r["name"]], "pred": out / "predictions" / f"{r['name']}.npy"}
+            for r in doc["runs"] if (out / "predictions" / f"{r['name']}.npy").exists()}
+
+
+def _reused(folder: Path, old: dict, y_test: np.ndarray, results: dict) -> tuple[FinetuneRun, np.ndarray, dict]:
+    """A run compared from its earlier predictions (its checkpoint is gone), checked against results.json."""
+    pred = np.load(old["pred"])
+    if pred.shape != y_test.shape:
+        raise SystemExit(f"{old['pred']}: {pred.shape[0]} predictions for {y_test.shape[0]} test images")
+    correct = pred.astype(np.int64) == y_test
+    _check_top1(folder, correct, results, "earlier predictions'")
+    run = FinetuneRun(folder.name, old["run"]["encoder"], old["run"]["mode"], int(old["run"]["seed"]), correct)
+    keep = {k: old["input"].get(k) for k in ("checkpoint_sha256", "source_sha256", "preset")}
+    how = str(old["input"].get("predictions", ""))
+    if not how.startswith("reused"):
+        how = "reused: rescored from last.pth by an earlier run of this script; the checkpoint is no longer on disk"
+    record = {**_timing(folder, results), **keep, "predictions": how}
+    return run, pred.astype(np.int8), record
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", type=Path, help="finished `umae finetune` output folders")
     ap.add_argument("--data", required=True, help="the data set the runs were tuned and tested on")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--reuse", action="store_true",
+                    help="a folder without last.pth takes its predictions from --out's earlier finetune.json")
     args = ap.parse_args()
 
     import torch
@@ -81,13 +137,13 @@ def main() -> None:
     from umae_eval.checkpoints.classifier import finetune_record, load_classifier
     from umae_eval.data.choose import open_dataset
     from umae_eval.pipeline.finetuned import predict_top5
-    from trainer.runlog import read_metrics
     from umae_eval.provenance import atomic_write_json, sha256_file
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     data = open_dataset(args.data, mode="memory")
     y_test = np.asarray(data.y_test)
     test = SimpleNamespace(lazy=False, x_test=data.x_test, y_test=y_test)
+    earlier = _earlier(args.out) if args.reuse else {}
     runs, records, preds = [], [], {}
     for folder in args.folders:
         results_path = folder / "results.json"
@@ -95,6 +151,15 @@ def main() -> None:
             print(f"{folder}: no results.json (run not finished); left out", file=sys.stderr)
             continue
         results = json.loads(results_path.read_text())
+        if not (folder / "last.pth").exists():
+            if folder.name not in earlier:
+                raise SystemExit(f"{folder}: no last.pth to rescore and no earlier predictions of it in {args.out} "
+                                 "(pass --reuse, with --out the folder that holds finetune.json and predictions/)")
+            run, pred, record = _reused(folder, earlier[folder.name], y_test, results)
+            runs.append(run)
+            preds[folder.name] = pred
+            records.append(record)
+            continue
         info = load_encoder(folder / "last.pth").info
         record = finetune_record(info.metadata)
         if record is None:
@@ -105,22 +170,14 @@ def main() -> None:
                               device=torch.device("cpu"), batch_size=256)
         pred = top[:, 0]
         correct = pred == y_test
-        top1, reported = 100.0 * correct.mean(), float(results["results"]["final"]["test_top1"])
-        if abs(top1 - reported) > 1e-6:
-            raise SystemExit(f"{folder}: rescored top-1 {top1:.2f} differs from results.json's {reported:.2f}: "
-                             "another data set or another code version")
+        _check_top1(folder, correct, results, "rescored")
         encoder, mode, seed = describe(info.metadata)
         runs.append(FinetuneRun(folder.name, encoder, mode, seed, correct))
         preds[folder.name] = pred.astype(np.int8)
-        res = results["results"]
         ft = info.metadata["finetune"]
-        epochs = read_metrics(folder)
-        records.append({"name": folder.name, "folder": str(folder), "epochs": res["epochs"], "steps": res["steps"],
-                        "wall_s": res["wall_s"], "train_s": sum(float(e.get("train_s", 0.0)) for e in epochs),
-                        "epoch_train_s": [float(e.get("train_s", 0.0)) for e in epochs], "final": res["final"],
-                        "checkpoint_sha256": sha256_file(info.path),
+        records.append({**_timing(folder, results), "checkpoint_sha256": sha256_file(info.path),
                         "source_sha256": ft.get("source_sha256"), "preset": ft["preset_fields"]["name"],
-                        "command_line": results.get("command_line")})
+                        "predictions": "rescored from last.pth"})
     if not runs:
         raise SystemExit("no finished fine-tuning run among the folders")
     comp: FinetuneComparison = compare_finetune_runs(runs, n_boot=args.n_boot)

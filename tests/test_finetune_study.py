@@ -44,11 +44,6 @@ def _reported(folder: Path) -> float:
     return json.loads((folder / "results.json").read_text())["results"]["final"]["test_top1"]
 
 
-
-def _reported(folder: Path) -> float:
-    return json.loads((folder / "results.json").read_text())["results"]["final"]["test_top1"]
-
-
 def _run(encoder: str, seed: int, correct: np.ndarray, mode: str = "full") -> FinetuneRun:
     return FinetuneRun(f"{encoder}-{seed}", encoder, mode, seed, correct)
 
@@ -135,6 +130,45 @@ def test_study_script_rescores_and_refuses_a_run_whose_numbers_differ(runs: dict
     assert done.returncode == 1
     assert "ft-bad: rescored top-1" in done.stderr and "differs from results.json" in done.stderr
     assert not (tmp_path / "o2").exists()
+
+
+def test_a_run_whose_checkpoint_is_gone_is_compared_from_its_earlier_predictions(runs: dict[str, Path],
+                                                                                 tmp_path: Path) -> None:
+    script = [sys.executable, str(ROOT / "scripts" / "study_finetune.py"), "--data", str(runs["data"]),
+              "--n-boot", "50"]
+    out = tmp_path / "out"
+    done = subprocess.run(script + [str(runs["a"]), str(runs["b"]), "--out", str(out)],
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    first = json.loads((out / "finetune.json").read_text())
+    records = tmp_path / "records" / "ft-a"  # what the study commits: the run's records, no weights
+    records.mkdir(parents=True)
+    for name in ("config.json", "metrics.jsonl", "results.json"):
+        (records / name).write_bytes((runs["a"] / name).read_bytes())
+    done = subprocess.run(script + [str(records), str(runs["b"]), "--out", str(out)],
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1
+    assert f"{records}: no last.pth to rescore and no earlier predictions of it in {out} (pass --reuse" in done.stderr
+    done = subprocess.run(script + [str(records), str(runs["b"]), "--reuse", "--out", str(tmp_path / "none")],
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and f"--reuse: {tmp_path / 'none' / 'finetune.json'} not found" in done.stderr
+    done = subprocess.run(script + [str(records), str(runs["b"]), "--reuse", "--out", str(out)],
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    again = json.loads((out / "finetune.json").read_text())
+    for key in ("runs", "per_seed", "pooled", "study_rows"):
+        assert again[key] == first[key], key
+    inputs = {r["name"]: r for r in again["inputs"]}
+    assert inputs["ft-a"]["predictions"].startswith("reused: rescored from last.pth")
+    assert inputs["ft-a"]["checkpoint_sha256"] == first["inputs"][0]["checkpoint_sha256"]
+    assert inputs["ft-b"]["predictions"] == "rescored from last.pth"
+    # the earlier predictions are checked against the folder's own results.json
+    res = json.loads((records / "results.json").read_text())
+    res["results"]["final"]["test_top1"] += 1.0
+    (records / "results.json").write_text(json.dumps(res))
+    done = subprocess.run(script + [str(records), "--reuse", "--out", str(out)],
+                          env=ENV, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 1 and "ft-a: earlier predictions' top-1" in done.stderr
 
 
 def test_study_rows_one_per_pair_and_verdicts_worded_for_their_interval() -> None:
