@@ -99,7 +99,8 @@ if [ "$STEP" = finetune ]; then
     for rec in "$OUT"/finetune/runs/ft-*; do
         [ -e "$RUNS/$(basename "$rec")/last.pth" ] || folders+=("$rec")
     done
-    python3 scripts/study_finetune.py "${folders[@]}" --reuse --data "$DATA" --out "$OUT/finetune"
+    python3 scripts/study_finetune.py "${folders[@]}" --reuse --data "$DATA" --out "$OUT/finetune" \
+        --study-json umae_eval/demo/encoders/study.json  # the fine-tuning rows `umae demo` quotes
 fi
 if [ "$STEP" = matrix ]; then
     # Issue 21: the protocol matrix of each seed's MAE / U-MAE pair on the full test split (seed 0:

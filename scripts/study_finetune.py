@@ -121,12 +121,32 @@ def _reused(folder: Path, old: dict, y_test: np.ndarray, results: dict) -> tuple
     return run, pred.astype(np.int8), record
 
 
+def update_study_json(path: Path, doc: dict, out: Path, records: list[dict]) -> None:
+    """Rewrite `path`'s `finetune` section from this comparison, numbers rounded to 4 decimals."""
+    from umae_eval.provenance import atomic_write_json
+
+    study = json.loads(path.read_text())
+    presets = sorted({(json.loads((Path(r["folder"]) / "config.json").read_text())["preset"]["name"],
+                       r["epochs"]) for r in records})
+    cfg = json.loads((Path(records[0]["folder"]) / "config.json").read_text())["preset"]
+    if len(presets) != 1:
+        raise SystemExit(f"--study-json: the runs differ in preset or epochs {presets}; one recipe per section")
+    rows = [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in doc["study_rows"]]
+    study["finetune"] = {"source": str(out), "recipe": f"umae finetune --preset {presets[0][0]} ({presets[0][1]} "
+                                                         f"epochs, batch {cfg['batch_size']}, MAE's augmentation)",
+                         "note": doc["note"], "rows": rows}
+    atomic_write_json(path, study)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", type=Path, help="finished `umae finetune` output folders")
     ap.add_argument("--data", required=True, help="the data set the runs were tuned and tested on")
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--study-json", type=Path,
+                    help="also rewrite this study.json's `finetune` section (what `umae demo` quotes), e.g. "
+                         "umae_eval/demo/encoders/study.json")
     ap.add_argument("--reuse", action="store_true",
                     help="a folder without last.pth takes its predictions from --out's earlier finetune.json")
     args = ap.parse_args()
@@ -194,6 +214,8 @@ def main() -> None:
         np.save(args.out / "predictions" / f"{name}.npy", p)
     atomic_write_json(args.out / "finetune.json", doc)
     (args.out / "finetune.md").write_text(markdown(doc))
+    if args.study_json is not None:
+        update_study_json(args.study_json, doc, args.out, records)
     print(markdown(doc))
 
 

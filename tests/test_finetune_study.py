@@ -4,6 +4,7 @@ independent resampling."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import os
@@ -152,10 +153,28 @@ def test_a_run_whose_checkpoint_is_gone_is_compared_from_its_earlier_predictions
     done = subprocess.run(script + [str(records), str(runs["b"]), "--reuse", "--out", str(tmp_path / "none")],
                           env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 1 and f"--reuse: {tmp_path / 'none' / 'finetune.json'} not found" in done.stderr
-    done = subprocess.run(script + [str(records), str(runs["b"]), "--reuse", "--out", str(out)],
-                          env=ENV, capture_output=True, text=True, timeout=600)
+    study = tmp_path / "study.json"
+    study.write_text(json.dumps({"summary": "kept", "finetune": {"rows": []}}))
+    done = subprocess.run(script + [str(records), str(runs["b"]), "--reuse", "--out", str(out),
+                                    "--study-json", str(study)], env=ENV, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     again = json.loads((out / "finetune.json").read_text())
+    section = json.loads(study.read_text())
+    assert section["summary"] == "kept"
+    assert section["finetune"]["recipe"] == "umae finetune --preset cpu-demo (1 epochs, batch 16, MAE's augmentation)"
+    assert section["finetune"]["source"] == str(out) and section["finetune"]["note"] == again["note"]
+    assert section["finetune"]["rows"] == again["study_rows"] == []  # both runs MAE: no pair
+    # the rows as the demo quotes them: rounded to 4 decimals, the rest kept
+    spec = importlib.util.spec_from_file_location("study_finetune", ROOT / "scripts" / "study_finetune.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    row = {"mode": "full", "a": "MAE", "b": "U-MAE", "seeds": [0, 1], "diff": 0.8249999999999957,
+           "boot_lo": 0.32500000000000284, "t_lo": None, "verdict": "v"}
+    mod.update_study_json(study, {"study_rows": [row], "note": "n"}, out, [{"folder": str(runs["a"]), "epochs": 1}])
+    assert json.loads(study.read_text())["finetune"]["rows"] == [{**row, "diff": 0.825, "boot_lo": 0.325}]
+    bad = [{"folder": str(runs["a"]), "epochs": 1}, {"folder": str(runs["b"]), "epochs": 2}]
+    with pytest.raises(SystemExit, match="the runs differ in preset or epochs"):
+        mod.update_study_json(study, {"study_rows": [row], "note": "n"}, out, bad)
     for key in ("runs", "per_seed", "pooled", "study_rows"):
         assert again[key] == first[key], key
     inputs = {r["name"]: r for r in again["inputs"]}
