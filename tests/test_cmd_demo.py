@@ -30,7 +30,11 @@ def test_demo_analyses_the_shipped_pair_and_a_smoke_run(tiny_demo: None, tmp_pat
             "(3 seeds; the interval covers 0)") in printed
     assert "kNN k=20: +6.4 [1.5, 11.3]" in printed and "mean classifier: +11.3 [3.6, 19.1]" in printed
     # then the fine-tuning runs, with both of their intervals
-    assert "Fine-tuning of the seed-0 encoders (reports/cifar10-mae-vs-umae-cpu/finetune" in printed
+    assert "Fine-tuning of the seed-0 encoders and a random init (reports/cifar10-mae-vs-umae-cpu/finetune" in printed
+    assert ("full, MAE − random init: +13.6 [12.7, 14.5]; [11.4, 15.8] (random init 34.0, MAE 47.6; 2 seed(s)): "
+            "MAE above random init across fine-tuning seeds (t interval over 2 seeds excludes 0)") in printed
+    assert ("last 2 blocks, U-MAE − random init: +11.2 [10.3, 12.1]; n/a (random init 33.9, U-MAE 45.2; 1 seed(s)): "
+            "U-MAE above random init beyond test-image noise (one fine-tuning seed)") in printed
     assert ("full, U-MAE − MAE: +0.8 [0.3, 1.3]; [-2.3, 3.9] (MAE 47.6, U-MAE 48.5; 2 seed(s)): U-MAE above MAE "
             "beyond test-image noise, within fine-tuning-seed noise (2 seeds)") in printed
     assert ("last 2 blocks, U-MAE − MAE: +1.4 [0.9, 2.0]; n/a (MAE 43.8, U-MAE 45.2; 1 seed(s)): U-MAE above MAE "

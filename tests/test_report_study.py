@@ -97,6 +97,7 @@ def test_finetune_table_and_lines_give_both_intervals_and_say_what_they_cover() 
     assert "Neither covers pre-training seeds" in preface.finetune_caption
     assert "of the seed-0 encoders, cpu-demo" in preface.finetune_caption  # no random-init run in these rows
     ft["rows"][1]["a"] = "random init"
+    assert finetune_lines(ft)[0].startswith("Fine-tuning of the seed-0 encoders and a random init (reports/x/")
     with_random = study_preface(1000, {"summary": "s", "numbers": numbers, "finetune": ft})
     assert "of the seed-0 encoders and a random init, cpu-demo" in with_random.finetune_caption
     assert study_preface(1000, {"summary": "s", "numbers": numbers}).finetune_table is None

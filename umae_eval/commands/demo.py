@@ -82,7 +82,7 @@ def study_preface(n_test: int, study: dict[str, Any]) -> Any:
     """What the full-test-split study of the shipped encoders found (``study``: study.json),
     its numbers as tables (over pre-training seeds where it has them), and how to read this
     run's sample numbers beside them."""
-    from umae_eval.report.study import finetune_frame, seed_count, seed_frame
+    from umae_eval.report.study import finetune_frame, random_init_clause, seed_count, seed_frame
     from umae_eval.report.summary import Preface, study_frame
 
     seeds = study.get("seeds") or {}
@@ -110,8 +110,7 @@ def study_preface(n_test: int, study: dict[str, Any]) -> Any:
     finetune = study.get("finetune") or {}
     if finetune.get("rows"):
         preface.finetune_table = finetune_frame(finetune["rows"])
-        # a random init is named only once the study holds its runs
-        random = " and a random init" if any("random init" in (r["a"], r["b"]) for r in finetune["rows"]) else ""
+        random = random_init_clause(finetune["rows"])  # named only once the study holds its runs
         preface.finetune_caption = ("Fine-tuning (the whole network, or its last blocks, trained with labels; not a "
                                     f"frozen-feature result) of the seed-0 encoders{random}, "
                                     f"{finetune.get('recipe', 'umae finetune --preset cpu-demo')}, full test split: "

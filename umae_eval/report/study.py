@@ -107,12 +107,19 @@ def finetune_frame(rows: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def random_init_clause(rows: Sequence[Mapping[str, Any]]) -> str:
+    """' and a random init' when study.json's fine-tuning rows hold a random-init run, else ''."""
+    return " and a random init" if any("random init" in (r["a"], r["b"]) for r in rows) else ""
+
+
 def finetune_lines(section: Mapping[str, Any]) -> list[str]:
     """Terminal lines for study.json's ``finetune`` section: a heading, then one line per pair."""
     rows = section.get("rows") or []
     if not rows:
         return []
-    lines = [f"Fine-tuning of the seed-0 encoders ({section.get('source', 'reports/cifar10-mae-vs-umae-cpu')}, "
+    random = random_init_clause(rows)
+    source = section.get("source", "reports/cifar10-mae-vs-umae-cpu")
+    lines = [f"Fine-tuning of the seed-0 encoders{random} ({source}, "
              f"{section.get('recipe', 'umae finetune --preset cpu-demo')}): B − A in top-1 points "
              "[95% paired bootstrap over test images; t interval over fine-tuning seeds]"]
     for r in rows:
