@@ -94,6 +94,34 @@ def _timing(folder: Path, results: dict) -> dict:
             "command_line": results.get("command_line")}
 
 
+def _rescored(folder: Path, test: SimpleNamespace, results: dict) -> tuple[FinetuneRun, np.ndarray, dict]:
+    """A run's last.pth rebuilt and scored on the test split, checked against its results.json."""
+    import torch
+
+    from umae_eval.checkpoints import load_encoder
+    from umae_eval.checkpoints.classifier import finetune_record, load_classifier
+    from umae_eval.pipeline.finetuned import predict_top5
+    from umae_eval.provenance import sha256_file
+
+    info = load_encoder(folder / "last.pth").info
+    ft_record = finetune_record(info.metadata)
+    if ft_record is None:
+        raise SystemExit(f"{folder}/last.pth is not a `umae finetune` checkpoint")
+    # the head as trained, scored by compare's own fine-tuned-classifier path
+    model = load_classifier(info.path, info.arch, ft_record)
+    top, _ = predict_top5(model, test, img_size=info.arch.img_size, mean=info.mean, std=info.std,
+                          device=torch.device("cpu"), batch_size=256)
+    pred = top[:, 0]
+    correct = pred == test.y_test
+    _check_top1(folder, correct, results, "rescored")
+    encoder, mode, seed = describe(info.metadata)
+    ft = info.metadata["finetune"]
+    record = {**_timing(folder, results), "checkpoint_sha256": sha256_file(info.path),
+              "source_sha256": ft.get("source_sha256"), "preset": ft["preset_fields"]["name"],
+              "predictions": "rescored from last.pth"}
+    return FinetuneRun(folder.name, encoder, mode, seed, correct), pred.astype(np.int8), record
+
+
 def _earlier(out: Path) -> dict[str, dict]:
     """Name -> {run, input, predictions path} of every run in an earlier finetune.json under `out`."""
     path = out / "finetune.json"
@@ -126,9 +154,9 @@ def update_study_json(path: Path, doc: dict, out: Path, records: list[dict]) -> 
     from umae_eval.provenance import atomic_write_json
 
     study = json.loads(path.read_text())
-    presets = sorted({(json.loads((Path(r["folder"]) / "config.json").read_text())["preset"]["name"],
-                       r["epochs"]) for r in records})
-    cfg = json.loads((Path(records[0]["folder"]) / "config.json").read_text())["preset"]
+    configs = [json.loads((Path(r["folder"]) / "config.json").read_text())["preset"] for r in records]
+    presets = sorted({(cfg["name"], r["epochs"]) for cfg, r in zip(configs, records)})
+    cfg = configs[0]
     if len(presets) != 1:
         raise SystemExit(f"--study-json: the runs differ in preset or epochs {presets}; one recipe per section")
     rows = [{k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()} for row in doc["study_rows"]]
@@ -153,11 +181,8 @@ def main() -> None:
 
     import torch
 
-    from umae_eval.checkpoints import load_encoder
-    from umae_eval.checkpoints.classifier import finetune_record, load_classifier
     from umae_eval.data.choose import open_dataset
-    from umae_eval.pipeline.finetuned import predict_top5
-    from umae_eval.provenance import atomic_write_json, sha256_file
+    from umae_eval.provenance import atomic_write_json
 
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     data = open_dataset(args.data, mode="memory")
@@ -171,33 +196,16 @@ def main() -> None:
             print(f"{folder}: no results.json (run not finished); left out", file=sys.stderr)
             continue
         results = json.loads(results_path.read_text())
-        if not (folder / "last.pth").exists():
-            if folder.name not in earlier:
-                raise SystemExit(f"{folder}: no last.pth to rescore and no earlier predictions of it in {args.out} "
-                                 "(pass --reuse, with --out the folder that holds finetune.json and predictions/)")
+        if (folder / "last.pth").exists():
+            run, pred, record = _rescored(folder, test, results)
+        elif folder.name in earlier:
             run, pred, record = _reused(folder, earlier[folder.name], y_test, results)
-            runs.append(run)
-            preds[folder.name] = pred
-            records.append(record)
-            continue
-        info = load_encoder(folder / "last.pth").info
-        record = finetune_record(info.metadata)
-        if record is None:
-            raise SystemExit(f"{folder}/last.pth is not a `umae finetune` checkpoint")
-        # the head as trained, scored by compare's own fine-tuned-classifier path
-        model = load_classifier(info.path, info.arch, record)
-        top, _ = predict_top5(model, test, img_size=info.arch.img_size, mean=info.mean, std=info.std,
-                              device=torch.device("cpu"), batch_size=256)
-        pred = top[:, 0]
-        correct = pred == y_test
-        _check_top1(folder, correct, results, "rescored")
-        encoder, mode, seed = describe(info.metadata)
-        runs.append(FinetuneRun(folder.name, encoder, mode, seed, correct))
-        preds[folder.name] = pred.astype(np.int8)
-        ft = info.metadata["finetune"]
-        records.append({**_timing(folder, results), "checkpoint_sha256": sha256_file(info.path),
-                        "source_sha256": ft.get("source_sha256"), "preset": ft["preset_fields"]["name"],
-                        "predictions": "rescored from last.pth"})
+        else:
+            raise SystemExit(f"{folder}: no last.pth to rescore and no earlier predictions of it in {args.out} "
+                             "(pass --reuse, with --out the folder that holds finetune.json and predictions/)")
+        runs.append(run)
+        preds[folder.name] = pred
+        records.append(record)
     if not runs:
         raise SystemExit("no finished fine-tuning run among the folders")
     comp: FinetuneComparison = compare_finetune_runs(runs, n_boot=args.n_boot)
