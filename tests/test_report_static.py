@@ -169,3 +169,28 @@ def test_horizontal_error_bars_survive_the_conversion() -> None:
     vertical = [s for s in segs if s[0][0] == s[1][0]]
     assert [sorted([s[0][0], s[1][0]]) for s in horizontal] == [[0.65, 0.8]]
     assert [sorted([s[0][1], s[1][1]]) for s in vertical] == [[1.2, 1.7]]
+
+
+@pytest.mark.parametrize("height", [300, 380, 900])
+def test_a_panel_grid_legend_sits_below_every_x_title_at_any_height(height: int) -> None:
+    """The legend under a row of panels starts below the lowest x title as drawn (CI caught 'block'
+    under the 'MAE' entry of the 380-px attention entropy / NMI figure with a fixed offset)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from umae_eval.visual.attention_stats import StatSummary
+    from umae_eval.report.visual_figures import entropy_nmi_figure
+
+    def stats(shift: float) -> dict[str, StatSummary]:
+        m = np.linspace(1.0, 2.0, 6) + shift
+        return {k: StatSummary(mean=m, lo=m - 0.1, hi=m + 0.1) for k in ("cls_entropy", "patch_entropy", "nmi")}
+
+    plot = entropy_nmi_figure([("MAE", stats(0.0)), ("U-MAE", stats(0.5))], "note")
+    plot.update_layout(height=height)
+    fig = to_matplotlib(plot)
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    (legend,) = fig.legends
+    top = legend.get_window_extent(renderer).y1
+    titles = [ax.xaxis.label.get_window_extent(renderer) for ax in fig.axes]
+    assert all(ax.xaxis.label.get_text() == "block" for ax in fig.axes)
+    assert top < min(t.y0 for t in titles), (top, [t.y0 for t in titles])
+    assert sorted(t.get_text() for t in legend.get_texts()) == ["MAE", "U-MAE"]

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 
 from umae_eval.provenance import atomic_write, project_revision
 from umae_eval.report.static_draw import (
-    BOX,
     Canvas,
     draw_annotation,
     draw_bars,
@@ -113,10 +112,20 @@ def to_matplotlib(fig: Any) -> Figure:
                                                     borderaxespad=0.0, handlelength=1.5, columnspacing=1.0,
                                                     fontsize=size)
         else:
-            # low enough to clear the x titles even when an entry is a tall formula (Σ with limits)
-            canvas.fig.legend(hs, names, loc="upper center", bbox_to_anchor=(0.5, BOX[2] - (0.14 if size else 0.1)),
+            # under the lowest x title as drawn: a fixed fraction of the height clears it on a tall
+            # figure and not on a short one (a 380-px plotly figure put 'block' over an entry)
+            canvas.fig.legend(hs, names, loc="upper center", bbox_to_anchor=(0.5, _below_axes(canvas.fig)),
                               frameon=False, ncol=min(len(hs), 5), fontsize=size)
     return canvas.fig
+
+
+def _below_axes(fig: Figure, gap_pt: float = 4.0) -> float:
+    """The figure fraction ``gap_pt`` points below the lowest ink of the axes (tick labels and x titles)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    low = min(ax.get_tightbbox(renderer).y0 for ax in fig.axes)
+    return (low - gap_pt * fig.dpi / 72.0) / (fig.get_figheight() * fig.dpi)
 
 
 def _metadata(fmt: str, title: str, settings: dict[str, str]) -> dict[str, Any]:
