@@ -118,7 +118,8 @@ if [ "$STEP" = attentive ]; then
     for s in ${SEEDS:-0 1 2}; do
         compare_seed "$s" "$MATRIX/attentive-seed$s" --methods attentive --attention-images 0
     done
-    python3 scripts/study_seeds.py "$MATRIX"/seed? "$MATRIX"/attentive-seed? --out "$OUT/seeds"
+    python3 scripts/study_seeds.py "$MATRIX"/seed? "$MATRIX"/attentive-seed? --out "$OUT/seeds" \
+        --study-json umae_eval/demo/encoders/study.json  # the seeds rows `umae demo` quotes
 fi
 if [ "$STEP" = lambda-matrix ]; then
     ENC=umae_eval/demo/encoders; MATRIX=${MATRIX:-$RUNS/matrix}

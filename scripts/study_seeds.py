@@ -9,7 +9,9 @@ higher, it writes the mean and spread over seeds and a t interval of the paired 
 (umae_eval/pipeline/seeds.py), to `<out>/seeds.json`, `seeds.csv` and `seeds.md`.
 
     python scripts/study_seeds.py /root/umae-runs/matrix/seed0 /root/umae-runs/matrix/seed1 \\
-        --out reports/cifar10-mae-vs-umae-cpu/seeds
+        --out reports/cifar10-mae-vs-umae-cpu/seeds --study-json umae_eval/demo/encoders/study.json
+
+(`--study-json` rewrites the demo's copy of the table, which `umae demo` quotes.)
 
 A seed may come in several folders (the attentive probe is run apart: hours on CPU); each
 measure must come from one of them.
@@ -138,10 +140,28 @@ def markdown(rows: list[SeedDifference]) -> str:
     return head + "\n".join(lines) + "\n"
 
 
+#: The fields of a row that `umae demo` quotes from study.json's `seeds` section, in this order.
+STUDY_FIELDS = ("measure", "seeds", "mean_a", "sd_a", "mean_b", "sd_b", "mean_diff", "sd_diff", "lo", "hi",
+                "verdict", "a", "b")
+
+
+def seeds_section(rows: list[SeedDifference], out: Path) -> dict:
+    """study.json's `seeds` section: where the table lives, the interval, one row per measure."""
+    counts = sorted({len(r.seeds) for r in rows})
+    over = (f"{counts[0]} pre-training seeds" if len(counts) == 1 else
+            f"the pre-training seeds each row lists ({counts[0]}-{counts[-1]})")
+    full = [r.to_json() for r in rows]
+    return {"source": str(out), "interval": f"Student t over {over} of the paired (same-seed) differences",
+            "rows": [{k: row[k] for k in STUDY_FIELDS} for row in full]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folders", nargs="+", type=Path, help="umae compare output folders, one per seed")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--study-json", type=Path,
+                    help="also rewrite this study.json's `seeds` section (what `umae demo` quotes), e.g. "
+                         "umae_eval/demo/encoders/study.json")
     args = ap.parse_args()
     rows, provs = aggregate(args.folders)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -157,6 +177,12 @@ def main() -> None:
             w.writerow([r.measure, " ".join(map(str, r.seeds)), r.mean_a, r.sd_a, r.mean_b, r.sd_b, r.mean_diff,
                         r.sd_diff, r.lo, r.hi, " ".join(f"{y - x:.4f}" for x, y in zip(r.a, r.b)), r.verdict])
     (args.out / "seeds.md").write_text(markdown(rows))
+    if args.study_json is not None:
+        from umae_eval.provenance import atomic_write_json
+
+        study = json.loads(args.study_json.read_text())
+        study["seeds"] = seeds_section(rows, args.out)
+        atomic_write_json(args.study_json, study)
     print(markdown(rows))
     for p in provs:
         if "blocks" in p:

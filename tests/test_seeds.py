@@ -106,3 +106,42 @@ def test_study_seeds_merges_an_attentive_folder_and_refuses_a_measure_twice(tmp_
                     [["MAE-s0", "attentive_accuracy", 1.0], ["U-MAE-s0", "attentive_accuracy", 2.0]])
     with pytest.raises(SystemExit, match="seed 0 MAE attentive_accuracy already read"):
         mod.aggregate(sorted(tmp_path.iterdir()))
+
+
+def test_study_seeds_rewrites_only_the_seeds_section_of_a_study_json(tmp_path):  # type: ignore[no-untyped-def]
+    """`--study-json` replaces the demo's `seeds` rows with the table just computed and keeps every
+    other section byte for byte; the interval names the seed counts when rows differ in them."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    for s, (mae, umae) in enumerate([(40.0, 42.0), (41.0, 44.0), (39.0, 45.0)]):
+        _compare_folder(tmp_path / f"seed{s}", s,
+                        [[f"MAE-s{s}", "mean_classifier_accuracy", mae],
+                         [f"U-MAE-s{s}", "mean_classifier_accuracy", umae]],
+                        {f"MAE-s{s}": (40, 20), f"U-MAE-s{s}": (80, 70)})
+    for s in (0, 1):
+        _compare_folder(tmp_path / f"attentive-seed{s}", s,
+                        [[f"MAE-s{s}", "attentive_accuracy", 50.0], [f"U-MAE-s{s}", "attentive_accuracy", 51.0 + s]])
+    study = tmp_path / "study.json"
+    other = {"summary": "kept", "finetune": {"rows": [{"x": 1.5}]}, "seeds": {"rows": []}}
+    study.write_text(json.dumps(other, indent=2) + "\n")
+    script = Path(__file__).resolve().parents[1] / "scripts" / "study_seeds.py"
+    folders = sorted(str(p) for p in tmp_path.glob("*seed*"))
+    proc = subprocess.run([sys.executable, str(script), *folders, "--out", str(tmp_path / "out"),
+                           "--study-json", str(study)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(study.read_text())
+    assert {k: doc[k] for k in ("summary", "finetune")} == {k: other[k] for k in ("summary", "finetune")}
+    seeds = doc["seeds"]
+    assert seeds["source"] == str(tmp_path / "out")
+    assert seeds["interval"] == ("Student t over the pre-training seeds each row lists (2-3) of the paired "
+                                 "(same-seed) differences")
+    by = {r["measure"]: r for r in seeds["rows"]}
+    assert by["mean_classifier_accuracy"]["seeds"] == [0, 1, 2] and by["attentive_accuracy"]["seeds"] == [0, 1]
+    assert by["mean_classifier_accuracy"]["mean_diff"] == pytest.approx((2 + 3 + 6) / 3)
+    assert by["attentive_accuracy"]["b"] == [51.0, 52.0]
+    table = json.loads((tmp_path / "out" / "seeds.json").read_text())["rows"]
+    assert [r["measure"] for r in table] == [r["measure"] for r in seeds["rows"]]
+    assert all(r[k] == by[r["measure"]][k] for r in table for k in _study_seeds().STUDY_FIELDS)
