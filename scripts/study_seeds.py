@@ -145,14 +145,14 @@ STUDY_FIELDS = ("measure", "seeds", "mean_a", "sd_a", "mean_b", "sd_b", "mean_di
                 "verdict", "a", "b")
 
 
-def seeds_section(rows: list[SeedDifference], out: Path) -> dict:
-    """study.json's `seeds` section: where the table lives, the interval, one row per measure."""
-    counts = sorted({len(r.seeds) for r in rows})
+def seeds_section(rows: list[dict], out: Path) -> dict:
+    """study.json's `seeds` section from seeds.json's rows: where the table lives, the interval, one
+    row per measure."""
+    counts = sorted({len(row["seeds"]) for row in rows})
     over = (f"{counts[0]} pre-training seeds" if len(counts) == 1 else
             f"the pre-training seeds each row lists ({counts[0]}-{counts[-1]})")
-    full = [r.to_json() for r in rows]
     return {"source": str(out), "interval": f"Student t over {over} of the paired (same-seed) differences",
-            "rows": [{k: row[k] for k in STUDY_FIELDS} for row in full]}
+            "rows": [{k: row[k] for k in STUDY_FIELDS} for row in rows]}
 
 
 def main() -> None:
@@ -181,7 +181,7 @@ def main() -> None:
         from umae_eval.provenance import atomic_write_json
 
         study = json.loads(args.study_json.read_text())
-        study["seeds"] = seeds_section(rows, args.out)
+        study["seeds"] = seeds_section(doc["rows"], args.out)  # the rows just written to seeds.json
         atomic_write_json(args.study_json, study)
     print(markdown(rows))
     for p in provs:

@@ -177,8 +177,8 @@ def test_a_panel_grid_legend_sits_below_every_x_title_at_any_height(height: int)
     under the 'MAE' entry of the 380-px attention entropy / NMI figure with a fixed offset)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    from umae_eval.visual.attention_stats import StatSummary
     from umae_eval.report.visual_figures import entropy_nmi_figure
+    from umae_eval.visual.attention_stats import StatSummary
 
     def stats(shift: float) -> dict[str, StatSummary]:
         m = np.linspace(1.0, 2.0, 6) + shift
